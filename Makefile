@@ -1,0 +1,71 @@
+# llamacpp-aks: one entry point for people and CI.
+#   make up STACK=dev      stand the stack up with `pulumi up` (local file backend by default)
+#   make test              every test and offline check (what .ci/run runs)
+#   make render CONFIG=Pulumi.prod.yaml OUT=render/prod
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+CHECKOV_VENV := .venv-checkov
+PY := $(VENV)/bin/python
+STACK ?= dev
+CONFIG ?= Pulumi.dev.yaml
+OUT ?= render/$(word 2,$(subst ., ,$(notdir $(CONFIG))))
+# The local file backend keeps state in ~/.pulumi; set PULUMI_BACKEND_URL to use a bucket instead.
+PULUMI_BACKEND_URL ?= file://~
+export PULUMI_BACKEND_URL
+CACHE_DIR ?= $(HOME)/.cache/llamacpp-aks
+export CACHE_DIR
+
+.PHONY: help venv up preview destroy render test lint checks bench cuda-check clean
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+
+up: $(VENV)/.installed
+	@command -v pulumi >/dev/null || { echo "make up needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
+	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
+	pulumi login "$(PULUMI_BACKEND_URL)"
+	pulumi stack select --create "$(STACK)"
+	pulumi up --stack "$(STACK)" --diff
+
+preview: $(VENV)/.installed
+	pulumi login "$(PULUMI_BACKEND_URL)"
+	pulumi preview --stack "$(STACK)" --diff
+
+destroy:
+	pulumi login "$(PULUMI_BACKEND_URL)"
+	pulumi destroy --stack "$(STACK)"
+
+render: $(VENV)/.installed
+	$(PY) -m components.render --config "$(CONFIG)" --out "$(OUT)"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+	$(PY) -m tests.timed
+
+bench: $(VENV)/.installed
+	$(PY) -m tests.bench
+
+cuda-check:
+	bash tests/cuda-check.sh
+
+clean:
+	rm -rf render .pytest_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""llamacpp-aks: Qwen2-VL 7B on AKS A10 nodes with llama-server, from one typed stack config.
+
+Reads and validates the stack config, then wires the components; no resource is declared here.
+"""
+
+import pulumi
+
+from components.cluster import AksCluster, AksClusterArgs
+from components.config import ConfigError, load_config, split_pulumi_config
+from components.gpu import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.image import LlamaCppImage, LlamaCppImageArgs
+from components.serving import ModelServer, ModelServerArgs
+
+stack = pulumi.get_stack()
+# Pulumi has no public call that lists every key; unknown keys must fail, so read the whole map.
+all_config = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+raw, secrets = split_pulumi_config(all_config)
+try:
+    config, warnings = load_config(raw, stack)
+except ConfigError as err:
+    # A RunError prints its message without a stack trace and creates nothing.
+    raise pulumi.RunError("invalid stack config:\n- " + "\n- ".join(err.problems)) from None
+for warning in warnings:
+    pulumi.log.warn(warning)
+
+cluster = AksCluster(
+    "cluster",
+    AksClusterArgs(stack, config.cluster, config.registry, config.cluster.kubelogin_mode),
+)
+device_plugin = NvidiaDevicePlugin(
+    "gpu",
+    NvidiaDevicePluginArgs(stack, config.cluster.device_plugin_image, cluster.provider),
+)
+image = LlamaCppImage(
+    "image",
+    LlamaCppImageArgs(config.image, cluster.login_server, cluster.tenant_id, (cluster.acr_push,)),
+)
+server = ModelServer(
+    "server",
+    ModelServerArgs(
+        stack,
+        config,
+        image.ref,
+        cluster.provider,
+        api_key=secrets.get("apiKey"),
+        hf_token=secrets.get("hfToken"),
+        depends_on=(device_plugin, cluster.acr_pull),
+    ),
+)
+
+pulumi.export("clusterName", cluster.cluster.name)
+pulumi.export("resourceGroup", cluster.resource_group.name)
+pulumi.export("registryLoginServer", cluster.login_server)
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("image", image.ref)
+pulumi.export("endpoint", server.endpoint)
+pulumi.export("modelAlias", server.alias)
+pulumi.export("apiKey", server.api_key)
+pulumi.export("curlExample", server.curl_example)

@@ -1,0 +1,362 @@
+"""The stack configuration schema: one pydantic model per config key, with the reference defaults.
+
+`load_config` turns a stack's raw config into a validated `StackConfig`, or raises `ConfigError`
+with every problem at once, each naming the key path, the value, the limit and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+from pydantic.alias_generators import to_camel
+
+from components.sizing import ModelShape
+
+PROJECT = "llamacpp-aks"
+SECRET_KEYS = ("hfToken", "apiKey")
+
+
+class ConfigError(Exception):
+    """A stack config that must not reach Azure; `problems` are sentences for the user."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# --- value types ---------------------------------------------------------------------------
+
+_QUANTITY_SUFFIXES = {
+    "m": Decimal("0.001"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+def parse_quantity(value: str) -> Decimal:
+    """A Kubernetes resource quantity ("8", "500m", "32Gi") as a number of base units.
+
+    The subset of k8s.io/apimachinery resource.Quantity that resource requests use; written here
+    rather than importing the kubernetes client, whose import alone costs the render a second.
+    """
+    match = _QUANTITY.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 8, 500m or 32Gi")
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation as err:  # pragma: no cover - the regex admits only decimals
+        raise ValueError(f"{value!r} is not a number") from err
+    return number * _QUANTITY_SUFFIXES.get(match.group(2) or "", Decimal(1))
+
+
+def _quantity(value: Any) -> str:
+    text = str(value)
+    parse_quantity(text)
+    return text
+
+
+def _on_off(value: Any) -> Any:
+    # YAML 1.1 readers turn a bare on/off into true/false.
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a CIDR range such as 203.0.113.0/24 ({err})") from err
+    return value
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Sha256 = Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
+KvType = Literal["f16", "bf16", "q8_0", "q4_0"]
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+# --- cluster -------------------------------------------------------------------------------
+
+
+class SystemPool(Model):
+    vm_size: str = "Standard_D4ds_v5"
+    count: Annotated[int, Field(ge=1, le=100)] = 2
+
+
+class GpuPool(Model):
+    vm_size: str = "Standard_NV36ads_A10_v5"
+    min_count: Annotated[int, Field(ge=0, le=1000)] = 1
+    max_count: Annotated[int, Field(ge=1, le=1000)] = 1
+    spot: bool = False
+    # -1 pays up to the on-demand price, so capacity, not price, is what evicts a spot node.
+    spot_max_price: float = -1
+    driver: Literal["Install", "None"] = "Install"
+    os_disk_size_gb: Annotated[int, Field(ge=30, le=2048)] = 128
+
+
+class MaintenanceWindow(Model):
+    day: Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"] = "Sunday"
+    start_hour: Annotated[int, Field(ge=0, le=23)] = 2
+    duration_hours: Annotated[int, Field(ge=4, le=24)] = 4
+
+
+class Cluster(Model):
+    location: str = "eastus"
+    kubernetes_version: str = "1.36"
+    tier: Literal["Free", "Standard", "Premium"] = "Standard"
+    zones: list[Literal["1", "2", "3"]] = []
+    authorized_ip_ranges: list[Cidr] = []
+    private_cluster: bool = False
+    entra_admin_group_object_ids: list[str] = []
+    local_accounts_disabled: bool = True
+    workload_identity: bool = True
+    azure_policy: bool = True
+    monitoring: bool = True
+    encryption_at_host: bool = True
+    upgrade_channel: Literal["none", "patch", "stable", "rapid", "node-image"] = "patch"
+    node_os_upgrade_channel: Literal["None", "Unmanaged", "NodeImage", "SecurityPatch"] = "NodeImage"
+    maintenance_window: MaintenanceWindow = MaintenanceWindow()
+    # How the Kubernetes provider logs in with kubelogin: azurecli works locally and in CI after
+    # `az login` / azure/login; workloadidentity suits a runner with a federated identity.
+    kubelogin_mode: Literal["azurecli", "workloadidentity", "msi", "spn"] = "azurecli"
+    device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
+    system_pool: SystemPool = SystemPool()
+    gpu_pool: GpuPool = GpuPool()
+
+
+# --- registry and image --------------------------------------------------------------------
+
+
+class Registry(Model):
+    sku: Literal["Basic", "Standard", "Premium"] = "Premium"
+    public_network_access: bool = True
+    retention_days: Annotated[int, Field(ge=0, le=365)] = 7
+
+
+class Image(Model):
+    llama_cpp_release: Annotated[str, Field(pattern=r"^b[0-9]+$")] = "b11434"
+    # sha256 of the llama.cpp source archive the image builds from (see image/Dockerfile).
+    llama_cpp_source_sha256: Sha256 = "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
+    cuda_version: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")] = "12.8.1"
+    cuda_architectures: Annotated[str, Field(pattern=r"^[0-9]+(;[0-9]+)*$")] = "86"
+    repository: str = "llama-server"
+    # A digest-pinned reference (repo@sha256:...) skips the build entirely.
+    prebuilt: Annotated[str, Field(pattern=r"^\S+@sha256:[0-9a-f]{64}$")] | None = None
+
+
+# --- model ---------------------------------------------------------------------------------
+
+
+class Architecture(Model):
+    layers: Annotated[int, Field(ge=1)] = 28
+    kv_heads: Annotated[int, Field(ge=1)] = 4
+    head_dim: Annotated[int, Field(ge=1)] = 128
+    max_context: Annotated[int, Field(ge=256)] = 32768
+    vocab: Annotated[int, Field(ge=1)] = 152064
+    hidden: Annotated[int, Field(ge=1)] = 3584
+
+
+class Storage(Model):
+    size_gi: Annotated[int, Field(ge=1)] = 60
+    storage_class: str = "managed-csi-premium"
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+
+
+class ModelFiles(Model):
+    repo: str = "bartowski/Qwen2-VL-7B-Instruct-GGUF"
+    revision: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")] = "3088669af444bb2b86da6272694edd905f9c5a5b"
+    file: str = "Qwen2-VL-7B-Instruct-Q4_K_M.gguf"
+    sha256: Sha256 = "30f199c2192fce1db0fbbbd484c7b2aa69ccce883890853f9807e1c837405a80"
+    mmproj_file: str = "mmproj-Qwen2-VL-7B-Instruct-f16.gguf"
+    mmproj_sha256: Sha256 = "a8f920894800b821a31a76540f14fde9dc1671003721509fc256e285e055c25d"
+    size_bytes: Annotated[int, Field(ge=1)] = 4_683_072_672
+    mmproj_size_bytes: Annotated[int, Field(ge=1)] = 1_352_635_904
+    architecture: Architecture = Architecture()
+    storage: Storage = Storage()
+
+    def url(self, file: str) -> str:
+        return f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{file}"
+
+    @property
+    def shape(self) -> ModelShape:
+        a = self.architecture
+        return ModelShape(a.layers, a.kv_heads, a.head_dim, a.max_context, a.vocab, a.hidden)
+
+
+# --- server --------------------------------------------------------------------------------
+
+
+class RequestBudget(Model):
+    images: Annotated[int, Field(ge=0, le=16)] = 1
+    image_max_tokens: Annotated[int, Field(ge=8, le=16384)] = 2048
+    prompt_tokens: Annotated[int, Field(ge=1)] = 1000
+    output_tokens: Annotated[int, Field(ge=1)] = 1024
+
+
+class ResourceAmounts(Model):
+    cpu: Quantity
+    memory: Quantity
+
+
+class Resources(Model):
+    requests: ResourceAmounts = ResourceAmounts(cpu="8", memory="32Gi")
+    limits: ResourceAmounts = ResourceAmounts(cpu="32", memory="128Gi")
+
+
+class Server(Model):
+    context_size: Annotated[int, Field(ge=256)] = 32768
+    parallel: Annotated[int, Field(ge=1, le=256)] = 8
+    batch_size: Annotated[int, Field(ge=32)] = 2048
+    ubatch_size: Annotated[int, Field(ge=32)] = 512
+    gpu_layers: Annotated[int, Field(ge=0, le=999)] = 99
+    threads: Annotated[int, Field(ge=1, le=256)] = 24
+    flash_attention: Annotated[Literal["on", "off", "auto"], BeforeValidator(_on_off)] = "on"
+    cache_type_k: KvType = "f16"
+    cache_type_v: KvType = "f16"
+    kv_unified: bool = False
+    port: Annotated[int, Field(ge=1024, le=65535)] = 8008
+    replicas: Annotated[int, Field(ge=1, le=100)] = 1
+    alias: DnsLabel = "qwen2-vl-7b-instruct"
+    request_budget: RequestBudget = RequestBudget()
+    resources: Resources = Resources()
+    vram_headroom: Annotated[float, Field(ge=0, lt=1)] = 0.10
+    # Seconds the startup probe waits for the model to load before the pod is restarted.
+    startup_timeout_seconds: Annotated[int, Field(ge=30, le=3600)] = 900
+    # Seconds in-flight requests get to finish when a pod stops.
+    termination_grace_seconds: Annotated[int, Field(ge=5, le=3600)] = 120
+
+
+class Service(Model):
+    type: Literal["ClusterIP", "InternalLoadBalancer"] = "ClusterIP"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8008
+    allowed_namespaces: list[DnsLabel] = []
+    allowed_cidrs: list[Cidr] = []
+
+
+class StackConfig(Model):
+    cluster: Cluster = Cluster()
+    registry: Registry = Registry()
+    image: Image = Image()
+    model: ModelFiles = ModelFiles()
+    server: Server = Server()
+    service: Service = Service()
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig, list[str]]:
+    """Validated config and its warnings; raises ConfigError listing every problem."""
+    from components.rules import check  # rules import this module's types
+
+    try:
+        config = StackConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError([_explain(e, raw) for e in err.errors()]) from None
+    errors, warnings = check(config, stack)
+    if errors:
+        raise ConfigError(errors)
+    return config, warnings
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = StackConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return model
+    return model
+
+
+def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    """A pydantic error as a sentence in the YAML's own key names."""
+    loc = tuple(error["loc"])
+    path = _path(loc)
+    value = error.get("input")
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean {_path((*loc[:-1], close[0]))}?" if close else ""
+        where = _path(loc[:-1]) or "the top level"
+        return (
+            f"{path} is not a known key: remove it or fix its spelling; {hint} "
+            f"known keys under {where}: {', '.join(known)}."
+        ).replace(";  known", "; known")
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"{path}={value} is below the minimum {ctx.get('ge', ctx.get('gt'))}; set {path} to at least {ctx.get('ge', ctx.get('gt'))}."
+    if kind in ("less_than_equal", "less_than"):
+        return f"{path}={value} is above the maximum {ctx.get('le', ctx.get('lt'))}; set {path} below that."
+    if kind == "literal_error":
+        return f"{path}={value!r} is not allowed; use one of {ctx.get('expected')}."
+    if kind == "string_pattern_mismatch":
+        return f"{path}={value!r} has the wrong form; it must match {ctx.get('pattern')}."
+    return f"{path}={value!r} is invalid: {error['msg']}; fix the value of {path}."
+
+
+def split_pulumi_config(all_config: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """This project's keys from Pulumi's flat config map: (plain keys as objects, secret keys).
+
+    Pulumi hands object values over as JSON text; keys of other namespaces (azure-native:location)
+    are not ours and are left alone.
+    """
+    import json
+
+    raw: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    prefix = f"{PROJECT}:"
+    for key, value in all_config.items():
+        if not key.startswith(prefix):
+            continue
+        short = key[len(prefix) :]
+        if short in SECRET_KEYS:
+            secrets[short] = value
+            continue
+        try:
+            raw[short] = json.loads(value)
+        except (TypeError, ValueError):
+            raw[short] = value
+    return raw, secrets

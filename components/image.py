@@ -1,0 +1,113 @@
+"""LlamaCppImage: builds image/ for linux/amd64 and pushes it to the stack's registry, or uses a
+digest-pinned prebuilt image and builds nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+
+from components.config import Image
+
+IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
+# ACR accepts this user name with a refresh token as the password (`az acr login --expose-token`).
+ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class LlamaCppImageArgs:
+    image: Image
+    login_server: pulumi.Input[str] | None = None
+    tenant_id: pulumi.Input[str] | None = None
+    # Makes the push wait until the deployer's AcrPush role exists.
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+
+def build_args(image: Image) -> dict[str, str]:
+    return {
+        "LLAMA_CPP_RELEASE": image.llama_cpp_release,
+        "LLAMA_CPP_SOURCE_SHA256": image.llama_cpp_source_sha256,
+        "CUDA_VERSION": image.cuda_version,
+        "CUDA_ARCHITECTURES": image.cuda_architectures,
+    }
+
+
+def content_tag(image: Image, directory: Path = IMAGE_DIR) -> str:
+    """`<release>-<hash>`: the hash covers every file of image/ and the build args, so an unchanged
+    image keeps its tag and shows no diff in preview, and any change gets a new tag."""
+    digest = hashlib.sha256(json.dumps(build_args(image), sort_keys=True).encode())
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{image.llama_cpp_release}-{digest.hexdigest()[:12]}"
+
+
+def acr_refresh_token(login_server: str, tenant_id: str, arm_token: str) -> str:
+    """Trades the deployer's Entra ID token for an ACR refresh token, as `az acr login` does
+    (learn.microsoft.com/azure/container-registry/container-registry-authentication, AAD-OAuth)."""
+    body = urllib.parse.urlencode(
+        {
+            "grant_type": "access_token",
+            "service": login_server,
+            "tenant": tenant_id,
+            "access_token": arm_token,
+        }
+    ).encode()
+    request = urllib.request.Request(f"https://{login_server}/oauth2/exchange", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)["refresh_token"]
+
+
+class LlamaCppImage(pulumi.ComponentResource):
+    """The llama-server CUDA image the serving Deployment runs."""
+
+    def __init__(self, name: str, args: LlamaCppImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llamacpp-aks:image:LlamaCppImage", name, None, opts)
+        if args.image.prebuilt:
+            self.ref: pulumi.Output[str] = pulumi.Output.from_input(args.image.prebuilt)
+            self.register_outputs({"ref": self.ref})
+            return
+
+        import pulumi_azure_native as azure  # only a build needs these SDKs
+        import pulumi_docker as docker
+
+        if args.login_server is None or args.tenant_id is None:
+            raise ValueError("building the image needs the registry's login server and tenant")
+        arm_token = azure.authorization.get_client_token_output(opts=pulumi.InvokeOutputOptions(parent=self)).token
+
+        def password(values: list[str]) -> str:
+            if pulumi.runtime.is_dry_run():
+                return ""  # preview builds nothing (build_on_preview=False), so it pushes nothing
+            return acr_refresh_token(*values)
+
+        login_server = pulumi.Output.from_input(args.login_server)
+        tag = content_tag(args.image)
+        self.image = docker.Image(
+            f"{name}-image",
+            image_name=pulumi.Output.concat(login_server, "/", args.image.repository, ":", tag),
+            build={
+                "context": str(IMAGE_DIR),
+                "dockerfile": str(IMAGE_DIR / "Dockerfile"),
+                "platform": "linux/amd64",
+                "args": build_args(args.image),
+            },
+            build_on_preview=False,
+            # pulumi-docker ignores username/password changes in its diff (pulumi-docker#498),
+            # so a fresh token each run is no change.
+            registry={
+                "server": login_server,
+                "username": ACR_TOKEN_USER,
+                "password": pulumi.Output.secret(
+                    pulumi.Output.all(login_server, args.tenant_id, arm_token).apply(password)
+                ),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        # Deploy by digest: a re-pushed tag can never change what runs.
+        self.ref = self.image.repo_digest
+        self.register_outputs({"ref": self.ref})

@@ -1,0 +1,38 @@
+"""Names, Kubernetes labels and Azure tags, all derived from the stack name and one config value.
+
+One helper so that no resource can carry a name or a version that disagrees with another.
+"""
+
+from __future__ import annotations
+
+from components.config import PROJECT
+
+
+def name(stack: str, what: str) -> str:
+    """A resource name: `llamacpp-<stack>-<what>` (lower case, valid as a DNS label)."""
+    return f"llamacpp-{stack}-{what}".lower()
+
+
+def compact_name(stack: str, what: str, suffix: str = "") -> str:
+    """A name for Azure resources that allow only letters and digits (the container registry)."""
+    return "".join(ch for ch in f"llamacpp{stack}{what}{suffix}".lower() if ch.isalnum())[:50]
+
+
+def labels(stack: str, component: str, version: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": PROJECT,
+        "app.kubernetes.io/instance": f"{PROJECT}-{stack}",
+        "app.kubernetes.io/version": version,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def selector(stack: str, component: str) -> dict[str, str]:
+    """The stable subset of `labels` that a selector may match (a version change must not orphan pods)."""
+    full = labels(stack, component, "")
+    return {k: full[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")}
+
+
+def tags(stack: str, component: str) -> dict[str, str]:
+    return {"project": PROJECT, "stack": stack, "component": component, "managed-by": "pulumi"}

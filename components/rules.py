@@ -1,0 +1,329 @@
+"""Every cross-field rule a stack config must pass before any resource is declared.
+
+Each rule returns its problems as sentences that name the key path, the value, the limit and a
+concrete fix. `check` runs them all, so a user sees every problem in one preview.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from components import sizing
+from components.catalog import (
+    AKS_KUBERNETES_VERSIONS,
+    GB,
+    GPU_VM_SIZES,
+    GpuVmSize,
+    cuda_limit_for,
+)
+from components.config import StackConfig, parse_quantity
+
+PROD_STACKS = ("prod",)
+# The model volume holds the model and projector plus their partial downloads during a resume.
+VOLUME_MARGIN = 1.2
+
+
+def gpu_vm(config: StackConfig) -> GpuVmSize | None:
+    return GPU_VM_SIZES.get(config.cluster.gpu_pool.vm_size)
+
+
+def request_tokens(config: StackConfig) -> int:
+    b = config.server.request_budget
+    return sizing.worst_case_request_tokens(b.images, b.image_max_tokens, b.prompt_tokens, b.output_tokens)
+
+
+def slot_tokens(config: StackConfig) -> int:
+    s = config.server
+    return sizing.tokens_per_slot(s.context_size, s.parallel, s.kv_unified, config.model.architecture.max_context)
+
+
+def vram(config: StackConfig) -> sizing.VramEstimate:
+    s, m = config.server, config.model
+    cells = sizing.allocated_context(s.context_size, s.parallel, s.kv_unified)
+    return sizing.vram_estimate(
+        m.shape,
+        m.size_bytes,
+        m.mmproj_size_bytes,
+        s.gpu_layers,
+        cells,
+        s.cache_type_k,
+        s.cache_type_v,
+        s.ubatch_size,
+    )
+
+
+# --- the rules -----------------------------------------------------------------------------
+
+
+def gpu_vm_size_known(c: StackConfig) -> list[str]:
+    if gpu_vm(c):
+        return []
+    return [
+        f"cluster.gpuPool.vmSize={c.cluster.gpu_pool.vm_size} is not an A10 GPU size this stack "
+        f"knows; use one of {', '.join(GPU_VM_SIZES)}."
+    ]
+
+
+def batch_holds_ubatch(c: StackConfig) -> list[str]:
+    s = c.server
+    if s.ubatch_size <= s.batch_size:
+        return []
+    return [
+        f"server.ubatchSize={s.ubatch_size} is larger than server.batchSize={s.batch_size} "
+        f"(a micro-batch is a slice of a batch); set server.ubatchSize <= {s.batch_size} or "
+        f"server.batchSize >= {s.ubatch_size}."
+    ]
+
+
+def context_within_model(c: StackConfig) -> list[str]:
+    s, max_ctx = c.server, c.model.architecture.max_context
+    per_seq = s.context_size if s.kv_unified else sizing.pad_up(s.context_size // s.parallel, sizing.LLAMA_CTX_PAD)
+    if per_seq <= max_ctx:
+        return []
+    fix_ctx = max_ctx if s.kv_unified else max_ctx * s.parallel
+    return [
+        f"server.contextSize={s.context_size} with server.parallel={s.parallel} gives "
+        f"{per_seq} tokens per slot, above the model's training context "
+        f"model.architecture.maxContext={max_ctx}; llama-server would silently cap each slot "
+        f"at {max_ctx}. Set server.contextSize <= {fix_ctx}"
+        + ("." if s.kv_unified else f" or raise server.parallel to {-(-per_seq * s.parallel // max_ctx)}.")
+    ]
+
+
+def slot_holds_request(c: StackConfig) -> list[str]:
+    s, b = c.server, c.server.request_budget
+    per_slot, need = slot_tokens(c), request_tokens(c)
+    if per_slot >= need:
+        return []
+    what = (
+        f"{b.images} image x {sizing.worst_case_image_tokens(b.image_max_tokens)} "
+        f"+ prompt {b.prompt_tokens} + output {b.output_tokens}"
+    )
+    max_ctx = c.model.architecture.max_context
+    if s.kv_unified:
+        fix = f"Set server.contextSize >= {need}" if need <= max_ctx else "Lower the request budget"
+        return [
+            f"server.contextSize={s.context_size} (unified KV) gives {per_slot} tokens to one "
+            f"request; a request needs up to {need} ({what}). {fix}."
+        ]
+    fixes = []
+    best = sizing.max_parallel_for(s.context_size, need, max_ctx)
+    if best >= 1:
+        fixes.append(f"set server.parallel <= {best}")
+    if need <= max_ctx:
+        fixes.append(f"raise server.contextSize to {sizing.min_context_for(s.parallel, need)}")
+    fixes.append("lower server.requestBudget.imageMaxTokens")
+    return [
+        f"server.parallel={s.parallel} with server.contextSize={s.context_size} gives "
+        f"{per_slot} tokens per slot, but one request may need {need} ({what}); "
+        f"{' or '.join(fixes)}."
+    ]
+
+
+def fits_gpu_memory(c: StackConfig) -> list[str]:
+    vm = gpu_vm(c)
+    if vm is None:
+        return []
+    headroom = c.server.vram_headroom
+    need = vram(c).total_bytes
+    limit = sizing.usable_gpu_bytes(vm, headroom)
+    if need <= limit:
+        return []
+    fitting = [
+        v.name
+        for v in sorted(GPU_VM_SIZES.values(), key=lambda v: (v.gpu_memory_gb, v.vcpus))
+        if sizing.usable_gpu_bytes(v, headroom) >= need
+    ]
+    fix = (
+        f"use cluster.gpuPool.vmSize={fitting[0]} (the smallest size that fits)" if fitting else "no A10 size holds it"
+    )
+    return [
+        f"the VRAM estimate {need / GB:.2f} GB for cluster.gpuPool.vmSize={vm.name} is over its "
+        f"{vm.gpu_memory_gb:g} GB less {headroom:.0%} headroom ({limit / GB:.2f} GB); {fix}, "
+        f"or lower server.contextSize, server.parallel or server.cacheTypeK/cacheTypeV."
+    ]
+
+
+def pool_counts_ordered(c: StackConfig) -> list[str]:
+    p = c.cluster.gpu_pool
+    if p.min_count <= p.max_count:
+        return []
+    return [
+        f"cluster.gpuPool.minCount={p.min_count} is above cluster.gpuPool.maxCount={p.max_count}; "
+        f"set minCount <= {p.max_count} or maxCount >= {p.min_count}."
+    ]
+
+
+def pool_holds_replicas(c: StackConfig) -> list[str]:
+    vm = gpu_vm(c)
+    if vm is None:
+        return []
+    p, replicas = c.cluster.gpu_pool, c.server.replicas
+    capacity = p.max_count * vm.gpus
+    if replicas <= capacity:
+        return []
+    return [
+        f"server.replicas={replicas} needs {replicas} GPUs, but cluster.gpuPool.maxCount="
+        f"{p.max_count} nodes of {vm.name} ({vm.gpus} GPU each) hold {capacity}; set "
+        f"cluster.gpuPool.maxCount >= {sizing.gpu_nodes_for(replicas, vm)} or server.replicas <= {capacity}."
+    ]
+
+
+def pod_fits_node(c: StackConfig) -> list[str]:
+    vm = gpu_vm(c)
+    if vm is None:
+        return []
+    node = sizing.node_allocatable(vm)
+    req = c.server.resources.requests
+    problems = []
+    cpu_millis = parse_quantity(req.cpu) * 1000
+    if cpu_millis > node.cpu_millis:
+        problems.append(
+            f"server.resources.requests.cpu={req.cpu} is more than a {vm.name} node can allocate "
+            f"({node.cpu_millis}m of {vm.vcpus} vCPU); set it <= {node.cpu_millis}m or pick a "
+            f"larger cluster.gpuPool.vmSize."
+        )
+    mem = parse_quantity(req.memory)
+    if mem > node.memory_bytes:
+        problems.append(
+            f"server.resources.requests.memory={req.memory} is more than a {vm.name} node can "
+            f"allocate ({node.memory_bytes // 2**30}Gi of {vm.memory_gib}Gi); set it <= "
+            f"{node.memory_bytes // 2**30}Gi or pick a larger cluster.gpuPool.vmSize."
+        )
+    return problems
+
+
+def limits_cover_requests(c: StackConfig) -> list[str]:
+    r = c.server.resources
+    problems = []
+    for key in ("cpu", "memory"):
+        request, limit = getattr(r.requests, key), getattr(r.limits, key)
+        if parse_quantity(limit) < parse_quantity(request):
+            problems.append(
+                f"server.resources.limits.{key}={limit} is below server.resources.requests.{key}="
+                f"{request}; Kubernetes rejects such a pod. Set limits.{key} >= {request}."
+            )
+    return problems
+
+
+def volume_holds_model(c: StackConfig) -> list[str]:
+    m = c.model
+    files = m.size_bytes + m.mmproj_size_bytes
+    need_gi = -(-round(files * VOLUME_MARGIN) // 2**30)
+    if m.storage.size_gi >= need_gi:
+        return []
+    return [
+        f"model.storage.sizeGi={m.storage.size_gi} cannot hold the model and projector "
+        f"({files / GB:.2f} GB) with {VOLUME_MARGIN - 1:.0%} margin for a resumed download; "
+        f"set model.storage.sizeGi >= {need_gi}."
+    ]
+
+
+def volume_attaches_to_replicas(c: StackConfig) -> list[str]:
+    s, st = c.server, c.model.storage
+    if s.replicas == 1 or st.access_mode == "ReadWriteMany":
+        return []
+    return [
+        f"server.replicas={s.replicas} with model.storage.accessMode=ReadWriteOnce: one disk "
+        f"attaches to one node, so the other pods would hang with a Multi-Attach error; set "
+        f"model.storage.accessMode=ReadWriteMany with model.storage.storageClass=azurefile-csi-premium, "
+        f"or server.replicas=1."
+    ]
+
+
+def kubernetes_version_supported(c: StackConfig) -> list[str]:
+    v = c.cluster.kubernetes_version
+    match = re.fullmatch(r"(1\.[0-9]+)(\.[0-9]+)?", v)
+    if match and match.group(1) in AKS_KUBERNETES_VERSIONS:
+        return []
+    return [
+        f"cluster.kubernetesVersion={v} is not a Kubernetes version AKS supports; use one of "
+        f"{', '.join(AKS_KUBERNETES_VERSIONS)} (or a patch of one, such as {AKS_KUBERNETES_VERSIONS[-1]}.0)."
+    ]
+
+
+def cuda_within_driver(c: StackConfig) -> list[str]:
+    vm = gpu_vm(c)
+    if vm is None:
+        return []
+    major, minor, _ = (int(x) for x in c.image.cuda_version.split("."))
+    limit = cuda_limit_for(vm)
+    if (major, minor) <= limit:
+        return []
+    return [
+        f"image.cudaVersion={c.image.cuda_version} is newer than CUDA {limit[0]}.{limit[1]}, the "
+        f"most the driver AKS installs on {vm.gpu_family} nodes supports; the server would fail "
+        f"to start. Set image.cudaVersion to {limit[0]}.{limit[1]}.1 or older."
+    ]
+
+
+def prod_pins_digests(c: StackConfig, stack: str) -> list[str]:
+    if stack not in PROD_STACKS:
+        return []
+    return [
+        f"model.{key} is empty on the {stack} stack; production must pin the digest of "
+        f"model.{file_key}. Set model.{key} to the sha256 shown on the file's page."
+        for key, file_key in (("sha256", "file"), ("mmprojSha256", "mmprojFile"))
+        if not getattr(c.model, "sha256" if key == "sha256" else "mmproj_sha256")
+    ]
+
+
+def private_or_authorized(c: StackConfig, stack: str) -> list[str]:
+    cl = c.cluster
+    if stack not in PROD_STACKS or cl.private_cluster or cl.authorized_ip_ranges:
+        return []
+    return [
+        f"cluster.authorizedIpRanges is empty and cluster.privateCluster is false on the {stack} "
+        f"stack: the API server would be open to the internet; list your networks in "
+        f"cluster.authorizedIpRanges or set cluster.privateCluster=true."
+    ]
+
+
+RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
+    gpu_vm_size_known,
+    batch_holds_ubatch,
+    context_within_model,
+    slot_holds_request,
+    fits_gpu_memory,
+    pool_counts_ordered,
+    pool_holds_replicas,
+    pod_fits_node,
+    limits_cover_requests,
+    volume_holds_model,
+    volume_attaches_to_replicas,
+    kubernetes_version_supported,
+    cuda_within_driver,
+)
+STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
+    prod_pins_digests,
+    private_or_authorized,
+)
+
+
+def warnings(c: StackConfig, stack: str) -> list[str]:
+    out = []
+    p = c.cluster.gpu_pool
+    if p.spot and p.min_count > 0:
+        out.append(
+            f"cluster.gpuPool.spot=true with minCount={p.min_count}: Azure may evict spot GPU "
+            f"nodes at any time, and the model server is down until a node returns."
+        )
+    for key, value in (("sha256", c.model.sha256), ("mmprojSha256", c.model.mmproj_sha256)):
+        if not value:
+            out.append(
+                f"model.{key} is empty: the first download is trusted and its digest recorded "
+                f"beside the file; pin it before production."
+            )
+    if c.server.replicas == 1:
+        out.append(
+            "server.replicas=1: updates use the Recreate strategy (the GPU is freed before the "
+            "new pod starts), so the API is down while the new pod loads the model."
+        )
+    return out
+
+
+def check(c: StackConfig, stack: str) -> tuple[list[str], list[str]]:
+    errors = [p for rule in RULES for p in rule(c)]
+    errors += [p for rule in STACK_RULES for p in rule(c, stack)]
+    return errors, warnings(c, stack)

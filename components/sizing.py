@@ -1,0 +1,176 @@
+"""Pure arithmetic of serving a GGUF model: KV cache, VRAM, tokens per slot, image tokens, node fit.
+
+No Pulumi imports: the validator, the render's summary and the docs all call these functions.
+The formulas follow the pinned llama.cpp release; each one names the code it mirrors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from components.catalog import (
+    CUDA_CONTEXT_BYTES,
+    KV_CACHE_TYPE_BYTES,
+    LLAMA_CTX_PAD,
+    NODE_ALLOCATABLE_FRACTION,
+    QWEN2VL_IMAGE_MARKER_TOKENS,
+    QWEN2VL_IMAGE_MIN_TOKENS,
+    QWEN2VL_PIXELS_PER_TOKEN_SIDE,
+    GpuVmSize,
+)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    kv_heads: int
+    head_dim: int
+    max_context: int
+    vocab: int
+    hidden: int
+
+
+def pad_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def tokens_per_slot(context: int, parallel: int, kv_unified: bool, max_context: int) -> int:
+    """Context one request can use, as llama-server computes it.
+
+    llama-context.cpp: n_ctx_seq = C with a unified KV cache, else GGML_PAD(C / N, 256);
+    server-context.cpp n_ctx_slot(): min(n_ctx_seq, n_ctx_train).
+    """
+    per_seq = context if kv_unified else pad_up(context // parallel, LLAMA_CTX_PAD)
+    return min(per_seq, max_context)
+
+
+def allocated_context(context: int, parallel: int, kv_unified: bool) -> int:
+    """Total KV cells llama.cpp allocates: N slots of the padded per-slot size, or C if unified."""
+    if kv_unified:
+        return context
+    return pad_up(context // parallel, LLAMA_CTX_PAD) * parallel
+
+
+def kv_cache_bytes(shape: ModelShape, cells: int, type_k: str, type_v: str) -> int:
+    """2 (K and V) x layers x KV heads x head size x bytes per element x cells, split per tensor type."""
+    per_cell_elems = shape.layers * shape.kv_heads * shape.head_dim
+    bytes_k = per_cell_elems * KV_CACHE_TYPE_BYTES[type_k]
+    bytes_v = per_cell_elems * KV_CACHE_TYPE_BYTES[type_v]
+    return round((bytes_k + bytes_v) * cells)
+
+
+def compute_reserve_bytes(shape: ModelShape, ubatch: int) -> int:
+    """GPU buffers beside weights and KV: the CUDA context plus the per-ubatch compute graph.
+
+    The graph is dominated by the f32 logits of one ubatch (ubatch x vocab) and the f32 activations
+    (ubatch x 4 x hidden). Checked against the reference deployment (8.4 GB measured) in the tests.
+    """
+    graph = ubatch * (shape.vocab + 4 * shape.hidden) * 4
+    return CUDA_CONTEXT_BYTES + graph
+
+
+@dataclass(frozen=True)
+class VramEstimate:
+    weights_bytes: int
+    mmproj_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.mmproj_bytes + self.kv_bytes + self.compute_bytes
+
+
+def vram_estimate(
+    shape: ModelShape,
+    weights_file_bytes: int,
+    mmproj_file_bytes: int,
+    gpu_layers: int,
+    cells: int,
+    type_k: str,
+    type_v: str,
+    ubatch: int,
+) -> VramEstimate:
+    """GPU memory of one server: offloaded share of the weights, projector, KV cache, compute.
+
+    With -ngl below the layer count, only that share of the weights and KV lives on the GPU.
+    """
+    on_gpu = min(gpu_layers, shape.layers) / shape.layers
+    return VramEstimate(
+        weights_bytes=round(weights_file_bytes * on_gpu),
+        mmproj_bytes=mmproj_file_bytes,
+        kv_bytes=round(kv_cache_bytes(shape, cells, type_k, type_v) * on_gpu),
+        compute_bytes=compute_reserve_bytes(shape, ubatch),
+    )
+
+
+def usable_gpu_bytes(vm: GpuVmSize, headroom: float) -> int:
+    return round(vm.gpu_memory_gb * 1e9 * (1 - headroom))
+
+
+def image_grid(width: int, height: int, min_tokens: int, max_tokens: int) -> tuple[int, int]:
+    """Resized image size for Qwen2-VL: Qwen's smart_resize (mtmd-image.cpp calc_size_preserved_ratio)."""
+    side = QWEN2VL_PIXELS_PER_TOKEN_SIDE
+    min_pixels = min_tokens * side * side
+    max_pixels = max_tokens * side * side
+    w_bar = max(side, round(width / side) * side)
+    h_bar = max(side, round(height / side) * side)
+    if w_bar * h_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(side, math.floor(height / beta / side) * side)
+        w_bar = max(side, math.floor(width / beta / side) * side)
+    elif w_bar * h_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / side) * side
+        w_bar = math.ceil(width * beta / side) * side
+    return w_bar, h_bar
+
+
+def tokens_per_image(width: int, height: int, max_tokens: int, min_tokens: int = QWEN2VL_IMAGE_MIN_TOKENS) -> int:
+    """Prompt tokens one image adds: one per 28x28 px of the resized image, plus the two markers."""
+    w_bar, h_bar = image_grid(width, height, min_tokens, max_tokens)
+    side = QWEN2VL_PIXELS_PER_TOKEN_SIDE
+    return (w_bar // side) * (h_bar // side) + QWEN2VL_IMAGE_MARKER_TOKENS
+
+
+def worst_case_image_tokens(max_tokens: int) -> int:
+    return max_tokens + QWEN2VL_IMAGE_MARKER_TOKENS
+
+
+def worst_case_request_tokens(images: int, image_max_tokens: int, prompt: int, output: int) -> int:
+    """Tokens one request may hold in its slot: every image at its cap, the prompt and the answer."""
+    return images * worst_case_image_tokens(image_max_tokens) + prompt + output
+
+
+def max_parallel_for(context: int, need: int, max_context: int) -> int:
+    """Largest slot count whose per-slot context still holds `need` tokens (0 if none does)."""
+    for parallel in range(max(1, context // max(need, 1)) + 1, 0, -1):
+        if tokens_per_slot(context, parallel, False, max_context) >= need:
+            return parallel
+    return 0
+
+
+def min_context_for(parallel: int, need: int) -> int:
+    """Smallest -c that gives every one of `parallel` slots `need` tokens."""
+    return pad_up(need, LLAMA_CTX_PAD) * parallel
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    cpu_millis: int
+    memory_bytes: int
+    gpus: int
+
+
+def node_allocatable(vm: GpuVmSize) -> NodeCapacity:
+    return NodeCapacity(
+        cpu_millis=math.floor(vm.vcpus * 1000 * NODE_ALLOCATABLE_FRACTION),
+        memory_bytes=math.floor(vm.memory_gib * 1024**3 * NODE_ALLOCATABLE_FRACTION),
+        gpus=vm.gpus,
+    )
+
+
+def gpu_nodes_for(replicas: int, vm: GpuVmSize) -> int:
+    """Nodes that `replicas` one-GPU pods need."""
+    return -(-replicas // vm.gpus)
