@@ -215,7 +215,8 @@ class ModelFiles(Model):
 
 class RequestBudget(Model):
     images: Annotated[int, Field(ge=0, le=16)] = 1
-    image_max_tokens: Annotated[int, Field(ge=8, le=16384)] = 2048
+    # Below 64 tokens an image is unreadable, and upscaled tiny images could exceed the cap.
+    image_max_tokens: Annotated[int, Field(ge=64, le=16384)] = 2048
     prompt_tokens: Annotated[int, Field(ge=1)] = 1000
     output_tokens: Annotated[int, Field(ge=1)] = 1024
 

@@ -143,9 +143,16 @@ def worst_case_request_tokens(images: int, image_max_tokens: int, prompt: int, o
     return images * worst_case_image_tokens(image_max_tokens) + prompt + output
 
 
+MAX_PARALLEL = 256
+
+
 def max_parallel_for(context: int, need: int, max_context: int) -> int:
-    """Largest slot count whose per-slot context still holds `need` tokens (0 if none does)."""
-    for parallel in range(max(1, context // max(need, 1)) + 1, 0, -1):
+    """Largest slot count (up to 256) whose per-slot context still holds `need` tokens, 0 if none.
+
+    Padding to 256 can add up to 255 tokens per slot, so slots up to C / (need - 255) may fit.
+    """
+    upper = min(MAX_PARALLEL, context // max(need - (LLAMA_CTX_PAD - 1), 1) + 1)
+    for parallel in range(upper, 0, -1):
         if tokens_per_slot(context, parallel, False, max_context) >= need:
             return parallel
     return 0

@@ -1,0 +1,48 @@
+"""Shared helpers: run the real program under Pulumi's mocks, render stacks once per session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components import render
+from components.config import PROJECT
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+
+
+def flat_config(raw: dict[str, Any]) -> dict[str, str]:
+    return {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+
+
+def run_stack(raw: dict[str, Any] | None = None, stack: str = "dev", secrets: dict[str, str] | None = None) -> render.RenderMocks:
+    """Runs __main__.py under mocks with this config; returns every resource it declared."""
+    flat = flat_config(raw or {})
+    flat.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
+    return render.run_program(stack, flat)
+
+
+def of_type(mocks: render.RenderMocks, typ: str) -> list[render.Recorded]:
+    return [r for r in mocks.resources if r.typ == typ]
+
+
+def one(mocks: render.RenderMocks, typ: str) -> dict[str, Any]:
+    found = of_type(mocks, typ)
+    assert len(found) == 1, f"expected one {typ}, found {len(found)}"
+    return found[0].inputs
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every stack in the repo rendered once: stack name -> render directory."""
+    out = {}
+    for path in STACK_FILES:
+        stack = path.name.split(".")[1]
+        target = tmp_path_factory.mktemp(f"render-{stack}")
+        render.render(path, target)
+        out[stack] = target
+    return out

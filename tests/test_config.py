@@ -1,0 +1,209 @@
+"""Bad stack config fails the way `pulumi preview` does: before any resource, every problem at
+once, each message naming the key path, the value, the limit and the fix."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from components.config import StackConfig, load_config
+from tests.conftest import run_stack
+
+
+def preview_problems(raw: dict, stack: str = "dev") -> list[str]:
+    """Runs the program under mocks as `pulumi preview` would; returns its config problems."""
+    with pytest.raises(pulumi.RunError) as err:
+        mocks = run_stack(raw, stack)
+        assert not mocks.resources, "a bad config must not declare any resource"
+    text = str(err.value)
+    assert text.startswith("invalid stack config:")
+    assert "Traceback" not in text and "validation error" not in text and "pydantic" not in text
+    return [line[2:] for line in text.splitlines()[1:]]
+
+
+def only(problems: list[str]) -> str:
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_defaults_reproduce_the_reference_deployment():
+    s = StackConfig().server
+    assert (s.context_size, s.parallel, s.batch_size, s.gpu_layers, s.threads, s.port) == (32768, 8, 2048, 99, 24, 8008)
+    assert s.flash_attention == "on"
+    assert (s.resources.requests.cpu, s.resources.requests.memory) == ("8", "32Gi")
+    assert (s.resources.limits.cpu, s.resources.limits.memory) == ("32", "128Gi")
+    assert StackConfig().model.storage.size_gi == 60
+
+
+def test_reference_config_is_valid_on_dev_and_prod_stack_rules():
+    config, warnings = load_config({}, "dev")
+    assert config == StackConfig()
+    assert any("Recreate" in w for w in warnings)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, "on"), (False, "off"), ("auto", "auto"), ("on", "on")])
+def test_flash_attention_accepts_yaml_1_1_booleans(value, expected):
+    config, _ = load_config({"server": {"flashAttention": value}}, "dev")
+    assert config.server.flash_attention == expected
+
+
+def test_rejects_parallel_that_leaves_no_room_for_an_image():
+    msg = only(preview_problems({"server": {"parallel": 10}}))
+    assert msg.startswith("server.parallel=10 with server.contextSize=32768 gives 3328 tokens per slot")
+    assert "may need 4074 (1 image x 2050 + prompt 1000 + output 1024)" in msg
+    assert "set server.parallel <= 8" in msg
+    assert "raise server.contextSize to 40960" in msg
+
+
+def test_rejects_unified_context_smaller_than_one_request():
+    msg = only(preview_problems({"server": {"kvUnified": True, "contextSize": 2048, "parallel": 2}}))
+    assert "server.contextSize=2048 (unified KV) gives 2048 tokens" in msg
+    assert "Set server.contextSize >= 4074" in msg
+
+
+def test_rejects_parallel_below_one():
+    msg = only(preview_problems({"server": {"parallel": 0}}))
+    assert msg == "server.parallel=0 is below the minimum 1; set server.parallel to at least 1."
+
+
+def test_rejects_slot_context_above_the_model_maximum():
+    msg = only(preview_problems({"server": {"contextSize": 65536, "parallel": 1}}))
+    assert "gives 65536 tokens per slot, above the model's training context model.architecture.maxContext=32768" in msg
+    assert "Set server.contextSize <= 32768 or raise server.parallel to 2" in msg
+
+
+def test_rejects_vram_over_the_gpu_and_names_the_smallest_size_that_fits():
+    msg = only(preview_problems({"cluster": {"gpuPool": {"vmSize": "Standard_NV12ads_A10_v5"}}}))
+    assert msg.startswith("the VRAM estimate 8.52 GB for cluster.gpuPool.vmSize=Standard_NV12ads_A10_v5 is over its 8 GB less 10% headroom (7.20 GB)")
+    assert "use cluster.gpuPool.vmSize=Standard_NV18ads_A10_v5 (the smallest size that fits)" in msg
+
+
+def test_rejects_vram_that_no_a10_size_holds():
+    raw = {"server": {"contextSize": 393216, "parallel": 12}}
+    msg = only(preview_problems(raw))
+    assert "no A10 size holds it" in msg
+
+
+def test_rejects_vram_headroom_eaten_by_a_large_context():
+    msg = only(preview_problems({"server": {"vramHeadroom": 0.7}}))
+    assert "less 70% headroom (7.20 GB)" in msg
+
+
+def test_rejects_unknown_keys_with_a_spelling_hint():
+    msg = only(preview_problems({"server": {"paralel": 4}}))
+    assert msg.startswith("server.paralel is not a known key: remove it or fix its spelling; did you mean server.parallel?")
+
+
+def test_rejects_unknown_top_level_key():
+    msg = only(preview_problems({"sever": {}}))
+    assert "sever is not a known key" in msg and "did you mean server?" in msg
+
+
+def test_rejects_min_count_above_max_count():
+    msg = only(preview_problems({"cluster": {"gpuPool": {"minCount": 3, "maxCount": 2}}}))
+    assert msg == "cluster.gpuPool.minCount=3 is above cluster.gpuPool.maxCount=2; set minCount <= 2 or maxCount >= 3."
+
+
+def test_rejects_replicas_the_gpu_pool_cannot_hold():
+    raw = {"server": {"replicas": 3}, "model": {"storage": {"accessMode": "ReadWriteMany"}}, "cluster": {"gpuPool": {"maxCount": 2}}}
+    msg = only(preview_problems(raw))
+    assert msg.startswith("server.replicas=3 needs 3 GPUs, but cluster.gpuPool.maxCount=2 nodes of Standard_NV36ads_A10_v5 (1 GPU each) hold 2")
+    assert "set cluster.gpuPool.maxCount >= 3 or server.replicas <= 2" in msg
+
+
+def test_rejects_requests_above_node_allocatable():
+    raw = {"server": {"resources": {"requests": {"cpu": "40", "memory": "500Gi"}, "limits": {"cpu": "40", "memory": "500Gi"}}}}
+    problems = preview_problems(raw)
+    assert len(problems) == 2
+    assert problems[0].startswith("server.resources.requests.cpu=40 is more than a Standard_NV36ads_A10_v5 node can allocate (32400m of 36 vCPU)")
+    assert problems[1].startswith("server.resources.requests.memory=500Gi is more than a Standard_NV36ads_A10_v5 node can allocate (396Gi of 440Gi)")
+
+
+def test_rejects_limits_below_requests():
+    raw = {"server": {"resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"cpu": "4", "memory": "32Gi"}}}}
+    msg = only(preview_problems(raw))
+    assert msg == "server.resources.limits.cpu=4 is below server.resources.requests.cpu=8; Kubernetes rejects such a pod. Set limits.cpu >= 8."
+
+
+def test_rejects_malformed_quantity():
+    msg = only(preview_problems({"server": {"resources": {"requests": {"cpu": "eight", "memory": "32Gi"}}}}))
+    assert msg.startswith("server.resources.requests.cpu='eight' is invalid")
+    assert "not a Kubernetes quantity such as 8, 500m or 32Gi" in msg
+
+
+def test_rejects_volume_too_small_for_model_and_projector():
+    msg = only(preview_problems({"model": {"storage": {"sizeGi": 6}}}))
+    assert msg.startswith("model.storage.sizeGi=6 cannot hold the model and projector (6.04 GB)")
+    assert "set model.storage.sizeGi >= 7." in msg
+
+
+def test_rejects_several_replicas_on_a_read_write_once_volume():
+    msg = only(preview_problems({"server": {"replicas": 2}, "cluster": {"gpuPool": {"maxCount": 2}}}))
+    assert msg.startswith("server.replicas=2 with model.storage.accessMode=ReadWriteOnce")
+    assert "Multi-Attach" in msg and "model.storage.accessMode=ReadWriteMany" in msg
+
+
+def test_rejects_ubatch_larger_than_batch():
+    msg = only(preview_problems({"server": {"batchSize": 256, "ubatchSize": 512}}))
+    assert msg == (
+        "server.ubatchSize=512 is larger than server.batchSize=256 (a micro-batch is a slice of a batch); "
+        "set server.ubatchSize <= 256 or server.batchSize >= 512."
+    )
+
+
+def test_rejects_unknown_gpu_vm_size():
+    msg = only(preview_problems({"cluster": {"gpuPool": {"vmSize": "Standard_NC24ads_A100_v4"}}}))
+    assert msg.startswith("cluster.gpuPool.vmSize=Standard_NC24ads_A100_v4 is not an A10 GPU size")
+    assert "Standard_NV36ads_A10_v5" in msg
+
+
+def test_rejects_unsupported_kubernetes_version():
+    msg = only(preview_problems({"cluster": {"kubernetesVersion": "1.29"}}))
+    assert msg.startswith("cluster.kubernetesVersion=1.29 is not a Kubernetes version AKS supports; use one of 1.35, 1.36, 1.37")
+
+
+def test_accepts_a_patch_version_of_a_supported_minor():
+    config, _ = load_config({"cluster": {"kubernetesVersion": "1.36.2"}}, "dev")
+    assert config.cluster.kubernetes_version == "1.36.2"
+
+
+def test_rejects_authorized_range_that_is_not_a_cidr():
+    msg = only(preview_problems({"cluster": {"authorizedIpRanges": ["10.0.0.300/24"]}}))
+    assert msg.startswith("cluster.authorizedIpRanges[0]='10.0.0.300/24' is invalid")
+
+
+def test_rejects_cuda_newer_than_the_a10_driver_supports():
+    msg = only(preview_problems({"image": {"cudaVersion": "13.0.1"}}))
+    assert "image.cudaVersion=13.0.1 is newer than CUDA 12.8" in msg
+    assert "Set image.cudaVersion to 12.8.1 or older." in msg
+
+
+def test_prod_must_pin_model_digests():
+    raw = {"model": {"sha256": "", "mmprojSha256": ""}, "cluster": {"authorizedIpRanges": ["203.0.113.0/24"]}}
+    problems = preview_problems(raw, stack="prod")
+    assert problems == [
+        "model.sha256 is empty on the prod stack; production must pin the digest of model.file. Set model.sha256 to the sha256 shown on the file's page.",
+        "model.mmprojSha256 is empty on the prod stack; production must pin the digest of model.mmprojFile. Set model.mmprojSha256 to the sha256 shown on the file's page.",
+    ]
+
+
+def test_dev_with_empty_digests_warns_instead():
+    _, warnings = load_config({"model": {"sha256": ""}}, "dev")
+    assert any(w.startswith("model.sha256 is empty: the first download is trusted") for w in warnings)
+
+
+def test_prod_must_not_expose_the_api_server_to_everyone():
+    msg = only(preview_problems({}, stack="prod"))
+    assert msg.startswith("cluster.authorizedIpRanges is empty and cluster.privateCluster is false on the prod stack")
+
+
+def test_spot_pool_with_nodes_kept_warns_about_eviction():
+    _, warnings = load_config({"cluster": {"gpuPool": {"spot": True, "minCount": 1}}}, "dev")
+    assert any("spot=true with minCount=1" in w for w in warnings)
+
+
+def test_reports_every_problem_at_once():
+    raw = {"server": {"parallel": 0, "batchSize": 256, "ubatchSize": 512, "paralel": 1}, "cluster": {"gpuPool": {"minCount": -1}}}
+    problems = preview_problems(raw)
+    assert len(problems) == 3  # schema errors first; cross-field rules run once the schema holds
+    assert {p.split("=")[0].split(" ")[0] for p in problems} == {"server.parallel", "server.paralel", "cluster.gpuPool.minCount"}
