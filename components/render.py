@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 TENANT = "11111111-1111-1111-1111-111111111111"
 DEPLOYER = "22222222-2222-2222-2222-222222222222"
-REDACTED = "<redacted: from Pulumi secret config>"
+REDACTED = "<redacted secret>"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the engine's marker of a secret value
 
 # ARM type of each azure-native resource the stack declares, and the inputs that name it
 # (path parameters, not properties), parent first.
@@ -69,6 +70,7 @@ class Recorded:
     typ: str
     name: str
     inputs: dict[str, Any]
+    provider: str | None = None
 
 
 @dataclass
@@ -80,7 +82,7 @@ class RenderMocks:
 
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.resources.append(Recorded(args.typ, args.name, inputs))
+        self.resources.append(Recorded(args.typ, args.name, inputs, args.provider))
         outputs = dict(inputs)
         arm = ARM_TYPES.get(args.typ)
         if arm:
@@ -100,7 +102,7 @@ class RenderMocks:
             name = inputs["imageName"]
             digest = hashlib.sha256(name.encode()).hexdigest()
             outputs["repoDigest"] = f"{name.rsplit(':', 1)[0]}@sha256:{digest}"
-        return f"{args.name}-id", outputs
+        return outputs.get("id", f"{args.name}-id"), outputs
 
     def call(self, args: Any) -> dict[str, Any]:
         if args.token == "azure-native:authorization:getClientConfig":
@@ -176,9 +178,20 @@ def api_version(typ: str) -> str:
     return match.group(1)
 
 
+def redacted(value: Any) -> Any:
+    """A secret's shape with its values hidden: the render is for review and is never secret."""
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return REDACTED
+
+
 def normalized(value: Any) -> Any:
-    """Engine values as a person writes them: whole numbers as ints (the engine's wire format
-    carries every number as a double) and mapping keys sorted, so renders diff cleanly."""
+    """Engine values as a person writes them: secrets redacted, whole numbers as ints (the
+    engine's wire format carries every number as a double) and mapping keys sorted."""
+    if isinstance(value, dict) and SECRET_SIG in value:
+        return redacted(value["value"])
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
@@ -240,7 +253,7 @@ def manifests(resources: list[Recorded]) -> list[dict[str, Any]]:
         if obj.get("kind") == "Secret":
             for key in ("data", "stringData"):
                 if key in obj:
-                    obj[key] = {k: REDACTED for k in obj[key]}
+                    obj[key] = redacted(obj[key])
         objs.append(obj)
 
     def order(o: dict[str, Any]) -> tuple[int, str]:

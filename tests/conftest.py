@@ -19,7 +19,9 @@ def flat_config(raw: dict[str, Any]) -> dict[str, str]:
     return {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
-def run_stack(raw: dict[str, Any] | None = None, stack: str = "dev", secrets: dict[str, str] | None = None) -> render.RenderMocks:
+def run_stack(
+    raw: dict[str, Any] | None = None, stack: str = "dev", secrets: dict[str, str] | None = None
+) -> render.RenderMocks:
     """Runs __main__.py under mocks with this config; returns every resource it declared."""
     flat = flat_config(raw or {})
     flat.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
@@ -34,6 +36,15 @@ def one(mocks: render.RenderMocks, typ: str) -> dict[str, Any]:
     found = of_type(mocks, typ)
     assert len(found) == 1, f"expected one {typ}, found {len(found)}"
     return found[0].inputs
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for a secret value
+
+
+def unsecret(value: Any) -> Any:
+    """The plain value inside a Pulumi secret, asserting that it is one."""
+    assert isinstance(value, dict) and SECRET_SIG in value, f"{value!r} is not a secret"
+    return value["value"]
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,9 @@ def test_rejects_slot_context_above_the_model_maximum():
 
 def test_rejects_vram_over_the_gpu_and_names_the_smallest_size_that_fits():
     msg = only(preview_problems({"cluster": {"gpuPool": {"vmSize": "Standard_NV12ads_A10_v5"}}}))
-    assert msg.startswith("the VRAM estimate 8.52 GB for cluster.gpuPool.vmSize=Standard_NV12ads_A10_v5 is over its 8 GB less 10% headroom (7.20 GB)")
+    assert msg.startswith(
+        "the VRAM estimate 8.52 GB for cluster.gpuPool.vmSize=Standard_NV12ads_A10_v5 is over its 8 GB less 10% headroom (7.20 GB)"
+    )
     assert "use cluster.gpuPool.vmSize=Standard_NV18ads_A10_v5 (the smallest size that fits)" in msg
 
 
@@ -91,7 +93,9 @@ def test_rejects_vram_headroom_eaten_by_a_large_context():
 
 def test_rejects_unknown_keys_with_a_spelling_hint():
     msg = only(preview_problems({"server": {"paralel": 4}}))
-    assert msg.startswith("server.paralel is not a known key: remove it or fix its spelling; did you mean server.parallel?")
+    assert msg.startswith(
+        "server.paralel is not a known key: remove it or fix its spelling; did you mean server.parallel?"
+    )
 
 
 def test_rejects_unknown_top_level_key():
@@ -105,24 +109,43 @@ def test_rejects_min_count_above_max_count():
 
 
 def test_rejects_replicas_the_gpu_pool_cannot_hold():
-    raw = {"server": {"replicas": 3}, "model": {"storage": {"accessMode": "ReadWriteMany"}}, "cluster": {"gpuPool": {"maxCount": 2}}}
+    raw = {
+        "server": {"replicas": 3},
+        "model": {"storage": {"accessMode": "ReadWriteMany"}},
+        "cluster": {"gpuPool": {"maxCount": 2}},
+    }
     msg = only(preview_problems(raw))
-    assert msg.startswith("server.replicas=3 needs 3 GPUs, but cluster.gpuPool.maxCount=2 nodes of Standard_NV36ads_A10_v5 (1 GPU each) hold 2")
+    assert msg.startswith(
+        "server.replicas=3 needs 3 GPUs, but cluster.gpuPool.maxCount=2 nodes of Standard_NV36ads_A10_v5 (1 GPU each) hold 2"
+    )
     assert "set cluster.gpuPool.maxCount >= 3 or server.replicas <= 2" in msg
 
 
 def test_rejects_requests_above_node_allocatable():
-    raw = {"server": {"resources": {"requests": {"cpu": "40", "memory": "500Gi"}, "limits": {"cpu": "40", "memory": "500Gi"}}}}
+    raw = {
+        "server": {
+            "resources": {"requests": {"cpu": "40", "memory": "500Gi"}, "limits": {"cpu": "40", "memory": "500Gi"}}
+        }
+    }
     problems = preview_problems(raw)
     assert len(problems) == 2
-    assert problems[0].startswith("server.resources.requests.cpu=40 is more than a Standard_NV36ads_A10_v5 node can allocate (32400m of 36 vCPU)")
-    assert problems[1].startswith("server.resources.requests.memory=500Gi is more than a Standard_NV36ads_A10_v5 node can allocate (396Gi of 440Gi)")
+    assert problems[0].startswith(
+        "server.resources.requests.cpu=40 is more than a Standard_NV36ads_A10_v5 node can allocate (32400m of 36 vCPU)"
+    )
+    assert problems[1].startswith(
+        "server.resources.requests.memory=500Gi is more than a Standard_NV36ads_A10_v5 node can allocate (396Gi of 440Gi)"
+    )
 
 
 def test_rejects_limits_below_requests():
-    raw = {"server": {"resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"cpu": "4", "memory": "32Gi"}}}}
+    raw = {
+        "server": {"resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"cpu": "4", "memory": "32Gi"}}}
+    }
     msg = only(preview_problems(raw))
-    assert msg == "server.resources.limits.cpu=4 is below server.resources.requests.cpu=8; Kubernetes rejects such a pod. Set limits.cpu >= 8."
+    assert (
+        msg
+        == "server.resources.limits.cpu=4 is below server.resources.requests.cpu=8; Kubernetes rejects such a pod. Set limits.cpu >= 8."
+    )
 
 
 def test_rejects_malformed_quantity():
@@ -159,7 +182,9 @@ def test_rejects_unknown_gpu_vm_size():
 
 def test_rejects_unsupported_kubernetes_version():
     msg = only(preview_problems({"cluster": {"kubernetesVersion": "1.29"}}))
-    assert msg.startswith("cluster.kubernetesVersion=1.29 is not a Kubernetes version AKS supports; use one of 1.35, 1.36, 1.37")
+    assert msg.startswith(
+        "cluster.kubernetesVersion=1.29 is not a Kubernetes version AKS supports; use one of 1.35, 1.36, 1.37"
+    )
 
 
 def test_accepts_a_patch_version_of_a_supported_minor():
@@ -203,7 +228,14 @@ def test_spot_pool_with_nodes_kept_warns_about_eviction():
 
 
 def test_reports_every_problem_at_once():
-    raw = {"server": {"parallel": 0, "batchSize": 256, "ubatchSize": 512, "paralel": 1}, "cluster": {"gpuPool": {"minCount": -1}}}
+    raw = {
+        "server": {"parallel": 0, "batchSize": 256, "ubatchSize": 512, "paralel": 1},
+        "cluster": {"gpuPool": {"minCount": -1}},
+    }
     problems = preview_problems(raw)
     assert len(problems) == 3  # schema errors first; cross-field rules run once the schema holds
-    assert {p.split("=")[0].split(" ")[0] for p in problems} == {"server.parallel", "server.paralel", "cluster.gpuPool.minCount"}
+    assert {p.split("=")[0].split(" ")[0] for p in problems} == {
+        "server.parallel",
+        "server.paralel",
+        "cluster.gpuPool.minCount",
+    }

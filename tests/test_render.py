@@ -1,0 +1,117 @@
+"""The offline render: what `make render` writes for each stack, and how it fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT, STACK_FILES
+
+ARM_FIELDS = {"type", "apiVersion", "name", "location", "properties"}
+
+
+def test_every_stack_in_the_repo_renders(rendered):
+    assert set(rendered) == {p.name.split(".")[1] for p in STACK_FILES} >= {"dev", "prod"}
+
+
+def test_manifests_are_applyable_objects(rendered):
+    for stack, out in rendered.items():
+        files = sorted((out / "kubernetes").glob("*.yaml"))
+        kinds = set()
+        for file in files:
+            obj = yaml.safe_load(file.read_text())
+            assert {"apiVersion", "kind", "metadata"} <= obj.keys(), file
+            assert obj["metadata"]["name"], file
+            kinds.add(obj["kind"])
+        assert {
+            "Namespace",
+            "Secret",
+            "PersistentVolumeClaim",
+            "DaemonSet",
+            "Deployment",
+            "Service",
+            "NetworkPolicy",
+        } <= kinds, stack
+
+
+def test_namespaces_come_before_the_objects_in_them(rendered):
+    names = [f.name for f in sorted((rendered["dev"] / "kubernetes").glob("*.yaml"))]
+    assert names[0].startswith("00-namespace-") and names[1].startswith("01-namespace-")
+
+
+def test_azure_template_is_an_arm_deployment_template(rendered):
+    for stack, out in rendered.items():
+        template = json.loads((out / "azure" / "template.json").read_text())
+        assert template["$schema"].endswith("deploymentTemplate.json#")
+        types = {r["type"] for r in template["resources"]}
+        assert {
+            "Microsoft.Resources/resourceGroups",
+            "Microsoft.ContainerService/managedClusters",
+            "Microsoft.ContainerService/managedClusters/agentPools",
+            "Microsoft.ContainerRegistry/registries",
+            "Microsoft.Authorization/roleAssignments",
+        } <= types, stack
+        for resource in template["resources"]:
+            assert resource.keys() >= ARM_FIELDS, resource["type"]
+            assert resource["apiVersion"][:4].isdigit()
+
+
+def test_cluster_api_version_is_the_pinned_sdk_default(rendered):
+    template = json.loads((rendered["prod"] / "azure" / "template.json").read_text())
+    cluster = next(r for r in template["resources"] if r["type"] == "Microsoft.ContainerService/managedClusters")
+    assert cluster["apiVersion"] == "2025-09-01"
+    assert cluster["properties"]["agentPoolProfiles"][0]["mode"] == "System"
+
+
+def test_checkov_skips_travel_with_their_reason(rendered):
+    template = json.loads((rendered["dev"] / "azure" / "template.json").read_text())
+    registry = next(r for r in template["resources"] if r["type"] == "Microsoft.ContainerRegistry/registries")
+    skips = registry["metadata"]["checkov"]
+    assert any(s.startswith("checkov:skip=CKV_AZURE_166: quarantine") for s in skips)
+
+
+def test_secrets_are_redacted(rendered):
+    for out in rendered.values():
+        text = "".join(f.read_text() for f in (out / "kubernetes").glob("*secret*.yaml"))
+        assert "render-placeholder-api-key" not in text
+        assert "<redacted secret>" in text
+
+
+def test_summary_has_the_sizing_tables(rendered):
+    text = (rendered["dev"] / "summary.md").read_text()
+    assert "| **Total estimate** | **8.52 GB** | of 24 GB on Standard_NV36ads_A10_v5 |" in text
+    assert "| Per slot | 4096 |" in text
+    assert "| Worst-case request | 4074 |" in text
+    assert "| Update strategy | Recreate |" in text
+
+
+def run_render(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "components.render", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+def test_invalid_config_exits_1_with_the_messages_only(tmp_path: Path):
+    bad = tmp_path / "Pulumi.broken.yaml"
+    bad.write_text("config:\n  llamacpp-aks:server:\n    parallel: 12\n    ubatchSize: 4096\n")
+    result = run_render("--config", str(bad), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"{bad}: invalid stack config:"
+    assert lines[1].startswith("- server.ubatchSize=4096 is larger than server.batchSize=2048")
+    assert lines[2].startswith("- server.parallel=12 with server.contextSize=32768 gives 2816 tokens per slot")
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_render_defaults_to_the_dev_stack(tmp_path: Path):
+    result = subprocess.run(
+        ["make", "-s", "render", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rendered Pulumi.dev.yaml" in result.stdout
+    assert (tmp_path / "summary.md").read_text().startswith("# Sizing of stack `dev`")
