@@ -64,8 +64,8 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m tests.bench
 
-cuda-check:
-	bash tests/cuda-check.sh
+cuda-check: $(VENV)/.installed
+	$(PY) -m tests.llama_build cuda
 
 clean:
 	rm -rf render .pytest_cache .ruff_cache

@@ -221,14 +221,19 @@ class RequestBudget(Model):
     output_tokens: Annotated[int, Field(ge=1)] = 1024
 
 
-class ResourceAmounts(Model):
-    cpu: Quantity
-    memory: Quantity
+class Requests(Model):
+    cpu: Quantity = "8"
+    memory: Quantity = "32Gi"
+
+
+class Limits(Model):
+    cpu: Quantity = "32"
+    memory: Quantity = "128Gi"
 
 
 class Resources(Model):
-    requests: ResourceAmounts = ResourceAmounts(cpu="8", memory="32Gi")
-    limits: ResourceAmounts = ResourceAmounts(cpu="32", memory="128Gi")
+    requests: Requests = Requests()
+    limits: Limits = Limits()
 
 
 class Server(Model):
@@ -333,6 +338,8 @@ def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
         return f"{path}={value} is above the maximum {ctx.get('le', ctx.get('lt'))}; set {path} below that."
     if kind == "literal_error":
         return f"{path}={value!r} is not allowed; use one of {ctx.get('expected')}."
+    if kind == "missing":
+        return f"{path} is required; set it in the stack config."
     if kind == "string_pattern_mismatch":
         return f"{path}={value!r} has the wrong form; it must match {ctx.get('pattern')}."
     return f"{path}={value!r} is invalid: {error['msg']}; fix the value of {path}."
