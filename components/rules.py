@@ -78,7 +78,8 @@ def batch_holds_ubatch(c: StackConfig) -> list[str]:
 
 def context_within_model(c: StackConfig) -> list[str]:
     s, max_ctx = c.server, c.model.architecture.max_context
-    per_seq = s.context_size if s.kv_unified else sizing.pad_up(s.context_size // s.parallel, sizing.LLAMA_CTX_PAD)
+    n_ctx = sizing.padded_context(s.context_size)
+    per_seq = n_ctx if s.kv_unified else sizing.pad_up(n_ctx // s.parallel, sizing.LLAMA_CTX_PAD)
     if per_seq <= max_ctx:
         return []
     fix_ctx = max_ctx if s.kv_unified else max_ctx * s.parallel

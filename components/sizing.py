@@ -35,21 +35,28 @@ def pad_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def padded_context(context: int) -> int:
+    """-c as llama.cpp uses it: GGML_PAD(n_ctx, 256) in llama-context.cpp."""
+    return pad_up(context, LLAMA_CTX_PAD)
+
+
 def tokens_per_slot(context: int, parallel: int, kv_unified: bool, max_context: int) -> int:
     """Context one request can use, as llama-server computes it.
 
-    llama-context.cpp: n_ctx_seq = C with a unified KV cache, else GGML_PAD(C / N, 256);
-    server-context.cpp n_ctx_slot(): min(n_ctx_seq, n_ctx_train).
+    llama-context.cpp: n_ctx = GGML_PAD(C, 256); n_ctx_seq = n_ctx with a unified KV cache, else
+    GGML_PAD(n_ctx / N, 256); server-context.cpp n_ctx_slot(): min(n_ctx_seq, n_ctx_train).
     """
-    per_seq = context if kv_unified else pad_up(context // parallel, LLAMA_CTX_PAD)
+    n_ctx = padded_context(context)
+    per_seq = n_ctx if kv_unified else pad_up(n_ctx // parallel, LLAMA_CTX_PAD)
     return min(per_seq, max_context)
 
 
 def allocated_context(context: int, parallel: int, kv_unified: bool) -> int:
-    """Total KV cells llama.cpp allocates: N slots of the padded per-slot size, or C if unified."""
+    """Total KV cells llama.cpp allocates: N slots of the padded per-slot size, or padded C if unified."""
+    n_ctx = padded_context(context)
     if kv_unified:
-        return context
-    return pad_up(context // parallel, LLAMA_CTX_PAD) * parallel
+        return n_ctx
+    return pad_up(n_ctx // parallel, LLAMA_CTX_PAD) * parallel
 
 
 def kv_cache_bytes(shape: ModelShape, cells: int, type_k: str, type_v: str) -> int:

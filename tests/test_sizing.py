@@ -41,10 +41,12 @@ def test_vram_counts_only_offloaded_layers():
     ("context", "parallel", "unified", "expected"),
     [
         (32768, 8, False, 4096),  # the reference deployment
+        (8000, 3, False, 2816),  # -c padded to 8192 first, then 2730 padded to 2816
         (32768, 3, False, 11008),  # 10922 padded up to a multiple of 256
         (65536, 1, False, 32768),  # capped at the training context
         (32768, 8, True, 32768),  # unified: one request may use it all
         (100000, 4, True, 32768),  # unified is capped too
+        (3000, 2, True, 3072),  # unified -c is padded to 256 too
     ],
 )
 def test_tokens_per_slot_follows_llama_cpp(context, parallel, unified, expected):

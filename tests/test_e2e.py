@@ -1,0 +1,357 @@
+"""End to end against the real llama-server of the pinned release (CPU build), serving a tiny
+Qwen2-VL made here: the rendered command, the sizing rules and the model fetch path, proven."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from components import sizing
+from components.config import load_config
+from tests.conftest import ROOT, one, run_stack
+from tests.httpfiles import FileServer
+from tests.llama_build import build, source_tree
+from tests.tiny_qwen2vl import TEXT, TinyModel, vocabulary, write_tiny_qwen2vl
+
+pytestmark = pytest.mark.e2e
+
+API_KEY = "e2e-test-key"
+HF = "https://huggingface.co"
+# The stack under test: the reference layout, sized for the tiny model and a 2-core machine.
+BUDGET = {"images": 1, "imageMaxTokens": 256, "promptTokens": 400, "outputTokens": 300}
+
+
+def stack_config(model: TinyModel) -> dict:
+    head_dim = TEXT["embd"] // TEXT["heads"]
+    return {
+        "model": {
+            "file": model.text.name,
+            "sha256": hashlib.sha256(model.text.read_bytes()).hexdigest(),
+            "sizeBytes": model.text.stat().st_size,
+            "mmprojFile": model.mmproj.name,
+            "mmprojSha256": hashlib.sha256(model.mmproj.read_bytes()).hexdigest(),
+            "mmprojSizeBytes": model.mmproj.stat().st_size,
+            "architecture": {
+                "layers": TEXT["layers"],
+                "kvHeads": TEXT["kv_heads"],
+                "headDim": head_dim,
+                "maxContext": model.max_context,
+                "vocab": len(vocabulary()[0]),
+                "hidden": TEXT["embd"],
+            },
+            "storage": {"sizeGi": 1},
+        },
+        "server": {"contextSize": 2048, "parallel": 2, "threads": 2, "alias": "tiny-qwen2-vl", "requestBudget": BUDGET},
+    }
+
+
+def png(width: int, height: int) -> bytes:
+    rows = b"".join(
+        b"\x00" + bytes((x * 7 + y * 3) % 256 for x in range(width) for _ in range(3)) for y in range(height)
+    )
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen
+    health: list[int | None]  # what /health answered while starting (None: refused)
+    startup_seconds: float
+
+    def request(self, path: str, body: dict | None = None, key: str | None = API_KEY) -> tuple[int, dict | str]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                text = r.read().decode()
+                status = r.status
+        except urllib.error.HTTPError as err:
+            text, status = err.read().decode(), err.code
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def chat(
+        self, images: list[bytes], text: str = "Describe the image.", max_tokens: int = 8, key: str | None = API_KEY
+    ):
+        content = [{"type": "text", "text": text}]
+        content += [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(i).decode()}}
+            for i in images
+        ]
+        body = {
+            "model": "tiny-qwen2-vl",
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens,
+            "cache_prompt": False,
+        }
+        return self.request("/v1/chat/completions", body, key)
+
+
+def start(binary: Path, args: list[str]) -> Iterator[Server]:
+    port = free_port()
+    args = list(args)
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    started = time.monotonic()
+    process = subprocess.Popen([str(binary), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base, health = f"http://127.0.0.1:{port}", []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"llama-server exited: {process.stderr.read()[-3000:]}"
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                health.append(r.status)
+                break
+        except urllib.error.HTTPError as err:
+            health.append(err.code)
+        except (urllib.error.URLError, ConnectionError):
+            health.append(None)
+        time.sleep(0.05)
+    server = Server(base, process, health, time.monotonic() - started)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    return build(cuda=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    gguf_py = str(source_tree() / "gguf-py")
+    sys.path.insert(0, gguf_py)
+    try:
+        import gguf  # the gguf-py of the pinned release's own tree
+    finally:
+        sys.path.remove(gguf_py)
+    return write_tiny_qwen2vl(gguf, tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def rendered_pod(tiny: TinyModel) -> dict:
+    """The pod spec the program renders for the test stack."""
+    mocks = run_stack(stack_config(tiny), "dev")
+    return one(mocks, "kubernetes:apps/v1:Deployment")["spec"]["template"]["spec"]
+
+
+@pytest.fixture(scope="module")
+def hub(tiny: TinyModel) -> Iterator[FileServer]:
+    """A loopback stand-in for the Hugging Face file URLs the init containers fetch."""
+    root = tiny.text.parent
+    server = FileServer(root)
+    yield server
+    server.close()
+
+
+def run_init_containers(pod: dict, hub: FileServer, volume: Path) -> None:
+    """Runs the rendered init containers' fetch command, with only the host and volume swapped."""
+    for init in pod["initContainers"]:
+        url, dest, digest = init["args"]
+        local_url = hub.url(url.rsplit("/", 1)[-1])
+        assert url.startswith(HF + "/")
+        result = subprocess.run(
+            ["sh", str(ROOT / "image" / "fetch-model.sh"), local_url, str(volume / Path(dest).name), digest],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, f"{init['name']}: {result.stderr}"
+
+
+def local_args(pod: dict, volume: Path, key_file: Path) -> list[str]:
+    """The rendered server args with only paths swapped for local ones."""
+    container = next(c for c in pod["containers"] if c["name"] == "llama-server")
+    args = list(container["args"])
+    for flag_name in ("-m", "--mmproj"):
+        args[args.index(flag_name) + 1] = str(volume / Path(args[args.index(flag_name) + 1]).name)
+    args[args.index("--api-key-file") + 1] = str(key_file)
+    return args
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory, rendered_pod, hub) -> Path:
+    v = tmp_path_factory.mktemp("volume")
+    run_init_containers(rendered_pod, hub, v)
+    return v
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory) -> Path:
+    f = tmp_path_factory.mktemp("secrets") / "api-key"
+    f.write_text(API_KEY + "\n")
+    return f
+
+
+@pytest.fixture(scope="module")
+def server(binary, rendered_pod, volume, key_file) -> Iterator[Server]:
+    yield from start(binary, local_args(rendered_pod, volume, key_file))
+
+
+@pytest.fixture(scope="module")
+def config(tiny):
+    return load_config(stack_config(tiny), "dev")[0]
+
+
+def test_fetch_put_both_files_in_the_volume_verified(volume, tiny):
+    for model_file in (tiny.text, tiny.mmproj):
+        fetched = volume / model_file.name
+        assert fetched.read_bytes() == model_file.read_bytes()
+        assert (volume / f"{model_file.name}.sha256").read_text().strip() == hashlib.sha256(
+            fetched.read_bytes()
+        ).hexdigest()
+
+
+def test_health_is_unavailable_while_loading_then_ok(server):
+    assert server.health[-1] == 200, server.health
+    assert all(h in (None, 503) for h in server.health[:-1]), server.health
+    status, body = server.request("/health", key=None)
+    assert (status, body) == (200, {"status": "ok"})
+
+
+def test_chat_needs_the_api_key(server):
+    status, _ = server.chat([png(56, 56)], key=None)
+    assert status == 401
+    status, _ = server.chat([png(56, 56)], key="wrong-key")
+    assert status == 401
+
+
+def test_image_chat_with_the_key_answers_with_usage(server):
+    status, body = server.chat([png(224, 224)])
+    assert status == 200, body
+    assert body["usage"]["prompt_tokens"] > 66 and body["usage"]["completion_tokens"] >= 1
+    assert body["model"] == "tiny-qwen2-vl"
+
+
+def test_metrics_export_the_names_scraping_and_draining_use(server):
+    status, text = server.request("/metrics")
+    assert status == 200
+    names = {line.split(" ")[0].split("{")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    for metric in (
+        "llamacpp:prompt_tokens_total",
+        "llamacpp:tokens_predicted_total",
+        "llamacpp:requests_processing",
+        "llamacpp:requests_deferred",
+    ):
+        assert metric in names
+    assert server.request("/metrics", key=None)[0] == 401
+
+
+@pytest.mark.parametrize(("width", "height"), [(56, 56), (224, 224), (448, 448), (1000, 700), (300, 120)])
+def test_tokens_per_image_match_the_sizing_model(server, config, width, height):
+    text_only = server.chat([])
+    with_image = server.chat([png(width, height)])
+    assert text_only[0] == with_image[0] == 200
+    added = with_image[1]["usage"]["prompt_tokens"] - text_only[1]["usage"]["prompt_tokens"]
+    assert added == sizing.tokens_per_image(width, height, max_tokens=config.server.request_budget.image_max_tokens)
+
+
+def test_request_the_validator_admits_fits_its_slot(server, config):
+    b = config.server.request_budget
+    per_slot = sizing.tokens_per_slot(
+        config.server.context_size, config.server.parallel, False, config.model.architecture.max_context
+    )
+    assert sizing.worst_case_request_tokens(b.images, b.image_max_tokens, b.prompt_tokens, b.output_tokens) <= per_slot
+    text = "a" * 300  # one byte token per letter in the tiny vocabulary
+    status, body = server.chat([], text=text)
+    assert status == 200 and body["usage"]["prompt_tokens"] <= b.prompt_tokens, body
+    status, body = server.chat([png(1200, 1200)], text=text, max_tokens=b.output_tokens)
+    assert status == 200, body
+
+
+def test_request_the_validator_rejects_gets_http_400(server, config):
+    b = config.server.request_budget
+    per_slot = sizing.tokens_per_slot(
+        config.server.context_size, config.server.parallel, False, config.model.architecture.max_context
+    )
+    images = 4
+    assert sizing.worst_case_request_tokens(images, b.image_max_tokens, 0, 0) > per_slot
+    status, body = server.chat([png(448, 448)] * images, max_tokens=8)
+    assert status == 400
+    assert body["error"]["type"] == "exceed_context_size_error"
+
+
+def test_drain_hook_returns_once_the_server_is_idle(server, key_file):
+    port = server.base.rsplit(":", 1)[1]
+    started = time.monotonic()
+    result = subprocess.run(
+        ["sh", str(ROOT / "image" / "drain.sh"), port, str(key_file), "30"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("context", "parallel", "unified"),
+    [(2048, 2, False), (8000, 3, False), (16384, 2, False), (3000, 2, True), (8192, 2, True)],
+)
+def test_per_slot_context_of_the_server_equals_ours(
+    binary, rendered_pod, volume, key_file, tiny, context, parallel, unified
+):
+    args = local_args(rendered_pod, volume, key_file)
+    args[args.index("-c") + 1] = str(context)
+    args[args.index("-np") + 1] = str(parallel)
+    args[args.index("--no-kv-unified")] = "--kv-unified" if unified else "--no-kv-unified"
+    for s in start(binary, args):
+        status, props = s.request("/props")
+        assert status == 200
+        assert props["default_generation_settings"]["n_ctx"] == sizing.tokens_per_slot(
+            context, parallel, unified, tiny.max_context
+        )
+
+
+def test_second_start_downloads_nothing(rendered_pod, hub, volume):
+    hub.requests.clear()
+    run_init_containers(rendered_pod, hub, volume)
+    assert hub.requests == []
+
+
+def test_startup_and_image_latency_are_reported(server, capsys):
+    started = time.monotonic()
+    status, _ = server.chat([png(448, 448)], max_tokens=16)
+    latency = time.monotonic() - started
+    assert status == 200
+    with capsys.disabled():
+        print(
+            f"\n[e2e] llama-server start-up {server.startup_seconds:.2f} s; 448x448 image chat {latency:.2f} s (CPU, {os.cpu_count()} cores)"
+        )
