@@ -5,10 +5,13 @@ Reads and validates the stack config, then wires the components; no resource is 
 
 import pulumi
 
+from components import labels
+from components.autoscaling import QueueAutoscaler, QueueAutoscalerArgs
 from components.cluster import AksCluster, AksClusterArgs
 from components.config import ConfigError, load_config, split_pulumi_config
 from components.gpu import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.image import LlamaCppImage, LlamaCppImageArgs
+from components.observability import ManagedPrometheus, ManagedPrometheusArgs
 from components.serving import ModelServer, ModelServerArgs
 
 stack = pulumi.get_stack()
@@ -25,7 +28,7 @@ for warning in warnings:
 
 cluster = AksCluster(
     "cluster",
-    AksClusterArgs(stack, config.cluster, config.registry, config.cluster.kubelogin_mode),
+    AksClusterArgs(stack, config.cluster, config.registry, config.cluster.kubelogin_mode, config.autoscaling.enabled),
 )
 device_plugin = NvidiaDevicePlugin(
     "gpu",
@@ -47,6 +50,45 @@ server = ModelServer(
         depends_on=(device_plugin, cluster.acr_pull),
     ),
 )
+
+if config.cluster.monitoring:
+    observability = ManagedPrometheus(
+        "observability",
+        ManagedPrometheusArgs(
+            stack,
+            config.cluster.location,
+            cluster.resource_group.name,
+            cluster.cluster.id,
+            cluster.cluster.name,
+            cluster.subscription_id,
+            cluster.deployer_object_id,
+            labels.name(stack, "serving"),
+            labels.name(stack, "server"),
+            config.autoscaling.grafana,
+        ),
+    )
+    pulumi.export("prometheusQueryEndpoint", observability.query_endpoint)
+    if observability.grafana_endpoint is not None:
+        pulumi.export("grafanaEndpoint", observability.grafana_endpoint)
+    if config.autoscaling.enabled:
+        QueueAutoscaler(
+            "autoscaler",
+            QueueAutoscalerArgs(
+                stack,
+                config.autoscaling,
+                config.server.parallel,
+                config.image.llama_cpp_release,
+                config.cluster.location,
+                cluster.resource_group.name,
+                cluster.subscription_id,
+                cluster.oidc_issuer,
+                observability.workspace.id,
+                observability.query_endpoint,
+                server.namespace,
+                server.deployment_name,
+                cluster.provider,
+            ),
+        )
 
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("resourceGroup", cluster.resource_group.name)

@@ -37,6 +37,7 @@ class AksClusterArgs:
     cluster: Cluster
     registry: Registry
     kubelogin_mode: str = "azurecli"
+    keda: bool = False
 
 
 def role_definition(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
@@ -139,6 +140,7 @@ class AksCluster(pulumi.ComponentResource):
                 },
             },
             azure_monitor_profile={"metrics": {"enabled": c.monitoring}},
+            workload_auto_scaler_profile={"keda": {"enabled": args.keda}},
             agent_pool_profiles=[
                 {
                     "name": "system",
@@ -303,6 +305,8 @@ class AksCluster(pulumi.ComponentResource):
             delete_unreachable=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gpu_pool, self.deployer_admin]),
         )
+        self.oidc_issuer = self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
+        self.deployer_object_id = client.object_id
         self.tenant_id = client.tenant_id
         self.subscription_id = client.subscription_id
         self.login_server = self.registry.login_server

@@ -266,6 +266,33 @@ class Service(Model):
     allowed_cidrs: list[Cidr] = []
 
 
+# --- autoscaling ---------------------------------------------------------------------------
+
+
+class ActiveHours(Model):
+    """A daily window in which at least one replica runs: the wake-up signal for scale to zero."""
+
+    start: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "08:00"
+    end: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "20:00"
+    timezone: str = "UTC"
+    # Cron day-of-week field: 1-5 is Monday to Friday.
+    days: Annotated[str, Field(pattern=r"^[0-7*](-[0-7])?(,[0-7](-[0-7])?)*$")] = "1-5"
+
+
+class Autoscaling(Model):
+    enabled: bool = False
+    min_replicas: Annotated[int, Field(ge=0, le=100)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=100)] = 1
+    # Queued requests (llamacpp:requests_deferred) one replica may have before another is added.
+    deferred_per_replica: Annotated[float, Field(gt=0)] = 1.0
+    # Share of a replica's slots busy (llamacpp:requests_processing / server.parallel) to aim for.
+    busy_slot_ratio: Annotated[float, Field(gt=0, le=1)] = 0.75
+    cooldown_seconds: Annotated[int, Field(ge=60, le=86400)] = 900
+    polling_seconds: Annotated[int, Field(ge=5, le=600)] = 30
+    active_hours: ActiveHours | None = None
+    grafana: bool = False
+
+
 class StackConfig(Model):
     cluster: Cluster = Cluster()
     registry: Registry = Registry()
@@ -273,6 +300,12 @@ class StackConfig(Model):
     model: ModelFiles = ModelFiles()
     server: Server = Server()
     service: Service = Service()
+    autoscaling: Autoscaling = Autoscaling()
+
+    @property
+    def max_replicas(self) -> int:
+        """The most server pods this stack may run at once."""
+        return self.autoscaling.max_replicas if self.autoscaling.enabled else self.server.replicas
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -49,6 +49,29 @@ ARM_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "azure-native:containerregistry:Registry": ("Microsoft.ContainerRegistry/registries", ("registryName",)),
     "azure-native:authorization:RoleAssignment": ("Microsoft.Authorization/roleAssignments", ("roleAssignmentName",)),
+    "azure-native:monitor:AzureMonitorWorkspace": ("Microsoft.Monitor/accounts", ("azureMonitorWorkspaceName",)),
+    "azure-native:monitor:DataCollectionEndpoint": (
+        "Microsoft.Insights/dataCollectionEndpoints",
+        ("dataCollectionEndpointName",),
+    ),
+    "azure-native:monitor:DataCollectionRule": ("Microsoft.Insights/dataCollectionRules", ("dataCollectionRuleName",)),
+    "azure-native:monitor:DataCollectionRuleAssociation": (
+        "Microsoft.Insights/dataCollectionRuleAssociations",
+        ("associationName",),
+    ),
+    "azure-native:alertsmanagement:PrometheusRuleGroup": (
+        "Microsoft.AlertsManagement/prometheusRuleGroups",
+        ("ruleGroupName",),
+    ),
+    "azure-native:managedidentity:UserAssignedIdentity": (
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+        ("resourceName",),
+    ),
+    "azure-native:managedidentity:FederatedIdentityCredential": (
+        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
+        ("resourceName", "federatedIdentityCredentialResourceName"),
+    ),
+    "azure-native:dashboard:Grafana": ("Microsoft.Dashboard/grafana", ("workspaceName",)),
 }
 # ARM keeps these at the resource's top level; every other input is a property.
 ARM_TOP_LEVEL = ("location", "tags", "sku", "identity", "kind", "zones", "scope", "extendedLocation")
@@ -62,6 +85,9 @@ KIND_ORDER = (
     "Service",
     "PodDisruptionBudget",
     "NetworkPolicy",
+    "PodMonitor",
+    "TriggerAuthentication",
+    "ScaledObject",
 )
 
 
@@ -92,6 +118,28 @@ class RenderMocks:
         if args.typ == "azure-native:containerservice:ManagedCluster":
             outputs["identityProfile"] = {"kubeletidentity": {"objectId": "33333333-3333-3333-3333-333333333333"}}
             outputs["fqdn"] = f"{inputs.get('dnsPrefix')}.hcp.{self.location}.azmk8s.io"
+        if args.typ == "azure-native:containerservice:ManagedCluster":
+            outputs["oidcIssuerProfile"] = {
+                "enabled": True,
+                "issuerURL": f"https://{self.location}.oic.prod-aks.azure.com/{TENANT}/render/",
+            }
+        if args.typ == "azure-native:monitor:AzureMonitorWorkspace":
+            outputs["metrics"] = {
+                "prometheusQueryEndpoint": f"https://{inputs['azureMonitorWorkspaceName']}.{self.location}.prometheus.monitor.azure.com",
+                "internalId": "render",
+            }
+        if args.typ == "azure-native:managedidentity:UserAssignedIdentity":
+            outputs.update(
+                principalId="44444444-4444-4444-4444-444444444444",
+                clientId="55555555-5555-5555-5555-555555555555",
+                tenantId=TENANT,
+            )
+        if args.typ == "azure-native:dashboard:Grafana":
+            outputs["identity"] = {"type": "SystemAssigned", "principalId": "66666666-6666-6666-6666-666666666666"}
+            outputs["properties"] = {
+                **inputs.get("properties", {}),
+                "endpoint": f"https://{inputs['workspaceName']}.eus.grafana.azure.com",
+            }
         if args.typ == "azure-native:containerregistry:Registry":
             outputs["loginServer"] = f"{inputs['registryName']}.azurecr.io"
         if args.typ == "random:index/randomString:RandomString":

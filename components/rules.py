@@ -156,18 +156,22 @@ def pool_counts_ordered(c: StackConfig) -> list[str]:
     ]
 
 
+def replicas_key(c: StackConfig) -> str:
+    return "autoscaling.maxReplicas" if c.autoscaling.enabled else "server.replicas"
+
+
 def pool_holds_replicas(c: StackConfig) -> list[str]:
     vm = gpu_vm(c)
     if vm is None:
         return []
-    p, replicas = c.cluster.gpu_pool, c.server.replicas
+    p, replicas, key = c.cluster.gpu_pool, c.max_replicas, replicas_key(c)
     capacity = p.max_count * vm.gpus
     if replicas <= capacity:
         return []
     return [
-        f"server.replicas={replicas} needs {replicas} GPUs, but cluster.gpuPool.maxCount="
+        f"{key}={replicas} needs {replicas} GPUs, but cluster.gpuPool.maxCount="
         f"{p.max_count} nodes of {vm.name} ({vm.gpus} GPU each) hold {capacity}; set "
-        f"cluster.gpuPool.maxCount >= {sizing.gpu_nodes_for(replicas, vm)} or server.replicas <= {capacity}."
+        f"cluster.gpuPool.maxCount >= {sizing.gpu_nodes_for(replicas, vm)} or {key} <= {capacity}."
     ]
 
 
@@ -222,15 +226,64 @@ def volume_holds_model(c: StackConfig) -> list[str]:
 
 
 def volume_attaches_to_replicas(c: StackConfig) -> list[str]:
-    s, st = c.server, c.model.storage
-    if s.replicas == 1 or st.access_mode == "ReadWriteMany":
+    st, key, replicas = c.model.storage, replicas_key(c), c.max_replicas
+    if replicas == 1 or st.access_mode == "ReadWriteMany":
         return []
     return [
-        f"server.replicas={s.replicas} with model.storage.accessMode=ReadWriteOnce: one disk "
+        f"{key}={replicas} with model.storage.accessMode=ReadWriteOnce: one disk "
         f"attaches to one node, so the other pods would hang with a Multi-Attach error; set "
         f"model.storage.accessMode=ReadWriteMany with model.storage.storageClass=azurefile-csi-premium, "
-        f"or server.replicas=1."
+        f"or {key}=1."
     ]
+
+
+def autoscaling_is_coherent(c: StackConfig) -> list[str]:
+    a, cl = c.autoscaling, c.cluster
+    if not a.enabled:
+        return []
+    problems = []
+    if not cl.monitoring:
+        problems.append(
+            "autoscaling.enabled=true needs cluster.monitoring=true: the scaler reads llama-server's "
+            "queue from managed Prometheus; set cluster.monitoring=true or autoscaling.enabled=false."
+        )
+    if not cl.workload_identity:
+        problems.append(
+            "autoscaling.enabled=true needs cluster.workloadIdentity=true: KEDA queries managed "
+            "Prometheus with a workload identity; set cluster.workloadIdentity=true."
+        )
+    if a.min_replicas > a.max_replicas:
+        problems.append(
+            f"autoscaling.minReplicas={a.min_replicas} is above autoscaling.maxReplicas={a.max_replicas}; "
+            f"set minReplicas <= {a.max_replicas} or maxReplicas >= {a.min_replicas}."
+        )
+    if not a.min_replicas <= c.server.replicas <= a.max_replicas:
+        problems.append(
+            f"server.replicas={c.server.replicas} (the starting size) is outside autoscaling.minReplicas="
+            f"{a.min_replicas}..maxReplicas={a.max_replicas}; set server.replicas within that range."
+        )
+    return problems
+
+
+def scale_to_zero_can_wake_and_attach(c: StackConfig) -> list[str]:
+    a, st, zones = c.autoscaling, c.model.storage, c.cluster.zones
+    if not a.enabled or a.min_replicas > 0:
+        return []
+    problems = []
+    if a.active_hours is None:
+        problems.append(
+            "autoscaling.minReplicas=0 without autoscaling.activeHours: llama-server's own metrics "
+            "vanish with its last pod, so nothing would ever scale it up again; set "
+            "autoscaling.activeHours (a daily window with one replica) or autoscaling.minReplicas=1."
+        )
+    if st.access_mode == "ReadWriteOnce" and len(zones) > 1 and "zrs" not in st.storage_class.lower():
+        problems.append(
+            f"autoscaling.minReplicas=0 with a zonal ReadWriteOnce disk (model.storage.storageClass="
+            f"{st.storage_class}) and cluster.zones={zones}: the node that wakes the server may come up "
+            f"in another zone and cannot attach the disk; use a ZRS storage class, "
+            f"model.storage.accessMode=ReadWriteMany, or a single zone."
+        )
+    return problems
 
 
 def kubernetes_version_supported(c: StackConfig) -> list[str]:
@@ -293,6 +346,8 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     limits_cover_requests,
     volume_holds_model,
     volume_attaches_to_replicas,
+    autoscaling_is_coherent,
+    scale_to_zero_can_wake_and_attach,
     kubernetes_version_supported,
     cuda_within_driver,
 )
@@ -316,7 +371,19 @@ def warnings(c: StackConfig, stack: str) -> list[str]:
                 f"model.{key} is empty: the first download is trusted and its digest recorded "
                 f"beside the file; pin it before production."
             )
-    if c.server.replicas == 1:
+    a = c.autoscaling
+    if a.enabled and a.min_replicas == 0:
+        out.append(
+            "autoscaling.minReplicas=0: outside autoscaling.activeHours an idle server scales to zero; "
+            "the next window's first replica waits for a GPU node (about 5-10 minutes with the driver) "
+            "and the model load before it answers."
+        )
+        if c.cluster.gpu_pool.min_count > 0:
+            out.append(
+                f"autoscaling.minReplicas=0 with cluster.gpuPool.minCount={c.cluster.gpu_pool.min_count}: "
+                f"the GPU nodes stay (and cost) while no replica runs; set cluster.gpuPool.minCount=0."
+            )
+    if c.max_replicas == 1:
         out.append(
             "server.replicas=1: updates use the Recreate strategy (the GPU is freed before the "
             "new pod starts), so the API is down while the new pod loads the model."

@@ -174,7 +174,7 @@ class ModelServer(pulumi.ComponentResource):
         resources = s.resources
         has_token = args.hf_token is not None
         spread = []
-        if s.replicas > 1:
+        if c.max_replicas > 1:
             spread = [
                 {
                     "max_skew": 1,
@@ -195,7 +195,7 @@ class ModelServer(pulumi.ComponentResource):
             spec={
                 "replicas": s.replicas,
                 "selector": {"match_labels": select},
-                "strategy": update_strategy(s.replicas),
+                "strategy": update_strategy(c.max_replicas),
                 "template": {
                     "metadata": {"labels": meta},
                     "spec": {
@@ -270,8 +270,16 @@ class ModelServer(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[volume]),
+            # With autoscaling on, KEDA owns the replica count; Pulumi sets only the starting size.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.provider,
+                depends_on=[volume],
+                ignore_changes=["spec.replicas"] if c.autoscaling.enabled else None,
+            ),
         )
+        self.namespace = ns
+        self.deployment_name = self.deployment.metadata["name"]
 
         svc = c.service
         internal_lb = svc.type == "InternalLoadBalancer"
@@ -293,7 +301,7 @@ class ModelServer(pulumi.ComponentResource):
             opts=child,
         )
 
-        if s.replicas > 1:
+        if c.max_replicas > 1:
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-pdb",
                 metadata={"name": server_name, "namespace": ns, "labels": meta},

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -271,6 +272,21 @@ def test_metrics_export_the_names_scraping_and_draining_use(server):
     ):
         assert metric in names
     assert server.request("/metrics", key=None)[0] == 401
+
+
+def test_every_llama_server_metric_the_stack_queries_is_exported(server):
+    """The dashboard, the alert rules and the autoscaler's triggers name only real metrics."""
+    from components import metrics
+    from components.observability import DASHBOARD
+
+    _, text = server.request("/metrics")
+    exported = {line.split(" ")[0].split("{")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    queries = DASHBOARD.read_text() + " ".join(
+        (metrics.deferred_requests("ns"), metrics.processing_requests("ns"), metrics.deferred_alert("ns"))
+    )
+    queried = set(re.findall(r"llamacpp:[a-z_]+", queries))
+    assert queried == set(metrics.LLAMACPP_METRICS)
+    assert queried <= exported, f"not exported by the pinned llama-server: {queried - exported}"
 
 
 @pytest.mark.parametrize(("width", "height"), [(56, 56), (224, 224), (448, 448), (1000, 700), (300, 120)])
