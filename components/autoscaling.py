@@ -10,10 +10,8 @@ import pulumi
 import pulumi_azure_native as azure
 import pulumi_kubernetes as k8s
 
-from components import labels, metrics
-from components.cluster import role_definition
+from components import labels, metrics, roles
 from components.config import Autoscaling
-from components.observability import MONITORING_DATA_READER_ROLE
 
 # The AKS KEDA add-on runs its operator as this service account (learn.microsoft.com/azure/aks/keda-workload-identity).
 KEDA_SUBJECT = "system:serviceaccount:kube-system:keda-operator"
@@ -107,13 +105,14 @@ class QueueAutoscaler(pulumi.ComponentResource):
             audiences=[TOKEN_AUDIENCE],
             opts=child,
         )
-        reader = azure.authorization.RoleAssignment(
+        reader = roles.grant(
             f"{name}-reads-metrics",
+            role=roles.MONITORING_DATA_READER,
             principal_id=identity.principal_id,
-            principal_type="ServicePrincipal",
-            role_definition_id=role_definition(args.subscription_id, MONITORING_DATA_READER_ROLE),
             scope=args.workspace_id,
-            opts=child,
+            subscription_id=args.subscription_id,
+            parent=self,
+            service_principal=True,
         )
         auth = k8s.apiextensions.CustomResource(
             f"{name}-trigger-auth",

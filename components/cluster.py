@@ -10,16 +10,11 @@ import pulumi_azure_native as azure
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import labels
+from components import labels, roles
 from components.catalog import GPU_VM_SIZES
 from components.config import Cluster, Registry
 from components.kubeconfig import decode, with_login_mode
 from components.skips import skip
-
-# Built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
-ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-ACR_PUSH_ROLE = "8311e382-0749-4cb8-b61a-304f252e45ec"
-AKS_RBAC_CLUSTER_ADMIN_ROLE = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 
 GPU_POOL_LABEL = ("llamacpp-aks/pool", "gpu")
 GPU_TAINT = ("sku", "gpu", "NoSchedule")
@@ -38,12 +33,6 @@ class AksClusterArgs:
     registry: Registry
     kubelogin_mode: str = "azurecli"
     keda: bool = False
-
-
-def role_definition(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
-    return pulumi.Output.concat(
-        "/subscriptions/", subscription_id, "/providers/Microsoft.Authorization/roleDefinitions/", role
-    )
 
 
 class AksCluster(pulumi.ComponentResource):
@@ -265,29 +254,33 @@ class AksCluster(pulumi.ComponentResource):
         )
 
         kubelet_object_id = self.cluster.identity_profile.apply(lambda p: p["kubeletidentity"].object_id)
-        self.acr_pull = azure.authorization.RoleAssignment(
+        sub = client.subscription_id
+        self.acr_pull = roles.grant(
             f"{name}-acr-pull",
+            role=roles.ACR_PULL,
             principal_id=kubelet_object_id,
-            principal_type="ServicePrincipal",
-            role_definition_id=role_definition(client.subscription_id, ACR_PULL_ROLE),
             scope=self.registry.id,
-            opts=child,
+            subscription_id=sub,
+            parent=self,
+            service_principal=True,
         )
         # Whoever runs `pulumi up` pushes the image with an Entra token: no admin user, no password.
-        self.acr_push = azure.authorization.RoleAssignment(
+        self.acr_push = roles.grant(
             f"{name}-acr-push",
+            role=roles.ACR_PUSH,
             principal_id=client.object_id,
-            role_definition_id=role_definition(client.subscription_id, ACR_PUSH_ROLE),
             scope=self.registry.id,
-            opts=child,
+            subscription_id=sub,
+            parent=self,
         )
         # ...and administers the cluster through Azure RBAC (local accounts are off).
-        self.deployer_admin = azure.authorization.RoleAssignment(
+        self.deployer_admin = roles.grant(
             f"{name}-deployer-admin",
+            role=roles.AKS_RBAC_CLUSTER_ADMIN,
             principal_id=client.object_id,
-            role_definition_id=role_definition(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN_ROLE),
             scope=self.cluster.id,
-            opts=child,
+            subscription_id=sub,
+            parent=self,
         )
 
         credentials = azure.containerservice.list_managed_cluster_user_credentials_output(

@@ -10,12 +10,9 @@ from pathlib import Path
 import pulumi
 import pulumi_azure_native as azure
 
-from components import labels, metrics
-from components.cluster import role_definition
+from components import labels, metrics, roles
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboards" / "llamacpp.json"
-MONITORING_DATA_READER_ROLE = "b0d8363b-8ddd-447d-831f-62ca05bff136"
-GRAFANA_ADMIN_ROLE = "22926164-76b3-42b3-bc55-97df8dab3e41"
 # Entra ID application of Azure Managed Grafana: the audience of tokens for its HTTP API
 # (learn.microsoft.com/azure/managed-grafana/how-to-api-calls).
 GRAFANA_API_AUDIENCE = "ce34e7e5-485f-4d76-964f-b3d2b16d1e4f"
@@ -153,20 +150,22 @@ class ManagedPrometheus(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        azure.authorization.RoleAssignment(
+        roles.grant(
             f"{name}-grafana-reads-metrics",
+            role=roles.MONITORING_DATA_READER,
             principal_id=instance.identity.apply(lambda i: i.principal_id),
-            principal_type="ServicePrincipal",
-            role_definition_id=role_definition(args.subscription_id, MONITORING_DATA_READER_ROLE),
             scope=self.workspace.id,
-            opts=child,
+            subscription_id=args.subscription_id,
+            parent=self,
+            service_principal=True,
         )
-        admin = azure.authorization.RoleAssignment(
+        admin = roles.grant(
             f"{name}-deployer-grafana-admin",
+            role=roles.GRAFANA_ADMIN,
             principal_id=args.deployer_object_id,
-            role_definition_id=role_definition(args.subscription_id, GRAFANA_ADMIN_ROLE),
             scope=instance.id,
-            opts=child,
+            subscription_id=args.subscription_id,
+            parent=self,
         )
         token = azure.authorization.get_client_token_output(
             endpoint=GRAFANA_API_AUDIENCE, opts=pulumi.InvokeOutputOptions(parent=self)

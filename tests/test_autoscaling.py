@@ -8,7 +8,8 @@ import re
 import pytest
 
 from components import metrics
-from components.observability import DASHBOARD, MONITORING_DATA_READER_ROLE
+from components.observability import DASHBOARD
+from components.roles import MONITORING_DATA_READER as MONITORING_DATA_READER_ROLE
 from tests.conftest import of_type, one, run_stack
 from tests.test_config import only, preview_problems
 

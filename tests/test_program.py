@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from components.cluster import ACR_PULL_ROLE, ACR_PUSH_ROLE
 from components.config import StackConfig
 from components.image import build_args, content_tag
+from components.roles import ACR_PULL as ACR_PULL_ROLE
+from components.roles import ACR_PUSH as ACR_PUSH_ROLE
 from components.server_args import ServerPaths, llama_server_args
 from tests.conftest import of_type, one, run_stack, unsecret
 
