@@ -8,6 +8,17 @@ from components.catalog import GB
 from components.config import StackConfig
 
 
+def replicas_text(c: StackConfig) -> str:
+    a = c.autoscaling
+    if not a.enabled:
+        return f"{c.server.replicas} pods"
+    text = f"{a.min_replicas}-{a.max_replicas} pods, autoscaled on the queue (starts at {c.server.replicas})"
+    if a.min_replicas == 0 and a.active_hours:
+        h = a.active_hours
+        text += f"; at least 1 from {h.start} to {h.end} {h.timezone}, days {h.days}"
+    return text
+
+
 def summary_markdown(c: StackConfig, stack: str) -> str:
     s, b, m = c.server, c.server.request_budget, c.model
     vm = rules.gpu_vm(c)
@@ -60,10 +71,10 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
         "|---|---|",
         f"| GPU VM size | {vm.name} ({vm.vcpus} vCPU, {vm.memory_gib} GiB, {vm.gpus} GPU) |",
         f"| GPU pool | {pool.min_count}-{pool.max_count} nodes{' (spot)' if pool.spot else ''} |",
-        f"| Replicas | {s.replicas} pods, {sizing.gpu_nodes_for(s.replicas, vm)} GPU node(s) |",
+        f"| Replicas | {replicas_text(c)}, up to {sizing.gpu_nodes_for(c.max_replicas, vm)} GPU node(s) |",
         f"| Pod requests / limits | {s.resources.requests.cpu} CPU, {s.resources.requests.memory} / {s.resources.limits.cpu} CPU, {s.resources.limits.memory} |",
         f"| Node allocatable | {node.cpu_millis}m CPU, {node.memory_bytes // 2**30}Gi |",
-        f"| Update strategy | {'Recreate' if s.replicas == 1 else 'RollingUpdate, maxSurge 0'} |",
+        f"| Update strategy | {'Recreate' if c.max_replicas == 1 else 'RollingUpdate, maxSurge 0'} |",
         f"| Model volume | {m.storage.size_gi}Gi {m.storage.access_mode} ({m.storage.storage_class}) |",
         "",
     ]
