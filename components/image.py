@@ -47,7 +47,7 @@ def content_tag(image: Image, directory: Path = IMAGE_DIR) -> str:
     return f"{image.llama_cpp_release}-{digest.hexdigest()[:12]}"
 
 
-def acr_refresh_token(login_server: str, tenant_id: str, arm_token: str) -> str:
+def acr_refresh_token(login_server: str, tenant_id: str, arm_token: str, scheme: str = "https") -> str:
     """Trades the deployer's Entra ID token for an ACR refresh token, as `az acr login` does
     (learn.microsoft.com/azure/container-registry/container-registry-authentication, AAD-OAuth)."""
     body = urllib.parse.urlencode(
