@@ -58,7 +58,7 @@ def acr_refresh_token(login_server: str, tenant_id: str, arm_token: str, scheme:
             "access_token": arm_token,
         }
     ).encode()
-    request = urllib.request.Request(f"https://{login_server}/oauth2/exchange", data=body, method="POST")
+    request = urllib.request.Request(f"{scheme}://{login_server}/oauth2/exchange", data=body, method="POST")
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)["refresh_token"]
 
