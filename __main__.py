@@ -5,7 +5,6 @@ Reads and validates the stack config, then wires the components; no resource is 
 
 import pulumi
 
-from components import labels
 from components.autoscaling import QueueAutoscaler, QueueAutoscalerArgs
 from components.cluster import AksCluster, AksClusterArgs
 from components.config import ConfigError, load_config, split_pulumi_config
@@ -62,8 +61,8 @@ if config.cluster.monitoring:
             cluster.cluster.name,
             cluster.subscription_id,
             cluster.deployer_object_id,
-            labels.name(stack, "serving"),
-            labels.name(stack, "server"),
+            server.namespace_name,
+            server.server_name,
             config.autoscaling.grafana,
         ),
     )

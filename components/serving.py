@@ -104,11 +104,14 @@ class ModelServer(pulumi.ComponentResource):
         meta = labels.labels(stack, "server", c.image.llama_cpp_release)
         select = labels.selector(stack, "server")
         server_name = labels.name(stack, "server")
+        # Plain names for what must name the server before it exists (alert rules, dashboards).
+        self.namespace_name = labels.name(stack, "serving")
+        self.server_name = server_name
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
             metadata={
-                "name": labels.name(stack, "serving"),
+                "name": self.namespace_name,
                 "labels": {
                     **meta,
                     **{f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")},
