@@ -104,7 +104,12 @@ class Server:
             return status, text
 
     def chat(
-        self, images: list[bytes], text: str = "Describe the image.", max_tokens: int = 8, key: str | None = API_KEY
+        self,
+        images: list[bytes],
+        text: str = "Describe the image.",
+        max_tokens: int = 8,
+        key: str | None = API_KEY,
+        **extra: object,
     ):
         content = [{"type": "text", "text": text}]
         content += [
@@ -116,6 +121,7 @@ class Server:
             "messages": [{"role": "user", "content": content}],
             "max_tokens": max_tokens,
             "cache_prompt": False,
+            **extra,
         }
         return self.request("/v1/chat/completions", body, key)
 
@@ -335,6 +341,36 @@ def test_drain_hook_returns_once_the_server_is_idle(server, key_file):
     )
     assert result.returncode == 0
     assert time.monotonic() - started < 10
+
+
+def test_drain_hook_waits_for_an_in_flight_request(server, key_file):
+    import threading
+
+    port = server.base.rsplit(":", 1)[1]
+    answer: dict = {}
+    # A long answer: generation runs until the slot is full or max_tokens is reached.
+    worker = threading.Thread(target=lambda: answer.update(result=server.chat([], max_tokens=900, ignore_eos=True)))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # wait until the server reports the request as processing
+        _, text = server.request("/metrics")
+        if any(line.startswith("llamacpp:requests_processing 1") for line in text.splitlines()):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the request never showed as processing")
+    result = subprocess.run(
+        ["sh", str(ROOT / "image" / "drain.sh"), port, str(key_file), "60"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    finished_before_drain_returned = not worker.is_alive()
+    worker.join()
+    assert result.returncode == 0
+    assert finished_before_drain_returned, "drain.sh returned while a request was still being answered"
+    assert answer["result"][0] == 200
 
 
 @pytest.mark.parametrize(
