@@ -359,12 +359,12 @@ def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
         parent = _model_at(loc[:-1])
         known = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"did you mean {_path((*loc[:-1], close[0]))}?" if close else ""
+        hint = f" did you mean {_path((*loc[:-1], close[0]))}?" if close else ""
         where = _path(loc[:-1]) or "the top level"
         return (
-            f"{path} is not a known key: remove it or fix its spelling; {hint} "
+            f"{path} is not a known key: remove it or fix its spelling;{hint} "
             f"known keys under {where}: {', '.join(known)}."
-        ).replace(";  known", "; known")
+        )
     if kind in ("greater_than_equal", "greater_than"):
         return f"{path}={value} is below the minimum {ctx.get('ge', ctx.get('gt'))}; set {path} to at least {ctx.get('ge', ctx.get('gt'))}."
     if kind in ("less_than_equal", "less_than"):

@@ -315,11 +315,12 @@ def cuda_within_driver(c: StackConfig) -> list[str]:
 def prod_pins_digests(c: StackConfig, stack: str) -> list[str]:
     if stack not in PROD_STACKS:
         return []
+    pins = (("sha256", "file", c.model.sha256), ("mmprojSha256", "mmprojFile", c.model.mmproj_sha256))
     return [
         f"model.{key} is empty on the {stack} stack; production must pin the digest of "
         f"model.{file_key}. Set model.{key} to the sha256 shown on the file's page."
-        for key, file_key in (("sha256", "file"), ("mmprojSha256", "mmprojFile"))
-        if not getattr(c.model, "sha256" if key == "sha256" else "mmproj_sha256")
+        for key, file_key, digest in pins
+        if not digest
     ]
 
 
