@@ -239,3 +239,11 @@ def test_reports_every_problem_at_once():
         "server.paralel",
         "cluster.gpuPool.minCount",
     }
+
+
+def test_unknown_key_without_a_close_match_lists_the_known_keys():
+    msg = only(preview_problems({"service": {"zzz": 1}}))
+    assert msg == (
+        "service.zzz is not a known key: remove it or fix its spelling; "
+        "known keys under service: allowedCidrs, allowedNamespaces, port, type."
+    )
