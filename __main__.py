@@ -9,6 +9,7 @@ from components.autoscaling import QueueAutoscaler, QueueAutoscalerArgs
 from components.cluster import AksCluster, AksClusterArgs
 from components.config import ConfigError, load_config, split_pulumi_config
 from components.gpu import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.gpu_metrics import DcgmExporter, DcgmExporterArgs
 from components.image import LlamaCppImage, LlamaCppImageArgs
 from components.observability import ManagedPrometheus, ManagedPrometheusArgs
 from components.serving import ModelServer, ModelServerArgs
@@ -51,6 +52,7 @@ server = ModelServer(
 )
 
 if config.cluster.monitoring:
+    DcgmExporter("gpu-metrics", DcgmExporterArgs(stack, config.cluster.dcgm_exporter_image, cluster.provider))
     observability = ManagedPrometheus(
         "observability",
         ManagedPrometheusArgs(

@@ -147,6 +147,8 @@ class Cluster(Model):
     # `az login` / azure/login; workloadidentity suits a runner with a federated identity.
     kubelogin_mode: Literal["azurecli", "workloadidentity", "msi", "spn"] = "azurecli"
     device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
+    # NVIDIA's GPU metrics exporter (GPU memory on the dashboard); from its static manifest, 2026-05.
+    dcgm_exporter_image: str = "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
     system_pool: SystemPool = SystemPool()
     gpu_pool: GpuPool = GpuPool()
 

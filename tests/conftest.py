@@ -38,6 +38,13 @@ def one(mocks: render.RenderMocks, typ: str) -> dict[str, Any]:
     return found[0].inputs
 
 
+def named(mocks: render.RenderMocks, typ: str, name: str) -> dict[str, Any]:
+    """The inputs of the one resource of this type whose metadata.name is `name`."""
+    found = [r.inputs for r in of_type(mocks, typ) if r.inputs["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {typ} named {name}, found {len(found)}"
+    return found[0]
+
+
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for a secret value
 
 

@@ -10,7 +10,7 @@ import pytest
 from components import metrics
 from components.observability import DASHBOARD
 from components.roles import MONITORING_DATA_READER as MONITORING_DATA_READER_ROLE
-from tests.conftest import of_type, one, run_stack
+from tests.conftest import named, of_type, one, run_stack
 from tests.test_config import only, preview_problems
 
 SCALED = "kubernetes:keda.sh/v1alpha1:ScaledObject"
@@ -191,3 +191,29 @@ def test_scale_to_zero_states_the_cold_start():
     _, warnings = load_config({"autoscaling": {"enabled": True, "minReplicas": 0, "activeHours": {}}}, "dev")
     assert any("waits for a GPU node" in w for w in warnings)
     assert any("cluster.gpuPool.minCount=1" in w for w in warnings)
+
+
+def test_gpu_metrics_exporter_runs_restricted_on_gpu_nodes_and_is_scraped(scaled):
+    ds = named(scaled, "kubernetes:apps/v1:DaemonSet", "dcgm-exporter")
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"llamacpp-aks/pool": "gpu"}
+    assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in spec["tolerations"]
+    assert "volumes" in spec and all("hostPath" not in v for v in spec["volumes"])
+    (container,) = spec["containers"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    ns = named(scaled, "kubernetes:core/v1:Namespace", "nvidia-dcgm-exporter")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    monitors = {
+        r.inputs["metadata"]["name"]: r.inputs
+        for r in of_type(scaled, "kubernetes:azmonitoring.coreos.com/v1:PodMonitor")
+    }
+    assert monitors["dcgm-exporter"]["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+def test_no_metrics_stack_without_monitoring():
+    mocks = run_stack({"cluster": {"monitoring": False}}, "dev")
+    assert not of_type(mocks, "azure-native:monitor:AzureMonitorWorkspace")
+    assert not [
+        r for r in of_type(mocks, "kubernetes:apps/v1:DaemonSet") if r.inputs["metadata"]["name"] == "dcgm-exporter"
+    ]

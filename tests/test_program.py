@@ -11,7 +11,7 @@ from components.image import build_args, content_tag
 from components.roles import ACR_PULL as ACR_PULL_ROLE
 from components.roles import ACR_PUSH as ACR_PUSH_ROLE
 from components.server_args import ServerPaths, llama_server_args
-from tests.conftest import of_type, one, run_stack, unsecret
+from tests.conftest import named, of_type, one, run_stack, unsecret
 
 MC = "azure-native:containerservice:ManagedCluster"
 POOL = "azure-native:containerservice:AgentPool"
@@ -108,7 +108,7 @@ def test_kubernetes_provider_logs_in_without_a_person(dev):
 
 
 def test_device_plugin_runs_only_on_gpu_nodes_and_tolerates_their_taint(dev):
-    ds = one(dev, DAEMONSET)
+    ds = named(dev, DAEMONSET, "nvidia-device-plugin")
     spec = ds["spec"]["template"]["spec"]
     assert ds["metadata"]["namespace"] == "nvidia-device-plugin"
     assert spec["nodeSelector"] == {"llamacpp-aks/pool": "gpu"}
@@ -293,7 +293,7 @@ def test_network_policy_admits_only_the_api_port_and_lets_out_only_dns_and_https
 
 
 def test_metrics_scraper_sends_the_api_key(dev):
-    monitor = one(dev, "kubernetes:azmonitoring.coreos.com/v1:PodMonitor")
+    monitor = named(dev, "kubernetes:azmonitoring.coreos.com/v1:PodMonitor", "llamacpp-dev-server")
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["path"] == "/metrics"
     assert endpoint["authorization"]["credentials"] == {"name": "llamacpp-dev-server-api-key", "key": "api-key"}
