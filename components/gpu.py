@@ -54,14 +54,14 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
     def __init__(self, name: str, args: NvidiaDevicePluginArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llamacpp-aks:gpu:NvidiaDevicePlugin", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        version = args.image.rsplit(":", 1)[-1]
+        version = labels.image_version(args.image)
         meta_labels = labels.labels(args.stack, "device-plugin", version)
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
             metadata={
                 "name": "nvidia-device-plugin",
                 # hostPath volumes are outside every Pod Security level but privileged.
-                "labels": {**meta_labels, "pod-security.kubernetes.io/enforce": "privileged"},
+                "labels": {**meta_labels, **labels.pod_security("privileged")},
             },
             opts=child,
         )

@@ -37,14 +37,14 @@ class DcgmExporter(pulumi.ComponentResource):
     def __init__(self, name: str, args: DcgmExporterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llamacpp-aks:gpu:DcgmExporter", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        version = args.image.rsplit(":", 1)[-1]
+        version = labels.image_version(args.image)
         meta_labels = labels.labels(args.stack, "gpu-metrics", version)
         select = labels.selector(args.stack, "gpu-metrics")
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
             metadata={
                 "name": "nvidia-dcgm-exporter",
-                "labels": {**meta_labels, "pod-security.kubernetes.io/enforce": "restricted"},
+                "labels": {**meta_labels, **labels.pod_security("restricted")},
             },
             opts=child,
         )

@@ -36,3 +36,13 @@ def selector(stack: str, component: str) -> dict[str, str]:
 
 def tags(stack: str, component: str) -> dict[str, str]:
     return {"project": PROJECT, "stack": stack, "component": component, "managed-by": "pulumi"}
+
+
+def pod_security(level: str) -> dict[str, str]:
+    """Namespace labels that enforce (and audit and warn at) one Pod Security Standard level."""
+    return {f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "audit", "warn")}
+
+
+def image_version(image: str) -> str:
+    """The tag of an image reference, for the version label."""
+    return image.rsplit(":", 1)[-1]

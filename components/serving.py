@@ -114,7 +114,7 @@ class ModelServer(pulumi.ComponentResource):
                 "name": self.namespace_name,
                 "labels": {
                     **meta,
-                    **{f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")},
+                    **labels.pod_security("restricted"),
                 },
             },
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.depends_on)),
