@@ -329,24 +329,32 @@ def test_request_the_validator_rejects_gets_http_400(server, config):
     assert body["error"]["type"] == "exceed_context_size_error"
 
 
-def test_drain_hook_returns_once_the_server_is_idle(server, key_file):
-    port = server.base.rsplit(":", 1)[1]
+def run_drain(server: Server, key_file: Path, max_seconds: int, settle_seconds: int | None = None) -> tuple[int, float]:
+    """Runs the preStop hook against this server; returns its exit status and how long it took."""
+    env = dict(os.environ)
+    if settle_seconds is not None:
+        env["DRAIN_SETTLE_SECONDS"] = str(settle_seconds)
     started = time.monotonic()
     result = subprocess.run(
-        ["sh", str(ROOT / "image" / "drain.sh"), port, str(key_file), "30"],
+        ["sh", str(ROOT / "image" / "drain.sh"), server.base.rsplit(":", 1)[1], str(key_file), str(max_seconds)],
+        env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=max_seconds + 30,
         check=False,
     )
-    assert result.returncode == 0
-    assert time.monotonic() - started < 10
+    return result.returncode, time.monotonic() - started
+
+
+def test_drain_hook_returns_once_the_server_is_idle(server, key_file):
+    rc, took = run_drain(server, key_file, 30)
+    assert rc == 0
+    assert took < 10
 
 
 def test_drain_hook_waits_for_an_in_flight_request(server, key_file):
     import threading
 
-    port = server.base.rsplit(":", 1)[1]
     answer: dict = {}
     # A long answer: generation runs until the slot is full or max_tokens is reached.
     worker = threading.Thread(target=lambda: answer.update(result=server.chat([], max_tokens=900, ignore_eos=True)))
@@ -359,17 +367,12 @@ def test_drain_hook_waits_for_an_in_flight_request(server, key_file):
         time.sleep(0.05)
     else:
         pytest.fail("the request never showed as processing")
-    result = subprocess.run(
-        ["sh", str(ROOT / "image" / "drain.sh"), port, str(key_file), "60"],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    rc, waited = run_drain(server, key_file, 60, settle_seconds=0)  # no Service here to leave
     finished_before_drain_returned = not worker.is_alive()
     worker.join()
-    assert result.returncode == 0
+    assert rc == 0
     assert finished_before_drain_returned, "drain.sh returned while a request was still being answered"
+    assert waited > 0.5, f"drain.sh returned after {waited:.2f} s: it did not wait for the request"
     assert answer["result"][0] == 200
 
 
