@@ -52,20 +52,20 @@ destroy:
 	pulumi destroy --stack "$(STACK)"
 
 render: $(VENV)/.installed
-	$(PY) -m components.render --config "$(CONFIG)" --out "$(OUT)"
+	$(PY) -m tools.render --config "$(CONFIG)" --out "$(OUT)"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
-	$(PY) -m tests.timed
+	$(PY) -m tools.timed
 
 bench: $(VENV)/.installed
-	$(PY) -m tests.bench
+	$(PY) -m tools.bench
 
 cuda-check: $(VENV)/.installed
-	$(PY) -m tests.llama_build cuda
+	$(PY) -m tools.llama_build cuda
 
 clean:
 	rm -rf render .pytest_cache .ruff_cache

@@ -7,12 +7,12 @@ import pulumi
 
 from components.autoscaling import QueueAutoscaler, QueueAutoscalerArgs
 from components.cluster import AksCluster, AksClusterArgs
-from components.config import ConfigError, load_config, split_pulumi_config
 from components.gpu import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.gpu_metrics import DcgmExporter, DcgmExporterArgs
 from components.image import LlamaCppImage, LlamaCppImageArgs
 from components.observability import ManagedPrometheus, ManagedPrometheusArgs
 from components.serving import ModelServer, ModelServerArgs
+from core.loading import ConfigError, load_config, split_pulumi_config
 
 stack = pulumi.get_stack()
 # Pulumi has no public call that lists every key; unknown keys must fail, so read the whole map.

@@ -10,8 +10,9 @@ import pulumi
 import pulumi_azure_native as azure
 import pulumi_kubernetes as k8s
 
-from components import labels, metrics, roles
-from components.config import Autoscaling
+from components import roles
+from core import labels, metrics
+from core.config import Autoscaling
 
 # The AKS KEDA add-on runs its operator as this service account (learn.microsoft.com/azure/aks/keda-workload-identity).
 KEDA_SUBJECT = "system:serviceaccount:kube-system:keda-operator"

@@ -10,11 +10,12 @@ import pulumi_azure_native as azure
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import labels, roles
-from components.catalog import GPU_VM_SIZES
-from components.config import Cluster, Registry
-from components.kubeconfig import decode, with_login_mode
-from components.skips import skip
+from components import roles
+from core import labels
+from core.catalog import GPU_VM_SIZES
+from core.config import Cluster, Registry
+from core.kubeconfig import decode, with_login_mode
+from core.skips import skip
 
 GPU_POOL_LABEL = ("llamacpp-aks/pool", "gpu")
 GPU_TAINT = ("sku", "gpu", "NoSchedule")

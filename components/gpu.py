@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels
 from components.cluster import GPU_POOL_LABEL, GPU_TAINT, SPOT_TAINT
+from core import labels
 
 # Where the kubelet listens for device plugins; the plugin must write its socket there.
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"

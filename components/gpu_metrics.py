@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels
 from components.gpu import gpu_node_selector, gpu_tolerations
+from core import labels
 
 PORT = 9400
 CHECKOV_SKIPS = {

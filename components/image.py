@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pulumi
 
-from components.config import Image
+from core.config import Image
 
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
 # ACR accepts this user name with a refresh token as the password (`az acr login --expose-token`).

@@ -5,14 +5,13 @@ when enabled, Azure Managed Grafana with the llama-server dashboard."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_azure_native as azure
 
-from components import labels, metrics, roles
+from components import roles
+from core import labels, metrics
 
-DASHBOARD = Path(__file__).resolve().parent / "dashboards" / "llamacpp.json"
 # Entra ID application of Azure Managed Grafana: the audience of tokens for its HTTP API
 # (learn.microsoft.com/azure/managed-grafana/how-to-api-calls).
 GRAFANA_API_AUDIENCE = "ce34e7e5-485f-4d76-964f-b3d2b16d1e4f"
@@ -178,7 +177,7 @@ class ManagedPrometheus(pulumi.ComponentResource):
         )
         grafana.oss.Dashboard(
             f"{name}-dashboard",
-            config_json=DASHBOARD.read_text(),
+            config_json=metrics.DASHBOARD.read_text(),
             overwrite=True,
             opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )

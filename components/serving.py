@@ -10,10 +10,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import labels
-from components.config import StackConfig
 from components.gpu import gpu_node_selector, gpu_tolerations
-from components.server_args import ServerPaths, llama_server_args
+from core import labels
+from core.config import StackConfig
+from core.server_args import ServerPaths, llama_server_args
 
 MODEL_DIR = "/models"
 API_KEY_DIR = "/var/run/secrets/llama-server"

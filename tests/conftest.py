@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from components import render
-from components.config import PROJECT
+from core.config import PROJECT
+from tools import render
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))

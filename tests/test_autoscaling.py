@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from components import metrics
-from components.observability import DASHBOARD
 from components.roles import MONITORING_DATA_READER as MONITORING_DATA_READER_ROLE
+from core import metrics
+from core.metrics import DASHBOARD
 from tests.conftest import named, of_type, one, run_stack
 from tests.test_config import only, preview_problems
 
@@ -186,7 +186,7 @@ def test_rejects_scale_to_zero_on_a_zonal_disk_across_zones():
 
 
 def test_scale_to_zero_states_the_cold_start():
-    from components.config import load_config
+    from core.loading import load_config
 
     _, warnings = load_config({"autoscaling": {"enabled": True, "minReplicas": 0, "activeHours": {}}}, "dev")
     assert any("waits for a GPU node" in w for w in warnings)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from components.config import StackConfig, load_config
+from core.config import StackConfig
+from core.loading import load_config
 from tests.conftest import run_stack
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from components import sizing
-from components.config import load_config
+from core import sizing
+from core.loading import load_config
 from tests.conftest import ROOT, one, run_stack
 from tests.httpfiles import FileServer
-from tests.llama_build import build, source_tree
 from tests.tiny_qwen2vl import TEXT, TinyModel, vocabulary, write_tiny_qwen2vl
+from tools.llama_build import build, source_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -282,8 +282,8 @@ def test_metrics_export_the_names_scraping_and_draining_use(server):
 
 def test_every_llama_server_metric_the_stack_queries_is_exported(server):
     """The dashboard, the alert rules and the autoscaler's triggers name only real metrics."""
-    from components import metrics
     from components.observability import DASHBOARD
+    from core import metrics
 
     _, text = server.request("/metrics")
     exported = {line.split(" ")[0].split("{")[0] for line in text.splitlines() if line and not line.startswith("#")}

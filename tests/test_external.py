@@ -15,9 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.config import load_config, split_pulumi_config
-from components.render import stack_config
+from core.loading import load_config, split_pulumi_config
 from tests.conftest import ROOT, STACK_FILES
+from tools.render import stack_config
 
 pytestmark = pytest.mark.external
 

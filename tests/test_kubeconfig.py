@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components.kubeconfig import with_login_mode
-from components.render import sample_kubeconfig
+from core.kubeconfig import with_login_mode
+from tools.render import sample_kubeconfig
 
 
 def exec_args(kubeconfig: str) -> list[str]:

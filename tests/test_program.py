@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from components.config import StackConfig
 from components.image import build_args, content_tag
 from components.roles import ACR_PULL as ACR_PULL_ROLE
 from components.roles import ACR_PUSH as ACR_PUSH_ROLE
-from components.server_args import ServerPaths, llama_server_args
+from core.config import StackConfig
+from core.server_args import ServerPaths, llama_server_args
 from tests.conftest import named, of_type, one, run_stack, unsecret
 
 MC = "azure-native:containerservice:ManagedCluster"

@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel
 
-from components.config import StackConfig
+from core.config import StackConfig
 from tests.conftest import ROOT
 
 
@@ -18,7 +18,7 @@ def leaf_keys(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out += leaf_keys(annotation, f"{prefix}{key}.")
         elif "ActiveHours" in str(annotation):
-            from components.config import ActiveHours
+            from core.config import ActiveHours
 
             out += leaf_keys(ActiveHours, f"{prefix}{key}.")
         else:

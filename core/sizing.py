@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from components.catalog import (
+from core.catalog import (
     CUDA_CONTEXT_BYTES,
     KV_CACHE_TYPE_BYTES,
     LLAMA_CTX_PAD,

@@ -1,12 +1,10 @@
 """The stack configuration schema: one pydantic model per config key, with the reference defaults.
 
-`load_config` turns a stack's raw config into a validated `StackConfig`, or raises `ConfigError`
-with every problem at once, each naming the key path, the value, the limit and the fix.
+Pure: `core.loading` validates a stack's raw config against it and runs the cross-field rules.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from decimal import Decimal, InvalidOperation
@@ -18,22 +16,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
 )
 from pydantic.alias_generators import to_camel
 
-from components.sizing import ModelShape
+from core.sizing import ModelShape
 
 PROJECT = "llamacpp-aks"
 SECRET_KEYS = ("hfToken", "apiKey")
-
-
-class ConfigError(Exception):
-    """A stack config that must not reach Azure; `problems` are sentences for the user."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 # --- value types ---------------------------------------------------------------------------
@@ -308,98 +297,3 @@ class StackConfig(Model):
     def max_replicas(self) -> int:
         """The most server pods this stack may run at once."""
         return self.autoscaling.max_replicas if self.autoscaling.enabled else self.server.replicas
-
-
-# --- loading -------------------------------------------------------------------------------
-
-
-def load_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig, list[str]]:
-    """Validated config and its warnings; raises ConfigError listing every problem."""
-    from components.rules import check  # rules import this module's types
-
-    try:
-        config = StackConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError([_explain(e, raw) for e in err.errors()]) from None
-    errors, warnings = check(config, stack)
-    if errors:
-        raise ConfigError(errors)
-    return config, warnings
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = StackConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
-        if field is None:
-            return None
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            return model
-    return model
-
-
-def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    """A pydantic error as a sentence in the YAML's own key names."""
-    loc = tuple(error["loc"])
-    path = _path(loc)
-    value = error.get("input")
-    kind = error["type"]
-    ctx = error.get("ctx", {})
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        known = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f" did you mean {_path((*loc[:-1], close[0]))}?" if close else ""
-        where = _path(loc[:-1]) or "the top level"
-        return (
-            f"{path} is not a known key: remove it or fix its spelling;{hint} "
-            f"known keys under {where}: {', '.join(known)}."
-        )
-    if kind in ("greater_than_equal", "greater_than"):
-        return f"{path}={value} is below the minimum {ctx.get('ge', ctx.get('gt'))}; set {path} to at least {ctx.get('ge', ctx.get('gt'))}."
-    if kind in ("less_than_equal", "less_than"):
-        return f"{path}={value} is above the maximum {ctx.get('le', ctx.get('lt'))}; set {path} below that."
-    if kind == "literal_error":
-        return f"{path}={value!r} is not allowed; use one of {ctx.get('expected')}."
-    if kind == "missing":
-        return f"{path} is required; set it in the stack config."
-    if kind == "string_pattern_mismatch":
-        return f"{path}={value!r} has the wrong form; it must match {ctx.get('pattern')}."
-    return f"{path}={value!r} is invalid: {error['msg']}; fix the value of {path}."
-
-
-def split_pulumi_config(all_config: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """This project's keys from Pulumi's flat config map: (plain keys as objects, secret keys).
-
-    Pulumi hands object values over as JSON text; keys of other namespaces (azure-native:location)
-    are not ours and are left alone.
-    """
-    import json
-
-    raw: dict[str, Any] = {}
-    secrets: dict[str, str] = {}
-    prefix = f"{PROJECT}:"
-    for key, value in all_config.items():
-        if not key.startswith(prefix):
-            continue
-        short = key[len(prefix) :]
-        if short in SECRET_KEYS:
-            secrets[short] = value
-            continue
-        try:
-            raw[short] = json.loads(value)
-        except (TypeError, ValueError):
-            raw[short] = value
-    return raw, secrets

@@ -9,15 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from components import sizing
-from components.catalog import (
+from core import sizing
+from core.catalog import (
     AKS_KUBERNETES_VERSIONS,
     GB,
     GPU_VM_SIZES,
     GpuVmSize,
     cuda_limit_for,
 )
-from components.config import StackConfig, parse_quantity
+from core.config import StackConfig, parse_quantity
 
 PROD_STACKS = ("prod",)
 # The model volume holds the model and projector plus their partial downloads during a resume.

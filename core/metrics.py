@@ -6,6 +6,11 @@ end-to-end test checks each name against the real server's /metrics (pinned rele
 
 from __future__ import annotations
 
+from pathlib import Path
+
+# The Grafana dashboard (Grafana JSON model); its panels query the metrics below.
+DASHBOARD = Path(__file__).resolve().parent / "dashboards" / "llamacpp.json"
+
 # Exported by llama-server with --metrics (tools/server/server-context.cpp, metrics handler).
 PROMPT_TOKENS_TOTAL = "llamacpp:prompt_tokens_total"
 TOKENS_PREDICTED_TOTAL = "llamacpp:tokens_predicted_total"

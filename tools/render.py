@@ -2,7 +2,7 @@
 `pulumi up` would create: Kubernetes manifests, an ARM template of the Azure resources, and the
 sizing summary. No Pulumi CLI, cloud account or cluster is needed.
 
-usage: python -m components.render [--config Pulumi.dev.yaml] [--out render/dev]
+usage: python -m tools.render [--config Pulumi.dev.yaml] [--out render/dev]
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from typing import Any
 
 import yaml
 
-from components.config import PROJECT, ConfigError, load_config, split_pulumi_config
-from components.skips import clear as clear_skips
-from components.skips import skips_for
-from components.summary import summary_markdown
+from core.config import PROJECT
+from core.loading import ConfigError, load_config, split_pulumi_config
+from core.skips import clear as clear_skips
+from core.skips import skips_for
+from core.summary import summary_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"

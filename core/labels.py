@@ -5,7 +5,7 @@ One helper so that no resource can carry a name or a version that disagrees with
 
 from __future__ import annotations
 
-from components.config import PROJECT
+from core.config import PROJECT
 
 
 def name(stack: str, what: str) -> str:

@@ -23,7 +23,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for config in sorted(ROOT.glob("Pulumi.*.yaml")):
-            cmd = [sys.executable, "-m", "components.render", "--config", str(config), "--out", tmp]
+            cmd = [sys.executable, "-m", "tools.render", "--config", str(config), "--out", tmp]
             times = [timed(cmd) for _ in range(RUNS)]
             rows.append((f"render {config.name}", statistics.median(times)))
     rows.append(

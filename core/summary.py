@@ -3,9 +3,9 @@ worst-case request, GPU nodes and pods. Pure; the render writes it and CI posts 
 
 from __future__ import annotations
 
-from components import rules, sizing
-from components.catalog import GB
-from components.config import StackConfig
+from core import rules, sizing
+from core.catalog import GB
+from core.config import StackConfig
 
 
 def replicas_text(c: StackConfig) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.config import StackConfig
+from core.config import StackConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,109 @@
+"""Loading a stack's config: Pulumi's flat key map to a validated `StackConfig`, or a `ConfigError`
+with every problem at once, each naming the key path, the value, the limit and the fix."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from core.config import PROJECT, SECRET_KEYS, StackConfig
+from core.rules import check
+
+
+class ConfigError(Exception):
+    """A stack config that must not reach Azure; `problems` are sentences for the user."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def load_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig, list[str]]:
+    """Validated config and its warnings; raises ConfigError listing every problem."""
+    try:
+        config = StackConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError([_explain(e, raw) for e in err.errors()]) from None
+    errors, warnings = check(config, stack)
+    if errors:
+        raise ConfigError(errors)
+    return config, warnings
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = StackConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return model
+    return model
+
+
+def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    """A pydantic error as a sentence in the YAML's own key names."""
+    loc = tuple(error["loc"])
+    path = _path(loc)
+    value = error.get("input")
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" did you mean {_path((*loc[:-1], close[0]))}?" if close else ""
+        where = _path(loc[:-1]) or "the top level"
+        return (
+            f"{path} is not a known key: remove it or fix its spelling;{hint} "
+            f"known keys under {where}: {', '.join(known)}."
+        )
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"{path}={value} is below the minimum {ctx.get('ge', ctx.get('gt'))}; set {path} to at least {ctx.get('ge', ctx.get('gt'))}."
+    if kind in ("less_than_equal", "less_than"):
+        return f"{path}={value} is above the maximum {ctx.get('le', ctx.get('lt'))}; set {path} below that."
+    if kind == "literal_error":
+        return f"{path}={value!r} is not allowed; use one of {ctx.get('expected')}."
+    if kind == "missing":
+        return f"{path} is required; set it in the stack config."
+    if kind == "string_pattern_mismatch":
+        return f"{path}={value!r} has the wrong form; it must match {ctx.get('pattern')}."
+    return f"{path}={value!r} is invalid: {error['msg']}; fix the value of {path}."
+
+
+def split_pulumi_config(all_config: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """This project's keys from Pulumi's flat config map: (plain keys as objects, secret keys).
+
+    Pulumi hands object values over as JSON text; keys of other namespaces (azure-native:location)
+    are not ours and are left alone.
+    """
+    raw: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    prefix = f"{PROJECT}:"
+    for key, value in all_config.items():
+        if not key.startswith(prefix):
+            continue
+        short = key[len(prefix) :]
+        if short in SECRET_KEYS:
+            secrets[short] = value
+            continue
+        try:
+            raw[short] = json.loads(value)
+        except (TypeError, ValueError):
+            raw[short] = value
+    return raw, secrets
