@@ -285,6 +285,9 @@ def arm_template(resources: list[Recorded], location: str) -> dict[str, Any]:
         if skipped:
             doc["metadata"] = {"checkov": [f"checkov:skip={check}: {reason}" for check, reason in skipped.items()]}
         out.append(doc)
+    # Mocks register resources in the order their inputs resolve, which varies between runs:
+    # sort, so that a review diff of two renders shows only real changes.
+    out.sort(key=lambda d: (d["type"], d["name"], d.get("scope", "")))
     return {
         "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
         "contentVersion": "1.0.0.0",
