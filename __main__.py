@@ -25,74 +25,49 @@ except ConfigError as err:
     raise pulumi.RunError("invalid stack config:\n- " + "\n- ".join(err.problems)) from None
 for warning in warnings:
     pulumi.log.warn(warning)
+c = config.cluster
 
 cluster = AksCluster(
-    "cluster",
-    AksClusterArgs(stack, config.cluster, config.registry, config.cluster.kubelogin_mode, config.autoscaling.enabled),
+    "cluster", AksClusterArgs(stack=stack, cluster=c, registry=config.registry, keda_addon=config.autoscaling.enabled)
 )
 device_plugin = NvidiaDevicePlugin(
-    "gpu",
-    NvidiaDevicePluginArgs(stack, config.cluster.device_plugin_image, cluster.provider),
+    "gpu", NvidiaDevicePluginArgs(stack=stack, image=c.device_plugin_image, cluster=cluster)
 )
-image = LlamaCppImage(
-    "image",
-    LlamaCppImageArgs(config.image, cluster.login_server, cluster.tenant_id, (cluster.acr_push,)),
-)
+image = LlamaCppImage("image", LlamaCppImageArgs(image=config.image, cluster=cluster))
 server = ModelServer(
     "server",
     ModelServerArgs(
-        stack,
-        config,
-        image.ref,
-        cluster.provider,
+        stack=stack,
+        server=config.server,
+        model=config.model,
+        service=config.service,
+        autoscaling=config.autoscaling,
+        image=image,
+        cluster=cluster,
+        device_plugin=device_plugin,
         api_key=secrets.get("apiKey"),
         hf_token=secrets.get("hfToken"),
-        depends_on=(device_plugin, cluster.acr_pull),
     ),
 )
-
-if config.cluster.monitoring:
-    DcgmExporter("gpu-metrics", DcgmExporterArgs(stack, config.cluster.dcgm_exporter_image, cluster.provider))
-    observability = ManagedPrometheus(
+if c.monitoring:
+    DcgmExporter("gpu-metrics", DcgmExporterArgs(stack=stack, image=c.dcgm_exporter_image, cluster=cluster))
+    metrics = ManagedPrometheus(
         "observability",
-        ManagedPrometheusArgs(
-            stack,
-            config.cluster.location,
-            cluster.resource_group.name,
-            cluster.cluster.id,
-            cluster.cluster.name,
-            cluster.subscription_id,
-            cluster.deployer_object_id,
-            server.namespace_name,
-            server.server_name,
-            config.autoscaling.grafana,
-        ),
+        ManagedPrometheusArgs(stack=stack, cluster=cluster, server=server, grafana=config.autoscaling.grafana),
     )
-    pulumi.export("prometheusQueryEndpoint", observability.query_endpoint)
-    if observability.grafana_endpoint is not None:
-        pulumi.export("grafanaEndpoint", observability.grafana_endpoint)
+    pulumi.export("prometheusQueryEndpoint", metrics.query_endpoint)
+    if metrics.grafana_endpoint is not None:
+        pulumi.export("grafanaEndpoint", metrics.grafana_endpoint)
     if config.autoscaling.enabled:
         QueueAutoscaler(
             "autoscaler",
             QueueAutoscalerArgs(
-                stack,
-                config.autoscaling,
-                config.server.parallel,
-                config.image.llama_cpp_release,
-                config.cluster.location,
-                cluster.resource_group.name,
-                cluster.subscription_id,
-                cluster.oidc_issuer,
-                observability.workspace.id,
-                observability.query_endpoint,
-                server.namespace,
-                server.deployment_name,
-                cluster.provider,
+                stack=stack, autoscaling=config.autoscaling, cluster=cluster, metrics=metrics, server=server
             ),
         )
 
 pulumi.export("clusterName", cluster.cluster.name)
-pulumi.export("resourceGroup", cluster.resource_group.name)
+pulumi.export("resourceGroup", cluster.resource_group_name)
 pulumi.export("registryLoginServer", cluster.login_server)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("image", image.ref)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pulumi
 
+from components.cluster import AksCluster
 from core.config import Image
 
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
@@ -19,13 +20,10 @@ IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LlamaCppImageArgs:
-    image: Image
-    login_server: pulumi.Input[str] | None = None
-    tenant_id: pulumi.Input[str] | None = None
-    # Makes the push wait until the deployer's AcrPush role exists.
-    depends_on: tuple[pulumi.Resource, ...] = ()
+    image: Image  # config `image`: release, CUDA, repository, or a prebuilt digest
+    cluster: AksCluster  # whose registry the image is pushed to, with the deployer's AcrPush
 
 
 def build_args(image: Image) -> dict[str, str]:
@@ -68,33 +66,34 @@ class LlamaCppImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LlamaCppImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llamacpp-aks:image:LlamaCppImage", name, None, opts)
+        self.release = args.image.llama_cpp_release
         if args.image.prebuilt:
             self.ref: pulumi.Output[str] = pulumi.Output.from_input(args.image.prebuilt)
-            self.register_outputs({"ref": self.ref})
-            return
+        else:
+            self.ref = self._build_and_push(name, args.image, args.cluster)
+        self.register_outputs({"ref": self.ref})
 
-        import pulumi_azure_native as azure  # only a build needs these SDKs
-        import pulumi_docker as docker
+    def _build_and_push(self, name: str, image: Image, cluster: AksCluster) -> pulumi.Output[str]:
+        """Builds image/ locally and pushes it with a token traded for the deployer's Entra token."""
+        import pulumi_docker as docker  # only a build needs this SDK
+        from pulumi_azure_native import authorization
 
-        if args.login_server is None or args.tenant_id is None:
-            raise ValueError("building the image needs the registry's login server and tenant")
-        arm_token = azure.authorization.get_client_token_output(opts=pulumi.InvokeOutputOptions(parent=self)).token
+        arm_token = authorization.get_client_token_output(opts=pulumi.InvokeOutputOptions(parent=self)).token
 
         def password(values: list[str]) -> str:
             if pulumi.runtime.is_dry_run():
                 return ""  # preview builds nothing (build_on_preview=False), so it pushes nothing
             return acr_refresh_token(*values)
 
-        login_server = pulumi.Output.from_input(args.login_server)
-        tag = content_tag(args.image)
-        self.image = docker.Image(
+        login_server = cluster.login_server
+        built = docker.Image(
             f"{name}-image",
-            image_name=pulumi.Output.concat(login_server, "/", args.image.repository, ":", tag),
+            image_name=pulumi.Output.concat(login_server, "/", image.repository, ":", content_tag(image)),
             build={
                 "context": str(IMAGE_DIR),
                 "dockerfile": str(IMAGE_DIR / "Dockerfile"),
                 "platform": "linux/amd64",
-                "args": build_args(args.image),
+                "args": build_args(image),
             },
             build_on_preview=False,
             # pulumi-docker ignores username/password changes in its diff (pulumi-docker#498),
@@ -103,11 +102,11 @@ class LlamaCppImage(pulumi.ComponentResource):
                 "server": login_server,
                 "username": ACR_TOKEN_USER,
                 "password": pulumi.Output.secret(
-                    pulumi.Output.all(login_server, args.tenant_id, arm_token).apply(password)
+                    pulumi.Output.all(login_server, cluster.tenant_id, arm_token).apply(password)
                 ),
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            # The push needs the deployer's AcrPush role.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.acr_push]),
         )
         # Deploy by digest: a re-pushed tag can never change what runs.
-        self.ref = self.image.repo_digest
-        self.register_outputs({"ref": self.ref})
+        return built.repo_digest

@@ -70,3 +70,12 @@ QWEN2VL_IMAGE_MIN_TOKENS = 8  # llama-server's default --image-min-tokens for Qw
 
 def cuda_limit_for(vm: GpuVmSize) -> tuple[int, int]:
     return DRIVER_CUDA_LIMIT.get(vm.gpu_family, DEFAULT_DRIVER_CUDA_LIMIT)
+
+
+# Azure built-in roles the stack grants, by id
+# (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"
+GRAFANA_ADMIN = "22926164-76b3-42b3-bc55-97df8dab3e41"

@@ -283,6 +283,10 @@ class Autoscaling(Model):
     active_hours: ActiveHours | None = None
     grafana: bool = False
 
+    def most_replicas(self, starting: int) -> int:
+        """The most server pods at once: the autoscaler's bound, or the fixed `server.replicas`."""
+        return self.max_replicas if self.enabled else starting
+
 
 class StackConfig(Model):
     cluster: Cluster = Cluster()
@@ -296,4 +300,4 @@ class StackConfig(Model):
     @property
     def max_replicas(self) -> int:
         """The most server pods this stack may run at once."""
-        return self.autoscaling.max_replicas if self.autoscaling.enabled else self.server.replicas
+        return self.autoscaling.most_replicas(self.server.replicas)

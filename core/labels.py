@@ -7,6 +7,20 @@ from __future__ import annotations
 
 from core.config import PROJECT
 
+# The GPU pool's node label and taint: only pods that select and tolerate them land there.
+GPU_POOL_LABEL = ("llamacpp-aks/pool", "gpu")
+GPU_TAINT = ("sku", "gpu", "NoSchedule")
+# AKS puts this taint on spot nodes.
+SPOT_TAINT = ("kubernetes.azure.com/scalesetpriority", "spot", "NoSchedule")
+# Keeps everything but critical add-ons off the system pool.
+SYSTEM_TAINT = ("CriticalAddonsOnly", "true", "NoSchedule")
+
+
+def taint(key_value_effect: tuple[str, str, str]) -> str:
+    """A taint as AKS node pools take it: `key=value:Effect`."""
+    key, value, effect = key_value_effect
+    return f"{key}={value}:{effect}"
+
 
 def name(stack: str, what: str) -> str:
     """A resource name: `llamacpp-<stack>-<what>` (lower case, valid as a DNS label)."""

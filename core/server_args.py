@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config import StackConfig
+from core.config import Server
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,7 @@ class ServerPaths:
     api_key_file: str
 
 
-def llama_server_args(config: StackConfig, paths: ServerPaths, host: str = "0.0.0.0") -> list[str]:
-    s = config.server
+def llama_server_args(s: Server, paths: ServerPaths, host: str = "0.0.0.0") -> list[str]:
     args = [
         "--host", host,
         "--port", str(s.port),

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 from core.config import PROJECT
@@ -20,12 +21,34 @@ def flat_config(raw: dict[str, Any]) -> dict[str, str]:
 
 
 def run_stack(
-    raw: dict[str, Any] | None = None, stack: str = "dev", secrets: dict[str, str] | None = None
+    raw: dict[str, Any] | None = None,
+    stack: str = "dev",
+    secrets: dict[str, str] | None = None,
+    mocks: render.RenderMocks | None = None,
 ) -> render.RenderMocks:
     """Runs __main__.py under mocks with this config; returns every resource it declared."""
     flat = flat_config(raw or {})
     flat.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
-    return render.run_program(stack, flat)
+    return render.run_program(stack, flat, mocks)
+
+
+def preview_problems(raw: dict[str, Any], stack: str = "dev") -> list[str]:
+    """Runs the program under mocks as `pulumi preview` would; returns its config problems,
+    after checking that it declared no resource and printed no traceback."""
+    mocks = render.RenderMocks()
+    with pytest.raises(pulumi.RunError) as err:
+        run_stack(raw, stack, mocks=mocks)
+    assert not mocks.resources, "a bad config must not declare any resource"
+    text = str(err.value)
+    assert text.startswith("invalid stack config:")
+    assert "Traceback" not in text and "validation error" not in text and "pydantic" not in text
+    return [line[2:] for line in text.splitlines()[1:]]
+
+
+def only(problems: list[str]) -> str:
+    """The one problem of a list that must hold exactly one."""
+    assert len(problems) == 1, problems
+    return problems[0]
 
 
 def of_type(mocks: render.RenderMocks, typ: str) -> list[render.Recorded]:
@@ -45,12 +68,9 @@ def named(mocks: render.RenderMocks, typ: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for a secret value
-
-
 def unsecret(value: Any) -> Any:
     """The plain value inside a Pulumi secret, asserting that it is one."""
-    assert isinstance(value, dict) and SECRET_SIG in value, f"{value!r} is not a secret"
+    assert isinstance(value, dict) and render.SECRET_SIG in value, f"{value!r} is not a secret"
     return value["value"]
 
 

@@ -7,11 +7,10 @@ import re
 
 import pytest
 
-from components.roles import MONITORING_DATA_READER as MONITORING_DATA_READER_ROLE
 from core import metrics
+from core.catalog import MONITORING_DATA_READER as MONITORING_DATA_READER_ROLE
 from core.metrics import DASHBOARD
-from tests.conftest import named, of_type, one, run_stack
-from tests.test_config import only, preview_problems
+from tests.conftest import named, of_type, one, only, preview_problems, run_stack
 
 SCALED = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 RWX = {"storage": {"accessMode": "ReadWriteMany", "storageClass": "azurefile-csi-premium", "sizeGi": 100}}

@@ -3,28 +3,11 @@ once, each message naming the key path, the value, the limit and the fix."""
 
 from __future__ import annotations
 
-import pulumi
 import pytest
 
 from core.config import StackConfig
 from core.loading import load_config
-from tests.conftest import run_stack
-
-
-def preview_problems(raw: dict, stack: str = "dev") -> list[str]:
-    """Runs the program under mocks as `pulumi preview` would; returns its config problems."""
-    with pytest.raises(pulumi.RunError) as err:
-        mocks = run_stack(raw, stack)
-        assert not mocks.resources, "a bad config must not declare any resource"
-    text = str(err.value)
-    assert text.startswith("invalid stack config:")
-    assert "Traceback" not in text and "validation error" not in text and "pydantic" not in text
-    return [line[2:] for line in text.splitlines()[1:]]
-
-
-def only(problems: list[str]) -> str:
-    assert len(problems) == 1, problems
-    return problems[0]
+from tests.conftest import only, preview_problems
 
 
 def test_defaults_reproduce_the_reference_deployment():

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from components.image import build_args, content_tag
-from components.roles import ACR_PULL as ACR_PULL_ROLE
-from components.roles import ACR_PUSH as ACR_PUSH_ROLE
+from core.catalog import ACR_PULL as ACR_PULL_ROLE
+from core.catalog import ACR_PUSH as ACR_PUSH_ROLE
 from core.config import StackConfig
 from core.server_args import ServerPaths, llama_server_args
-from tests.conftest import named, of_type, one, run_stack, unsecret
+from tests.conftest import named, of_type, one, only, preview_problems, run_stack, unsecret
 
 MC = "azure-native:containerservice:ManagedCluster"
 POOL = "azure-native:containerservice:AgentPool"
@@ -155,8 +155,6 @@ def test_prebuilt_image_builds_nothing():
 
 
 def test_prebuilt_image_must_be_pinned_by_digest():
-    from tests.test_config import only, preview_problems
-
     msg = only(preview_problems({"image": {"prebuilt": "example.azurecr.io/llama-server:latest"}}))
     assert msg.startswith("image.prebuilt='example.azurecr.io/llama-server:latest' has the wrong form")
 
@@ -171,7 +169,7 @@ def test_server_args_are_exactly_the_rendered_command(dev):
         "/models/mmproj-Qwen2-VL-7B-Instruct-f16.gguf",
         "/var/run/secrets/llama-server/api-key",
     )
-    assert server_container(dev)["args"] == llama_server_args(config, paths)
+    assert server_container(dev)["args"] == llama_server_args(config.server, paths)
 
 
 def flag(args: list[str], name: str) -> str:

@@ -330,13 +330,16 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
     return match.group(1), flat
 
 
-def run_program(stack: str, flat: dict[str, str]) -> RenderMocks:
+def run_program(stack: str, flat: dict[str, str], mocks: RenderMocks | None = None) -> RenderMocks:
+    """Runs __main__.py under mocks; `mocks` (one is made if not given) records what it declared,
+    also when the program fails."""
     import pulumi
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    location = json.loads(flat.get(f"{PROJECT}:cluster", "{}")).get("location", "eastus")
-    mocks = RenderMocks(location=location)
+    if mocks is None:
+        location = json.loads(flat.get(f"{PROJECT}:cluster", "{}")).get("location", "eastus")
+        mocks = RenderMocks(location=location)
     clear_skips()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True)
     pulumi.runtime.set_all_config(flat)

@@ -1,0 +1,158 @@
+"""Specs of the AKS cluster, its pools and the registry: the nested inputs of ManagedCluster,
+AgentPool, MaintenanceConfiguration and Registry, typed with azure-native's TypedDicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+from pulumi_azure_native import containerregistry, containerservice
+
+from core import labels
+from core.catalog import GpuVmSize
+from core.config import Cluster, GpuPool, MaintenanceWindow, Registry
+
+# Overlay networking: pods get addresses outside the VNet; these ranges must not clash with it.
+POD_CIDR, SERVICE_CIDR, DNS_SERVICE_IP = "10.244.0.0/16", "10.0.0.0/16", "10.0.0.10"
+# AKS's max pods per node default for Azure CNI overlay; checkov CKV_AZURE_168 wants at least 50.
+MAX_PODS = 110
+SYSTEM_OS_DISK_GB = 64
+# AKS's two planned-maintenance schedules (learn.microsoft.com/azure/aks/planned-maintenance).
+MAINTENANCE_SCHEDULES = (
+    ("aksManagedAutoUpgradeSchedule", "upgrade"),
+    ("aksManagedNodeOSUpgradeSchedule", "node-os"),
+)
+
+
+def system_pool(c: Cluster) -> containerservice.ManagedClusterAgentPoolProfileArgsDict:
+    """The system pool, inline in the cluster and tainted so that only critical add-ons run there."""
+    return {
+        "name": "system",
+        "mode": "System",
+        "vm_size": c.system_pool.vm_size,
+        "count": c.system_pool.count,
+        "os_type": "Linux",
+        "os_sku": "AzureLinux",
+        "os_disk_type": "Ephemeral",
+        "os_disk_size_gb": SYSTEM_OS_DISK_GB,
+        "type": "VirtualMachineScaleSets",
+        "availability_zones": c.zones,
+        "node_taints": [labels.taint(labels.SYSTEM_TAINT)],
+        "enable_encryption_at_host": c.encryption_at_host,
+        "max_pods": MAX_PODS,
+        "orchestrator_version": c.kubernetes_version,
+        "upgrade_settings": {"max_surge": "33%"},
+    }
+
+
+def network_profile() -> containerservice.ContainerServiceNetworkProfileArgsDict:
+    return {
+        "network_plugin": "azure",
+        "network_plugin_mode": "overlay",
+        "network_policy": "cilium",
+        "network_dataplane": "cilium",
+        "pod_cidr": POD_CIDR,
+        "service_cidr": SERVICE_CIDR,
+        "dns_service_ip": DNS_SERVICE_IP,
+        "load_balancer_sku": "standard",
+        "outbound_type": "loadBalancer",
+    }
+
+
+def aad_profile(c: Cluster, tenant_id: pulumi.Input[str]) -> containerservice.ManagedClusterAADProfileArgsDict:
+    """Entra ID sign-in with Azure RBAC for Kubernetes authorization."""
+    return {
+        "managed": True,
+        "enable_azure_rbac": True,
+        "admin_group_object_ids": c.entra_admin_group_object_ids,
+        "tenant_id": tenant_id,
+    }
+
+
+def security_profile(c: Cluster) -> containerservice.ManagedClusterSecurityProfileArgsDict:
+    return {
+        "workload_identity": {"enabled": c.workload_identity},
+        "image_cleaner": {"enabled": True, "interval_hours": 24},
+    }
+
+
+def api_server_access(c: Cluster) -> containerservice.ManagedClusterAPIServerAccessProfileArgsDict:
+    return {"authorized_ip_ranges": c.authorized_ip_ranges, "enable_private_cluster": c.private_cluster}
+
+
+def addon_profiles(
+    c: Cluster, workspace_id: pulumi.Input[str] | None
+) -> dict[str, containerservice.ManagedClusterAddonProfileArgsDict]:
+    """Azure Policy and Container Insights (`omsagent`, into the Log Analytics workspace if any)."""
+    return {
+        "azurepolicy": {"enabled": c.azure_policy},
+        # Gone since Kubernetes 1.19; stated so that no template can turn it back on.
+        "kubeDashboard": {"enabled": False},
+        "omsagent": {
+            "enabled": workspace_id is not None,
+            "config": {"logAnalyticsWorkspaceResourceID": workspace_id} if workspace_id is not None else {},
+        },
+    }
+
+
+def auto_upgrade(c: Cluster) -> containerservice.ManagedClusterAutoUpgradeProfileArgsDict:
+    return {"upgrade_channel": c.upgrade_channel, "node_os_upgrade_channel": c.node_os_upgrade_channel}
+
+
+def gpu_pool_spot(pool: GpuPool) -> dict[str, Any]:
+    """The AgentPool inputs that make a spot pool; none for a regular one."""
+    if not pool.spot:
+        return {}
+    return {"scale_set_priority": "Spot", "scale_set_eviction_policy": "Delete", "spot_max_price": pool.spot_max_price}
+
+
+def gpu_pool(c: Cluster, vm: GpuVmSize) -> dict[str, Any]:
+    """Inputs of the GPU AgentPool: tainted, labelled, autoscaled, with the NVIDIA driver."""
+    pool = c.gpu_pool
+    return {
+        "agent_pool_name": "gpu",
+        "mode": "User",
+        "vm_size": vm.name,
+        "os_type": "Linux",
+        "os_sku": "Ubuntu",
+        "os_disk_type": "Ephemeral" if vm.ephemeral_os_disk else "Managed",
+        "os_disk_size_gb": pool.os_disk_size_gb,
+        "type": "VirtualMachineScaleSets",
+        "availability_zones": c.zones,
+        "enable_auto_scaling": True,
+        "min_count": pool.min_count,
+        "max_count": pool.max_count,
+        "count": pool.min_count,
+        "node_taints": [labels.taint(labels.GPU_TAINT)],
+        "node_labels": {labels.GPU_POOL_LABEL[0]: labels.GPU_POOL_LABEL[1]},
+        "gpu_profile": {"driver": pool.driver},
+        "enable_encryption_at_host": c.encryption_at_host,
+        "max_pods": MAX_PODS,
+        "orchestrator_version": c.kubernetes_version,
+        # No surge node: GPU quota is usually exactly the pool's size.
+        "upgrade_settings": {"max_surge": "0", "max_unavailable": "1"},
+        **gpu_pool_spot(pool),
+    }
+
+
+def maintenance_window(w: MaintenanceWindow) -> containerservice.MaintenanceWindowArgsDict:
+    return {
+        "schedule": {"weekly": {"day_of_week": w.day, "interval_weeks": 1}},
+        "duration_hours": w.duration_hours,
+        "start_time": f"{w.start_hour:02d}:00",
+        "utc_offset": "+00:00",
+    }
+
+
+def registry_policies(r: Registry) -> containerregistry.PoliciesArgsDict:
+    premium = r.sku == "Premium"
+    return {
+        "retention_policy": {"days": r.retention_days, "status": "enabled" if premium else "disabled"},
+        "trust_policy": {"type": "Notary", "status": "disabled"},
+        "quarantine_policy": {"status": "disabled"},
+    }
+
+
+def registry_zone_redundant(r: Registry, c: Cluster) -> bool:
+    """Zone redundancy needs the Premium SKU and zones to spread over."""
+    return r.sku == "Premium" and bool(c.zones)
