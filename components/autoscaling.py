@@ -90,4 +90,5 @@ class QueueAutoscaler(pulumi.ComponentResource):
             spec=spec.scaled_object_spec(a, server.deployment_name, triggers),
             opts=k8s_child.merge(pulumi.ResourceOptions(depends_on=[auth, reader])),
         )
-        self.register_outputs({"scaledObject": self.scaled_object.metadata["name"]})
+        # The ScaledObject is named after the Deployment it scales.
+        self.register_outputs({"scaledObject": server.deployment_name})

@@ -76,7 +76,7 @@ class AksCluster(pulumi.ComponentResource):
             dns_prefix=labels.name(stack, "aks"),
             kubernetes_version=c.kubernetes_version,
             sku={"name": "Base", "tier": c.tier},
-            identity={"type": "SystemAssigned"},
+            identity={"type": containerservice.ResourceIdentityType.SYSTEM_ASSIGNED},
             enable_rbac=True,
             disable_local_accounts=c.local_accounts_disabled,
             aad_profile=spec.aad_profile(c, client.tenant_id),
@@ -129,7 +129,7 @@ class AksCluster(pulumi.ComponentResource):
     def _roles(self, name: str) -> tuple[authorization.RoleAssignment, ...]:
         """AcrPull for the kubelet; AcrPush and cluster admin for whoever runs `pulumi up`."""
         child = pulumi.ResourceOptions(parent=self)
-        kubelet_object_id = self.cluster.identity_profile.apply(lambda p: p["kubeletidentity"].object_id)
+        kubelet_object_id = self.cluster.identity_profile.apply(lambda p: (p or {})["kubeletidentity"].object_id or "")
         acr_pull = authorization.RoleAssignment(
             f"{name}-acr-pull",
             **role_assignment(
@@ -176,7 +176,7 @@ class AksCluster(pulumi.ComponentResource):
             format="exec",
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
-        kubeconfig = pulumi.Output.secret(
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
             credentials.kubeconfigs.apply(lambda kcs: with_login_mode(decode(kcs[0].value), login_mode))
         )
         provider = k8s.Provider(

@@ -86,6 +86,8 @@ class LlamaCppImage(pulumi.ComponentResource):
             return acr_refresh_token(*values)
 
         login_server = cluster.login_server
+        token: pulumi.Output[str] = pulumi.Output.all(login_server, cluster.tenant_id, arm_token).apply(password)
+        secret_token: pulumi.Output[str] = pulumi.Output.secret(token)
         built = docker.Image(
             f"{name}-image",
             image_name=pulumi.Output.concat(login_server, "/", image.repository, ":", content_tag(image)),
@@ -101,9 +103,7 @@ class LlamaCppImage(pulumi.ComponentResource):
             registry={
                 "server": login_server,
                 "username": ACR_TOKEN_USER,
-                "password": pulumi.Output.secret(
-                    pulumi.Output.all(login_server, cluster.tenant_id, arm_token).apply(password)
-                ),
+                "password": secret_token,
             },
             # The push needs the deployer's AcrPush role.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.acr_push]),

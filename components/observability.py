@@ -35,17 +35,24 @@ class ManagedPrometheus(pulumi.ComponentResource):
         super().__init__("llamacpp-aks:observability:ManagedPrometheus", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         stack, cluster = args.stack, args.cluster
-        placed = {
-            "resource_group_name": cluster.resource_group_name,
-            "location": cluster.location,
-            "tags": labels.tags(stack, "observability"),
-        }
+        rg, location, tags = cluster.resource_group_name, cluster.location, labels.tags(stack, "observability")
 
         self.workspace = monitor.AzureMonitorWorkspace(
-            f"{name}-amw", azure_monitor_workspace_name=labels.name(stack, "amw"), **placed, opts=child
+            f"{name}-amw",
+            azure_monitor_workspace_name=labels.name(stack, "amw"),
+            resource_group_name=rg,
+            location=location,
+            tags=tags,
+            opts=child,
         )
         endpoint = monitor.DataCollectionEndpoint(
-            f"{name}-dce", data_collection_endpoint_name=labels.name(stack, "dce"), kind="Linux", **placed, opts=child
+            f"{name}-dce",
+            data_collection_endpoint_name=labels.name(stack, "dce"),
+            kind="Linux",
+            resource_group_name=rg,
+            location=location,
+            tags=tags,
+            opts=child,
         )
         rule = monitor.DataCollectionRule(
             f"{name}-dcr",
@@ -55,7 +62,9 @@ class ManagedPrometheus(pulumi.ComponentResource):
             data_sources=spec.prometheus_data_sources(),
             destinations=spec.workspace_destination(self.workspace.id),
             data_flows=spec.data_flows(),
-            **placed,
+            resource_group_name=rg,
+            location=location,
+            tags=tags,
             opts=child,
         )
         monitor.DataCollectionRuleAssociation(
@@ -74,16 +83,18 @@ class ManagedPrometheus(pulumi.ComponentResource):
             enabled=True,
             description="llama-server: queue and availability",
             rules=spec.alert_rules(args.server.namespace_name, args.server.server_name),
-            **placed,
+            resource_group_name=rg,
+            location=location,
+            tags=tags,
             opts=child,
         )
         self.query_endpoint = self.workspace.metrics.apply(lambda m: m.prometheus_query_endpoint)
         self.grafana_endpoint: pulumi.Output[str] | None = None
         if args.grafana:
-            self.grafana_endpoint = self._grafana(name, args, placed)
+            self.grafana_endpoint = self._grafana(name, args, tags)
         self.register_outputs({"queryEndpoint": self.query_endpoint})
 
-    def _grafana(self, name: str, args: ManagedPrometheusArgs, placed: dict[str, object]) -> pulumi.Output[str]:
+    def _grafana(self, name: str, args: ManagedPrometheusArgs, tags: dict[str, str]) -> pulumi.Output[str]:
         """Managed Grafana on the workspace, and the dashboard posted through its API."""
         import pulumiverse_grafana as grafana  # only stacks with Grafana need this SDK
 
@@ -93,9 +104,11 @@ class ManagedPrometheus(pulumi.ComponentResource):
             f"{name}-grafana",
             workspace_name=labels.name(args.stack, "grafana")[: spec.GRAFANA_NAME_MAX],
             sku={"name": spec.GRAFANA_SKU},
-            identity={"type": "SystemAssigned"},
+            identity={"type": dashboard.ManagedServiceIdentityType.SYSTEM_ASSIGNED},
             properties=spec.grafana_properties(self.workspace.id),
-            **placed,
+            resource_group_name=cluster.resource_group_name,
+            location=cluster.location,
+            tags=tags,
             opts=child,
         )
         authorization.RoleAssignment(

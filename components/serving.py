@@ -138,7 +138,7 @@ class ModelServer(pulumi.ComponentResource):
             "http://", service.metadata["name"], ".", self.namespace, ".svc.cluster.local:", port
         )
         self.alias = pulumi.Output.from_input(s.alias)
-        self.api_key = pulumi.Output.secret(api_key)
+        self.api_key: pulumi.Output[str] = pulumi.Output.secret(api_key)
         self.curl_example = self.endpoint.apply(lambda url: spec.curl_example(url, s.alias))
         self.register_outputs(
             {"endpoint": self.endpoint, "alias": self.alias, "apiKey": self.api_key, "curlExample": self.curl_example}

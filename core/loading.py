@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from core.config import PROJECT, SECRET_KEYS, StackConfig
 from core.rules import check
@@ -56,7 +57,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _explain(error: dict[str, Any], raw: dict[str, Any]) -> str:
+def _explain(error: ErrorDetails, raw: dict[str, Any]) -> str:
     """A pydantic error as a sentence in the YAML's own key names."""
     loc = tuple(error["loc"])
     path = _path(loc)

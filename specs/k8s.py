@@ -47,10 +47,11 @@ def restricted_pod_security(uid: int, fs_group: bool = False) -> k8s.core.v1.Pod
 
 def gpu_tolerations() -> list[k8s.core.v1.TolerationArgsDict]:
     """Tolerations every GPU workload needs: our pool taint, the spot taint, NVIDIA's own."""
-    return [
+    ours: list[k8s.core.v1.TolerationArgsDict] = [
         {"key": key, "operator": "Equal", "value": value, "effect": effect}
         for key, value, effect in (labels.GPU_TAINT, labels.SPOT_TAINT)
-    ] + [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    ]
+    return [*ours, {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
 def gpu_node_selector() -> dict[str, str]:

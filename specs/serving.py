@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -66,20 +67,26 @@ def update_strategy(max_replicas: int) -> k8s.apps.v1.DeploymentStrategyArgsDict
     return {"type": "RollingUpdate", "rolling_update": {"max_surge": 0, "max_unavailable": 1}}
 
 
-def probes(startup_timeout_seconds: int) -> dict[str, k8s.core.v1.ProbeArgsDict]:
+class Probes(NamedTuple):
+    startup: k8s.core.v1.ProbeArgsDict
+    readiness: k8s.core.v1.ProbeArgsDict
+    liveness: k8s.core.v1.ProbeArgsDict
+
+
+def probes(startup_timeout_seconds: int) -> Probes:
     """The startup probe owns the whole model load; liveness starts only after it passes."""
     http: k8s.core.v1.HTTPGetActionArgsDict = {"path": "/health", "port": PORT_NAME}
-    return {
-        "startup_probe": {
+    return Probes(
+        startup={
             "http_get": http,
             "period_seconds": PROBE_PERIOD_SECONDS,
             "timeout_seconds": 5,
             "failure_threshold": math.ceil(startup_timeout_seconds / PROBE_PERIOD_SECONDS),
         },
-        "readiness_probe": {"http_get": http, "period_seconds": 10, "timeout_seconds": 5, "failure_threshold": 3},
+        readiness={"http_get": http, "period_seconds": 10, "timeout_seconds": 5, "failure_threshold": 3},
         # A busy server still answers /health from its HTTP thread; 3 minutes of silence is a hang.
-        "liveness_probe": {"http_get": http, "period_seconds": 30, "timeout_seconds": 10, "failure_threshold": 6},
-    }
+        liveness={"http_get": http, "period_seconds": 30, "timeout_seconds": 10, "failure_threshold": 6},
+    )
 
 
 def fetch_container(
@@ -123,6 +130,7 @@ def fetch_containers(
 def server_container(server: Server, image: pulumi.Input[str], paths: ServerPaths) -> k8s.core.v1.ContainerArgsDict:
     """llama-server itself: the command line from config, one GPU, probes and the drain hook."""
     r = server.resources
+    probe = probes(server.startup_timeout_seconds)
     return {
         "name": "llama-server",
         "image": image,
@@ -133,11 +141,13 @@ def server_container(server: Server, image: pulumi.Input[str], paths: ServerPath
             "requests": {"cpu": r.requests.cpu, "memory": r.requests.memory, "nvidia.com/gpu": "1"},
             "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory, "nvidia.com/gpu": "1"},
         },
-        **probes(server.startup_timeout_seconds),
+        "startup_probe": probe.startup,
+        "readiness_probe": probe.readiness,
+        "liveness_probe": probe.liveness,
         # Leave the Service's endpoints first, then let in-flight requests finish.
         "lifecycle": {
             "pre_stop": {
-                "exec": {
+                "exec_": {
                     "command": [
                         "/usr/local/bin/drain.sh",
                         str(server.port),

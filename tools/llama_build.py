@@ -152,7 +152,10 @@ def private_toolkit(nvcc: str) -> Path:
     """A copy of the machine's CUDA toolkit with cuBLAS added; the system's is never touched."""
     system = toolkit_root(nvcc)
     version = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
-    release = re.search(r"release ([0-9.]+)", version).group(1)
+    found = re.search(r"release ([0-9.]+)", version)
+    if found is None:
+        raise SystemExit(f"{nvcc} --version names no release: {version!r}")
+    release = found.group(1)
     dest = CACHE / f"cuda-toolkit-{release}-cublas"
     if (dest / ".complete").exists():
         return dest

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
 from core.config import PROJECT
 from core.loading import ConfigError, load_config, split_pulumi_config
@@ -101,13 +102,13 @@ class Recorded:
 
 
 @dataclass
-class RenderMocks:
+class RenderMocks(Mocks):
     """Answers the engine's calls the way Azure would, with fixed ids so renders are stable."""
 
     resources: list[Recorded] = field(default_factory=list)
     location: str = "eastus"
 
-    def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         self.resources.append(Recorded(args.typ, args.name, inputs, args.provider))
         outputs = dict(inputs)
@@ -153,7 +154,11 @@ class RenderMocks:
             outputs["repoDigest"] = f"{name.rsplit(':', 1)[0]}@sha256:{digest}"
         return outputs.get("id", f"{args.name}-id"), outputs
 
-    def call(self, args: Any) -> dict[str, Any]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return self.answer(args), []
+
+    def answer(self, args: MockCallArgs) -> dict[str, Any]:
+        """What Azure would answer to a provider function call (data sources, tokens, credentials)."""
         if args.token == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": SUBSCRIPTION, "tenantId": TENANT, "objectId": DEPLOYER, "clientId": DEPLOYER}
         if args.token == "azure-native:authorization:getClientToken":
@@ -343,7 +348,11 @@ def run_program(stack: str, flat: dict[str, str], mocks: RenderMocks | None = No
     clear_skips()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True)
     pulumi.runtime.set_all_config(flat)
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    _sync_await(run_pulumi_func(program))
     return mocks
 
 
