@@ -1,7 +1,4 @@
-# llamacpp-aks: one entry point for people and CI.
-#   make up STACK=dev      stand the stack up with `pulumi up` (local file backend by default)
-#   make test              every test and offline check (what .ci/run runs)
-#   make render CONFIG=Pulumi.prod.yaml OUT=render/prod
+# llamacpp-aks: one entry point for people and CI. `make help` lists every target (its `##` text).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -19,10 +16,10 @@ export PULUMI_BACKEND_URL
 CACHE_DIR ?= $(HOME)/.cache/llamacpp-aks
 export CACHE_DIR
 
-.PHONY: help venv up preview destroy render test lint checks bench cuda-check clean
+.PHONY: help venv up preview destroy render test lint typecheck bench cuda-check clean
 
-help:
-	@grep -E '^#   make' Makefile | sed 's/^#   //'
+help: ## list every target
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,38 +31,41 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
-venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create .venv and .venv-checkov from the pinned requirements
 
-up: $(VENV)/.installed
+up: $(VENV)/.installed ## pulumi up of STACK (default dev), local file backend
 	@command -v pulumi >/dev/null || { echo "make up needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
 	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi stack select --create "$(STACK)"
 	pulumi up --stack "$(STACK)" --diff
 
-preview: $(VENV)/.installed
+preview: $(VENV)/.installed ## pulumi preview --diff of STACK
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi preview --stack "$(STACK)" --diff
 
-destroy:
+destroy: ## pulumi destroy of STACK
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi destroy --stack "$(STACK)"
 
-render: $(VENV)/.installed
+render: $(VENV)/.installed ## offline render of CONFIG (default Pulumi.dev.yaml) to OUT, under mocks
 	$(PY) -m tools.render --config "$(CONFIG)" --out "$(OUT)"
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed ## ruff format --check and ruff check
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+typecheck: $(VENV)/.installed ## mypy over the program, components, specs, core and tools
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## every test and offline check (what .ci/run runs)
 	$(PY) -m tools.timed
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed ## time the render of each stack and the unit tests
 	$(PY) -m tools.bench
 
-cuda-check: $(VENV)/.installed
+cuda-check: $(VENV)/.installed ## compile and link the CUDA llama-server with the machine's nvcc
 	$(PY) -m tools.llama_build cuda
 
-clean:
-	rm -rf render .pytest_cache .ruff_cache
+clean: ## remove renders and caches of the checkers
+	rm -rf render .pytest_cache .ruff_cache .mypy_cache

@@ -1,6 +1,6 @@
 """`make test`: every check in one go, each part timed, with one closing line of counts.
 
-Parts: lint (ruff), unit and mocks tests, external checkers on the render, and the end-to-end
+Parts: lint (ruff), type check (mypy), unit and mocks tests, external checkers on the render, and the end-to-end
 test against the real llama-server. A failing part does not stop the others, so one run shows
 every failure; the exit status is non-zero if any part failed.
 """
@@ -47,6 +47,10 @@ def main() -> int:
     lint_rc = run([str(BIN / "ruff"), "format", "--check", "."]) | run([str(BIN / "ruff"), "check", "."])
     timings.append(("lint (ruff format, ruff check)", time.monotonic() - t, "ok" if lint_rc == 0 else "FAILED"))
     passed, failed = (passed + 1, failed) if lint_rc == 0 else (passed, failed + 1)
+    t = time.monotonic()
+    type_rc = run([str(BIN / "mypy")])
+    timings.append(("type check (mypy)", time.monotonic() - t, "ok" if type_rc == 0 else "FAILED"))
+    passed, failed = (passed + 1, failed) if type_rc == 0 else (passed, failed + 1)
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, marker) in enumerate(PYTEST_PARTS):
             junit = Path(tmp) / f"part{i}.xml"
