@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from core.loading import load_config, split_pulumi_config
 from tests.conftest import ROOT, STACK_FILES
+from tools.render import stack_config
 
 ARM_FIELDS = {"type", "apiVersion", "name", "location", "properties"}
 
@@ -115,3 +117,12 @@ def test_make_render_defaults_to_the_dev_stack(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "rendered Pulumi.dev.yaml" in result.stdout
     assert (tmp_path / "summary.md").read_text().startswith("# Sizing of stack `dev`")
+
+
+def test_render_prints_each_preview_warning_once(tmp_path: Path):
+    result = run_render("--config", str(ROOT / "Pulumi.dev.yaml"), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    _, expected = load_config(split_pulumi_config(stack_config(ROOT / "Pulumi.dev.yaml")[1])[0], "dev")
+    assert expected, "the dev stack is expected to have preview warnings"
+    printed = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert printed == [f"warning: {w}" for w in expected]

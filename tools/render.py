@@ -11,6 +11,7 @@ import argparse
 import base64
 import hashlib
 import json
+import logging
 import re
 import runpy
 import sys
@@ -335,6 +336,26 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
     return match.group(1), flat
 
 
+def _program_log() -> logging.Logger:
+    """Where the program's pulumi.log messages go under mocks: stderr, once, as `warning: ...`,
+    the way the Pulumi CLI shows them."""
+    log = logging.getLogger("llamacpp-aks.program")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(LowerLevelFormatter("%(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    return log
+
+
+class LowerLevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(logging.makeLogRecord({**record.__dict__, "levelname": record.levelname.lower()}))
+
+
+PROGRAM_LOG = _program_log()
+
+
 def run_program(stack: str, flat: dict[str, str], mocks: RenderMocks | None = None) -> RenderMocks:
     """Runs __main__.py under mocks; `mocks` (one is made if not given) records what it declared,
     also when the program fails."""
@@ -346,7 +367,7 @@ def run_program(stack: str, flat: dict[str, str], mocks: RenderMocks | None = No
         location = json.loads(flat.get(f"{PROJECT}:cluster", "{}")).get("location", "eastus")
         mocks = RenderMocks(location=location)
     clear_skips()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, logger=PROGRAM_LOG)
     pulumi.runtime.set_all_config(flat)
 
     def program() -> None:
@@ -390,8 +411,6 @@ def main(argv: list[str] | None = None) -> int:
         for problem in err.problems:
             print(f"- {problem}", file=sys.stderr)
         return 1
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     print(f"rendered {args.config} to {out}")
     return 0
 
