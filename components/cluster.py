@@ -54,19 +54,7 @@ class AksCluster(pulumi.ComponentResource):
             f"{name}-rg", resource_group_name=labels.name(stack, "rg"), location=c.location, tags=tags, opts=child
         )
         self.resource_group_name = self.resource_group.name
-        workspace = None
-        if c.monitoring:
-            workspace = operationalinsights.Workspace(
-                f"{name}-logs",
-                workspace_name=labels.name(stack, "logs"),
-                resource_group_name=self.resource_group_name,
-                location=c.location,
-                sku={"name": "PerGB2018"},
-                retention_in_days=LOG_RETENTION_DAYS,
-                tags=tags,
-                opts=child,
-            )
-
+        workspace = self._log_workspace(name, stack, c) if c.monitoring else None
         self._skip_cluster_checks(f"{name}-aks", c)
         self.cluster = containerservice.ManagedCluster(
             f"{name}-aks",
@@ -93,7 +81,25 @@ class AksCluster(pulumi.ComponentResource):
             # The GPU pool is its own AgentPool resource; inline pools are fragile to edit later.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
         )
-        self.gpu_pool = containerservice.AgentPool(
+        self.gpu_pool = self._gpu_pool(name, c, tags)
+        self.registry = self._registry(name, stack, c, args.registry)
+        self.login_server = self.registry.login_server
+        self.acr_pull, self.acr_push, self.deployer_admin = self._roles(name)
+        self.kubeconfig, self.provider = self._kubernetes(name, c.kubelogin_mode)
+        self.oidc_issuer = self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
+        self.register_outputs(
+            {
+                "clusterName": self.cluster.name,
+                "resourceGroup": self.resource_group_name,
+                "loginServer": self.login_server,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+    def _gpu_pool(self, name: str, c: Cluster, tags: dict[str, str]) -> containerservice.AgentPool:
+        """The A10 pool, its own resource beside the cluster, and the maintenance windows of both."""
+        child = pulumi.ResourceOptions(parent=self)
+        pool = containerservice.AgentPool(
             f"{name}-gpu",
             resource_name_=self.cluster.name,
             resource_group_name=self.resource_group_name,
@@ -111,19 +117,19 @@ class AksCluster(pulumi.ComponentResource):
                 maintenance_window=spec.maintenance_window(c.maintenance_window),
                 opts=child,
             )
+        return pool
 
-        self.registry = self._registry(name, stack, c, args.registry)
-        self.login_server = self.registry.login_server
-        self.acr_pull, self.acr_push, self.deployer_admin = self._roles(name)
-        self.kubeconfig, self.provider = self._kubernetes(name, c.kubelogin_mode)
-        self.oidc_issuer = self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
-        self.register_outputs(
-            {
-                "clusterName": self.cluster.name,
-                "resourceGroup": self.resource_group_name,
-                "loginServer": self.login_server,
-                "kubeconfig": self.kubeconfig,
-            }
+    def _log_workspace(self, name: str, stack: str, c: Cluster) -> operationalinsights.Workspace:
+        """Where Container Insights sends the cluster's logs."""
+        return operationalinsights.Workspace(
+            f"{name}-logs",
+            workspace_name=labels.name(stack, "logs"),
+            resource_group_name=self.resource_group_name,
+            location=c.location,
+            sku={"name": "PerGB2018"},
+            retention_in_days=LOG_RETENTION_DAYS,
+            tags=labels.tags(stack, "cluster"),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _roles(self, name: str) -> tuple[authorization.RoleAssignment, ...]:

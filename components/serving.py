@@ -43,8 +43,8 @@ class ModelServer(pulumi.ComponentResource):
         stack, s = args.stack, args.server
         max_replicas = args.autoscaling.most_replicas(s.replicas)
         self.version = args.image.release
-        meta = labels.labels(stack, "server", self.version)
-        select = labels.selector(stack, "server")
+        self.labels = labels.labels(stack, "server", self.version)
+        self.selector = labels.selector(stack, "server")
         # Plain names for what must name the server before it exists (alert rules, dashboards).
         self.server_name = labels.name(stack, "server")
         self.namespace_name = labels.name(stack, "serving")
@@ -52,40 +52,20 @@ class ModelServer(pulumi.ComponentResource):
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
-            metadata=namespace_metadata(self.namespace_name, meta, "restricted"),
+            metadata=namespace_metadata(self.namespace_name, self.labels, "restricted"),
             opts=child.merge(pulumi.ResourceOptions(depends_on=[args.device_plugin, args.cluster.acr_pull])),
         )
         self.namespace = namespace.metadata["name"]
-
-        def metadata(object_name: str) -> k8s.meta.v1.ObjectMetaArgsDict:
-            return {"name": object_name, "namespace": self.namespace, "labels": meta}
-
-        api_key = self._api_key(name, args.api_key)
-        api_key_secret = k8s.core.v1.Secret(
-            f"{name}-api-key",
-            metadata=metadata(f"{self.server_name}-api-key"),
-            type="Opaque",
-            string_data={spec.API_KEY_FILE: api_key},
-            opts=child,
-        )
-        hf_secret = None
-        if args.hf_token is not None:
-            hf_secret = k8s.core.v1.Secret(
-                f"{name}-hf-token",
-                metadata=metadata(f"{self.server_name}-hf-token"),
-                type="Opaque",
-                string_data={spec.HF_TOKEN_FILE: pulumi.Output.secret(args.hf_token)},
-                opts=child,
-            )
+        api_key, api_key_secret, hf_secret = self._secrets(name, args, child)
         volume = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-models",
-            metadata=metadata(spec.claim_name(self.server_name)),
+            metadata=self._metadata(spec.claim_name(self.server_name)),
             spec=spec.volume_claim_spec(args.model),
             # Deleting the claim would throw away the downloaded model; keep it across replacements.
             opts=child.merge(pulumi.ResourceOptions(retain_on_delete=True)),
         )
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=metadata(self.server_name), automount_service_account_token=False, opts=child
+            f"{name}-sa", metadata=self._metadata(self.server_name), automount_service_account_token=False, opts=child
         )
         pod = spec.PodInputs(
             image=args.image.ref,
@@ -96,8 +76,8 @@ class ModelServer(pulumi.ComponentResource):
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=metadata(self.server_name),
-            spec=spec.deployment_spec(s, args.model, pod, meta, select, max_replicas),
+            metadata=self._metadata(self.server_name),
+            spec=spec.deployment_spec(s, args.model, pod, self.labels, self.selector, max_replicas),
             # With autoscaling on, KEDA owns the replica count; Pulumi sets only the starting size.
             opts=child.merge(
                 pulumi.ResourceOptions(
@@ -107,35 +87,10 @@ class ModelServer(pulumi.ComponentResource):
             ),
         )
         self.deployment_name = self.deployment.metadata["name"]
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata={**metadata(self.server_name), "annotations": spec.service_annotations(args.service)},
-            spec=spec.service_spec(args.service, select),
-            opts=child,
-        )
-        if max_replicas > 1:
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb", metadata=metadata(self.server_name), spec=spec.disruption_budget_spec(select), opts=child
-            )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata=metadata(self.server_name),
-            spec=spec.network_policy_spec(s, args.service, select),
-            opts=child,
-        )
-        k8s.apiextensions.CustomResource(
-            f"{name}-podmonitor",
-            api_version="azmonitoring.coreos.com/v1",
-            kind="PodMonitor",
-            metadata=metadata(self.server_name),
-            # llama-server guards /metrics with the API key like every route but /health.
-            spec=pod_monitor_spec(select, spec.PORT_NAME, (f"{self.server_name}-api-key", spec.API_KEY_FILE)),
-            opts=child,
-        )
+        service = self._access(name, args, max_replicas, child)
 
-        port = str(args.service.port)
         self.endpoint = pulumi.Output.concat(
-            "http://", service.metadata["name"], ".", self.namespace, ".svc.cluster.local:", port
+            "http://", service.metadata["name"], ".", self.namespace, ".svc.cluster.local:", str(args.service.port)
         )
         self.alias = pulumi.Output.from_input(s.alias)
         self.api_key: pulumi.Output[str] = pulumi.Output.secret(api_key)
@@ -143,6 +98,68 @@ class ModelServer(pulumi.ComponentResource):
         self.register_outputs(
             {"endpoint": self.endpoint, "alias": self.alias, "apiKey": self.api_key, "curlExample": self.curl_example}
         )
+
+    def _metadata(self, object_name: str) -> k8s.meta.v1.ObjectMetaArgsDict:
+        """Metadata of an object in the serving namespace, with the server's labels."""
+        return {"name": object_name, "namespace": self.namespace, "labels": self.labels}
+
+    def _secrets(
+        self, name: str, args: ModelServerArgs, child: pulumi.ResourceOptions
+    ) -> tuple[pulumi.Output[str], k8s.core.v1.Secret, k8s.core.v1.Secret | None]:
+        """The API key (configured or generated) and the Hugging Face token, as Kubernetes Secrets."""
+        api_key = self._api_key(name, args.api_key)
+        api_key_secret = k8s.core.v1.Secret(
+            f"{name}-api-key",
+            metadata=self._metadata(f"{self.server_name}-api-key"),
+            type="Opaque",
+            string_data={spec.API_KEY_FILE: api_key},
+            opts=child,
+        )
+        if args.hf_token is None:
+            return api_key, api_key_secret, None
+        hf_secret = k8s.core.v1.Secret(
+            f"{name}-hf-token",
+            metadata=self._metadata(f"{self.server_name}-hf-token"),
+            type="Opaque",
+            string_data={spec.HF_TOKEN_FILE: pulumi.Output.secret(args.hf_token)},
+            opts=child,
+        )
+        return api_key, api_key_secret, hf_secret
+
+    def _access(
+        self, name: str, args: ModelServerArgs, max_replicas: int, child: pulumi.ResourceOptions
+    ) -> k8s.core.v1.Service:
+        """How the pods are reached: Service, disruption budget, network policy, metrics scraping."""
+        select = self.selector
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={**self._metadata(self.server_name), "annotations": spec.service_annotations(args.service)},
+            spec=spec.service_spec(args.service, select),
+            opts=child,
+        )
+        if max_replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=self._metadata(self.server_name),
+                spec=spec.disruption_budget_spec(select),
+                opts=child,
+            )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=self._metadata(self.server_name),
+            spec=spec.network_policy_spec(args.server, args.service, select),
+            opts=child,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-podmonitor",
+            api_version="azmonitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata=self._metadata(self.server_name),
+            # llama-server guards /metrics with the API key like every route but /health.
+            spec=pod_monitor_spec(select, spec.PORT_NAME, (f"{self.server_name}-api-key", spec.API_KEY_FILE)),
+            opts=child,
+        )
+        return service
 
     def _api_key(self, name: str, configured: pulumi.Input[str] | None) -> pulumi.Output[str]:
         """The configured API key, or a generated one kept in the stack's state."""

@@ -13,6 +13,7 @@ from core import sizing
 from core.catalog import (
     AKS_KUBERNETES_VERSIONS,
     GB,
+    GIB,
     GPU_VM_SIZES,
     GpuVmSize,
     cuda_limit_for,
@@ -78,8 +79,7 @@ def batch_holds_ubatch(c: StackConfig) -> list[str]:
 
 def context_within_model(c: StackConfig) -> list[str]:
     s, max_ctx = c.server, c.model.architecture.max_context
-    n_ctx = sizing.padded_context(s.context_size)
-    per_seq = n_ctx if s.kv_unified else sizing.pad_up(n_ctx // s.parallel, sizing.LLAMA_CTX_PAD)
+    per_seq = sizing.context_per_sequence(s.context_size, s.parallel, s.kv_unified)
     if per_seq <= max_ctx:
         return []
     fix_ctx = max_ctx if s.kv_unified else max_ctx * s.parallel
@@ -193,8 +193,8 @@ def pod_fits_node(c: StackConfig) -> list[str]:
     if mem > node.memory_bytes:
         problems.append(
             f"server.resources.requests.memory={req.memory} is more than a {vm.name} node can "
-            f"allocate ({node.memory_bytes // 2**30}Gi of {vm.memory_gib}Gi); set it <= "
-            f"{node.memory_bytes // 2**30}Gi or pick a larger cluster.gpuPool.vmSize."
+            f"allocate ({node.memory_bytes // GIB}Gi of {vm.memory_gib}Gi); set it <= "
+            f"{node.memory_bytes // GIB}Gi or pick a larger cluster.gpuPool.vmSize."
         )
     return problems
 
@@ -215,7 +215,7 @@ def limits_cover_requests(c: StackConfig) -> list[str]:
 def volume_holds_model(c: StackConfig) -> list[str]:
     m = c.model
     files = m.size_bytes + m.mmproj_size_bytes
-    need_gi = -(-round(files * VOLUME_MARGIN) // 2**30)
+    need_gi = -(-round(files * VOLUME_MARGIN) // GIB)
     if m.storage.size_gi >= need_gi:
         return []
     return [

@@ -40,23 +40,26 @@ def padded_context(context: int) -> int:
     return pad_up(context, LLAMA_CTX_PAD)
 
 
-def tokens_per_slot(context: int, parallel: int, kv_unified: bool, max_context: int) -> int:
-    """Context one request can use, as llama-server computes it.
+def context_per_sequence(context: int, parallel: int, kv_unified: bool) -> int:
+    """Context llama.cpp gives each sequence (slot) before the training-context cap.
 
     llama-context.cpp: n_ctx = GGML_PAD(C, 256); n_ctx_seq = n_ctx with a unified KV cache, else
-    GGML_PAD(n_ctx / N, 256); server-context.cpp n_ctx_slot(): min(n_ctx_seq, n_ctx_train).
+    GGML_PAD(n_ctx / N, 256).
     """
     n_ctx = padded_context(context)
-    per_seq = n_ctx if kv_unified else pad_up(n_ctx // parallel, LLAMA_CTX_PAD)
-    return min(per_seq, max_context)
+    return n_ctx if kv_unified else pad_up(n_ctx // parallel, LLAMA_CTX_PAD)
+
+
+def tokens_per_slot(context: int, parallel: int, kv_unified: bool, max_context: int) -> int:
+    """Context one request can use, as llama-server computes it: server-context.cpp n_ctx_slot()
+    is min(n_ctx_seq, n_ctx_train)."""
+    return min(context_per_sequence(context, parallel, kv_unified), max_context)
 
 
 def allocated_context(context: int, parallel: int, kv_unified: bool) -> int:
     """Total KV cells llama.cpp allocates: N slots of the padded per-slot size, or padded C if unified."""
-    n_ctx = padded_context(context)
-    if kv_unified:
-        return n_ctx
-    return pad_up(n_ctx // parallel, LLAMA_CTX_PAD) * parallel
+    per_sequence = context_per_sequence(context, parallel, kv_unified)
+    return per_sequence if kv_unified else per_sequence * parallel
 
 
 def kv_cache_bytes(shape: ModelShape, cells: int, type_k: str, type_v: str) -> int:
@@ -174,14 +177,12 @@ def min_context_for(parallel: int, need: int) -> int:
 class NodeCapacity:
     cpu_millis: int
     memory_bytes: int
-    gpus: int
 
 
 def node_allocatable(vm: GpuVmSize) -> NodeCapacity:
     return NodeCapacity(
         cpu_millis=math.floor(vm.vcpus * 1000 * NODE_ALLOCATABLE_FRACTION),
         memory_bytes=math.floor(vm.memory_gib * 1024**3 * NODE_ALLOCATABLE_FRACTION),
-        gpus=vm.gpus,
     )
 
 

@@ -4,7 +4,7 @@ worst-case request, GPU nodes and pods. Pure; the render writes it and CI posts 
 from __future__ import annotations
 
 from core import rules, sizing
-from core.catalog import GB
+from core.catalog import GB, GIB
 from core.config import StackConfig
 
 
@@ -73,7 +73,7 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
         f"| GPU pool | {pool.min_count}-{pool.max_count} nodes{' (spot)' if pool.spot else ''} |",
         f"| Replicas | {replicas_text(c)}, up to {sizing.gpu_nodes_for(c.max_replicas, vm)} GPU node(s) |",
         f"| Pod requests / limits | {s.resources.requests.cpu} CPU, {s.resources.requests.memory} / {s.resources.limits.cpu} CPU, {s.resources.limits.memory} |",
-        f"| Node allocatable | {node.cpu_millis}m CPU, {node.memory_bytes // 2**30}Gi |",
+        f"| Node allocatable | {node.cpu_millis}m CPU, {node.memory_bytes // GIB}Gi |",
         f"| Update strategy | {'Recreate' if c.max_replicas == 1 else 'RollingUpdate, maxSurge 0'} |",
         f"| Model volume | {m.storage.size_gi}Gi {m.storage.access_mode} ({m.storage.storage_class}) |",
         "",
