@@ -2,6 +2,7 @@
 #   make up STACK=dev      stand the stack up with `pulumi up` (local file backend by default)
 #   make test              every test and offline check (what .ci/run runs)
 #   make render CONFIG=Pulumi.prod.yaml OUT=render/prod
+#   make diff BASE=origin/main STACK=dev   sizing and cost at BASE against the working tree
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -53,6 +54,11 @@ destroy:
 
 render: $(VENV)/.installed
 	$(PY) -m tools.render --config "$(CONFIG)" --out "$(OUT)"
+
+.PHONY: diff
+diff: $(VENV)/.installed
+	@test -n "$(BASE)" || { echo "make diff needs BASE, a git ref to compare against (e.g. BASE=origin/main)"; exit 1; }
+	$(PY) -m tools.diff --base "$(BASE)" --stack "$(STACK)"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
