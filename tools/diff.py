@@ -71,10 +71,6 @@ def money(value: float | None, cents: bool) -> str:
     return f"${value:,.2f}" if cents else f"${value:,.0f}"
 
 
-def _cost(data: dict[str, Any], key: str) -> float | None:
-    return data.get("cost", {}).get(key)
-
-
 # (item, how to read it from summary.json, unit formatter kind)
 ITEMS: tuple[tuple[str, str, str], ...] = (
     ("Cost per hour, fewest nodes", "cost.minHourly", "usd"),
