@@ -3,6 +3,7 @@
 #   make test              every test and offline check (what .ci/run runs)
 #   make render CONFIG=Pulumi.prod.yaml OUT=render/prod
 #   make diff BASE=origin/main STACK=dev   sizing and cost at BASE against the working tree
+#   make bootstrap         one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -25,7 +26,7 @@ export CACHE_DIR
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt bootstrap/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -59,6 +60,14 @@ render: $(VENV)/.installed
 diff: $(VENV)/.installed
 	@test -n "$(BASE)" || { echo "make diff needs BASE, a git ref to compare against (e.g. BASE=origin/main)"; exit 1; }
 	$(PY) -m tools.diff --base "$(BASE)" --stack "$(STACK)"
+
+BOOTSTRAP_STACK ?= ci
+.PHONY: bootstrap
+bootstrap: $(VENV)/.installed
+	@command -v pulumi >/dev/null || { echo "make bootstrap needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
+	@test -n "$${GITHUB_TOKEN:-}" || { echo "set GITHUB_TOKEN: a token that administers the repository (environments, variables, secrets)"; exit 1; }
+	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts the bootstrap stack's secrets)"; exit 1; }
+	cd bootstrap && pulumi login "$(PULUMI_BACKEND_URL)" && pulumi stack select --create "$(BOOTSTRAP_STACK)" && pulumi up --stack "$(BOOTSTRAP_STACK)" --diff
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
