@@ -16,12 +16,12 @@ export PULUMI_BACKEND_URL
 CACHE_DIR ?= $(HOME)/.cache/llamacpp-aks
 export CACHE_DIR
 
-.PHONY: help venv up preview destroy render test lint typecheck bench cuda-check clean
+.PHONY: help venv up preview destroy render diff bootstrap test lint typecheck bench cuda-check clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt bootstrap/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -50,6 +50,17 @@ destroy: ## pulumi destroy of STACK
 
 render: $(VENV)/.installed ## offline render of CONFIG (default Pulumi.dev.yaml) to OUT, under mocks
 	$(PY) -m tools.render --config "$(CONFIG)" --out "$(OUT)"
+
+diff: $(VENV)/.installed ## sizing and cost of STACK at BASE (a git ref) against the working tree
+	@test -n "$(BASE)" || { echo "make diff needs BASE, a git ref to compare against (e.g. BASE=origin/main)"; exit 1; }
+	$(PY) -m tools.diff --base "$(BASE)" --stack "$(STACK)"
+
+BOOTSTRAP_STACK ?= ci
+bootstrap: $(VENV)/.installed ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings
+	@command -v pulumi >/dev/null || { echo "make bootstrap needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
+	@test -n "$${GITHUB_TOKEN:-}" || { echo "set GITHUB_TOKEN: a token that administers the repository (environments, variables, secrets)"; exit 1; }
+	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts the bootstrap stack's secrets)"; exit 1; }
+	cd bootstrap && pulumi login "$(PULUMI_BACKEND_URL)" && pulumi stack select --create "$(BOOTSTRAP_STACK)" && pulumi up --stack "$(BOOTSTRAP_STACK)" --diff
 
 lint: $(VENV)/.installed ## ruff format --check and ruff check
 	$(VENV)/bin/ruff format --check .

@@ -79,3 +79,97 @@ ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"
 GRAFANA_ADMIN = "22926164-76b3-42b3-bc55-97df8dab3e41"
+# Every role the stack assigns: CI's deploy identity may assign these and no other (bootstrap/).
+STACK_GRANTED_ROLES = (ACR_PULL, ACR_PUSH, AKS_RBAC_CLUSTER_ADMIN, MONITORING_DATA_READER, GRAFANA_ADMIN)
+# --- list prices (the cost in summary.md) ---------------------------------------------------
+# Pay-as-you-go list prices in USD, Linux, before tax, discounts, reservations or savings plans.
+# A price we could not find from a citable source is recorded as None with the reason: the
+# summary then says "no list price recorded" instead of guessing. Refresh this table from Azure's
+# retail prices API (prices.azure.com/api/retail/prices, filter armRegionName and armSkuName) and
+# move PRICES_CHECKED with it.
+PRICES_CHECKED = "2026-11-25"
+# Issue 16 asks for a 30-day month; Azure's own calculator uses 730 hours, so its months read ~1.4% higher.
+HOURS_PER_MONTH = 24 * 30
+
+
+@dataclass(frozen=True)
+class ListPrice:
+    usd: float | None  # None: no citable list price found (see `source`)
+    per: str  # "hour" or "month"
+    source: str  # where the figure comes from, or why there is none
+    as_of: str  # the date the source gives for the figure (ISO), or when we looked
+
+    @property
+    def hourly(self) -> float | None:
+        if self.usd is None:
+            return None
+        return self.usd if self.per == "hour" else self.usd / HOURS_PER_MONTH
+
+
+_NOT_FOUND = "not found in a citable source"
+
+# Region -> item -> price. Items: a VM size name, "aks-tier-<Free|Standard|Premium>",
+# "premium-ssd-<P tier>", "azure-files-premium-gib" (provisioned v1, per GiB-month).
+# Sources:
+# - NV36ads: GPUFlow, "GPU rental pricing comparison 2026" (updated 2026-09-30), Azure East US
+#   Linux on-demand, read from azure.microsoft.com/pricing/details/virtual-machines/linux and
+#   the retail prices API.
+# - AKS Free tier: learn.microsoft.com/azure/aks/free-standard-pricing-tiers (2026-07-06): no
+#   cluster management charge. AKS Standard tier: techmarmot.com, "Architectural economics of
+#   Azure Kubernetes Service" (undated), quoting azure.microsoft.com/pricing/details/kubernetes-service.
+# - Premium SSD P10: TechTarget, "How does Azure Premium Storage billing work?" (undated, older).
+# - Not found (2026-11-25): the other A10 sizes, Standard_D4ds_v5, AKS Premium tier, Premium
+#   SSD P6, Azure Files premium per GiB in eastus.
+LIST_PRICES: dict[str, dict[str, ListPrice]] = {
+    "eastus": {
+        "Standard_NV36ads_A10_v5": ListPrice(3.20, "hour", "GPUFlow GPU price comparison", "2026-09-30"),
+        "Standard_NV6ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "Standard_NV12ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "Standard_NV18ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "Standard_NV36adms_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "Standard_NV72ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "Standard_D4ds_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "aks-tier-Free": ListPrice(0.0, "hour", "AKS pricing tiers docs", "2026-07-06"),
+        "aks-tier-Standard": ListPrice(0.10, "hour", "techmarmot.com AKS pricing article, undated", PRICES_CHECKED),
+        "aks-tier-Premium": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "premium-ssd-P6": ListPrice(None, "month", _NOT_FOUND, PRICES_CHECKED),
+        "premium-ssd-P10": ListPrice(19.71, "month", "TechTarget, undated, older figure", PRICES_CHECKED),
+        "azure-files-premium-gib": ListPrice(None, "month", _NOT_FOUND, PRICES_CHECKED),
+    },
+}
+
+# Premium SSD (v1) tiers: a disk is billed as the smallest tier that holds its size (GiB).
+# learn.microsoft.com/azure/virtual-machines/disks-types#premium-ssd-size
+PREMIUM_SSD_TIERS: tuple[tuple[str, int], ...] = (
+    ("P1", 4),
+    ("P2", 8),
+    ("P3", 16),
+    ("P4", 32),
+    ("P6", 64),
+    ("P10", 128),
+    ("P15", 256),
+    ("P20", 512),
+    ("P30", 1024),
+    ("P40", 2048),
+    ("P50", 4096),
+)
+# Azure Files premium (provisioned v1) bills at least 100 GiB per share
+# (learn.microsoft.com/azure/storage/files/understanding-billing).
+AZURE_FILES_PREMIUM_MIN_GIB = 100
+# How the AKS built-in storage classes bill (learn.microsoft.com/azure/aks/concepts-storage).
+STORAGE_CLASS_BILLING: dict[str, str] = {
+    "managed-csi-premium": "premium-ssd",
+    "managed-premium": "premium-ssd",
+    "azurefile-csi-premium": "azure-files-premium",
+    "azurefile-premium": "azure-files-premium",
+}
+
+
+def list_price(region: str, item: str) -> ListPrice | None:
+    """The recorded list price of `item` in `region`; None when the table has no row for it."""
+    return LIST_PRICES.get(region, {}).get(item)
+
+
+def premium_ssd_tier(size_gi: int) -> str | None:
+    """The Premium SSD tier a disk of `size_gi` is billed as; None above the largest tier listed."""
+    return next((tier for tier, gib in PREMIUM_SSD_TIERS if size_gi <= gib), None)

@@ -1,11 +1,18 @@
 """The sizing table of a stack (summary.md): VRAM breakdown and headroom, tokens per slot, the
-worst-case request, GPU nodes and pods. Pure; the render writes it and CI posts it on pull requests."""
+worst-case request, GPU nodes and pods, cost at list prices and what fits. Pure; the render
+writes it (and its figures as summary.json, which `make diff` compares) and CI posts it on pull
+requests."""
 
 from __future__ import annotations
 
-from core import rules, sizing
-from core.catalog import GB, GIB
+from typing import Any
+
+from core import capacity, cost, rules, sizing
+from core.catalog import GB, GIB, GPU_VM_SIZES, LIST_PRICES, PRICES_CHECKED
 from core.config import StackConfig
+
+# Bump when a key of summary_data changes meaning; tools/diff.py compares only equal versions.
+SUMMARY_DATA_VERSION = 1
 
 
 def replicas_text(c: StackConfig) -> str:
@@ -77,5 +84,125 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
         f"| Update strategy | {'Recreate' if c.max_replicas == 1 else 'RollingUpdate, maxSurge 0'} |",
         f"| Model volume | {m.storage.size_gi}Gi {m.storage.access_mode} ({m.storage.storage_class}) |",
         "",
+        *cost_section(c),
+        *fits_section(c),
     ]
     return "\n".join(lines)
+
+
+def usd(value: float | None, cents: bool = True) -> str:
+    if value is None:
+        return "no list price"
+    return f"${value:,.2f}" if cents else f"${value:,.0f}"
+
+
+def usd_range(low: float | None, high: float | None, cents: bool = True) -> str:
+    if low is None or high is None or round(low, 2) == round(high, 2):
+        return usd(high, cents)
+    return f"{usd(low, cents)}-{usd(high, cents)}"
+
+
+def cost_section(c: StackConfig) -> list[str]:
+    est = cost.estimate(c)
+    head = [f"## Cost at list prices ({est.region})", ""]
+    if not est.region_known:
+        return [
+            *head,
+            f"No list prices are recorded for region `{est.region}` (core/catalog.py has "
+            f"{', '.join(LIST_PRICES)}), so this stack's cost is not estimated.",
+            "",
+        ]
+    rows = [
+        f"| {line.item} | {line.what} | {usd_range(line.min_hourly, line.max_hourly)} | "
+        f"{usd_range(*cost_monthly(line.min_hourly, line.max_hourly), cents=False)} | {line.note} |"
+        for line in est.lines
+    ]
+    left_out = f"leaves out {', '.join(est.missing)} (no list price)" if est.missing else "every item priced"
+    return [
+        *head,
+        "USD, pay-as-you-go, Linux, before tax and discounts; from the lowest node counts to the highest "
+        f"(autoscaling); a 30-day month of {cost.monthly(1):g} hours. Price table checked {PRICES_CHECKED}.",
+        "",
+        "| item | billed | per hour | per month | price and source |",
+        "|---|---|---|---|---|",
+        *rows,
+        f"| **Total** | | **{usd_range(est.min_hourly, est.max_hourly)}** | "
+        f"**{usd_range(cost.monthly(est.min_hourly), cost.monthly(est.max_hourly), cents=False)}** | {left_out} |",
+        "",
+    ]
+
+
+def cost_monthly(low: float | None, high: float | None) -> tuple[float | None, float | None]:
+    return (None if low is None else cost.monthly(low), None if high is None else cost.monthly(high))
+
+
+def fits_section(c: StackConfig) -> list[str]:
+    b = c.server.request_budget
+    need = rules.request_tokens(c)
+    header = " | ".join(f"K/V {t}" for t in capacity.KV_CACHE_TYPES)
+
+    def cell(fit: capacity.SlotFit) -> str:
+        if fit.slots == 0:
+            return "none"
+        return f"{fit.slots} (`-c {fit.context_size}`, {fit.spare_bytes / GB:.2f} GB spare)"
+
+    rows = []
+    for row in capacity.slot_table(c):
+        vm = GPU_VM_SIZES[row[0].vm_size]
+        name = f"{vm.name} ({vm.gpu_memory_gb:g} GB)"
+        if vm.name == c.cluster.gpu_pool.vm_size:
+            name = f"**{name}, configured**"
+        rows.append(f"| {name} | {' | '.join(cell(f) for f in row)} |")
+    img = capacity.largest_image_max_tokens(c)
+    image_row = (
+        f"| Largest `imageMaxTokens` for the current {img.per_slot}-token slots | {img.image_max_tokens} "
+        f"(now {b.image_max_tokens}) | {img.spare_tokens} tokens spare per slot |"
+        if img.image_max_tokens is not None
+        else f"| Largest `imageMaxTokens` for the current {img.per_slot}-token slots | none | {img.reason} |"
+    )
+    return [
+        f"## What fits a request of {need} tokens",
+        "",
+        "Most slots that each hold the worst-case request, per KV cache type, with the `-c` they need "
+        f"and the GPU memory spare after the estimate (within the {c.server.vram_headroom:.0%} headroom):",
+        "",
+        f"| GPU VM size | {header} |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "| item | value | headroom |",
+        "|---|---|---|",
+        image_row,
+        "",
+    ]
+
+
+def summary_data(c: StackConfig, stack: str) -> dict[str, Any]:
+    """The summary's figures as plain data (summary.json), for `make diff` to compare two renders."""
+    s, pool = c.server, c.cluster.gpu_pool
+    est = cost.estimate(c)
+    priced = est.region_known
+    a = c.autoscaling
+    return {
+        "version": SUMMARY_DATA_VERSION,
+        "stack": stack,
+        "region": est.region,
+        "gpuVmSize": pool.vm_size,
+        "cost": {
+            "minHourly": round(est.min_hourly, 4) if priced else None,
+            "maxHourly": round(est.max_hourly, 4) if priced else None,
+            "minMonthly": round(cost.monthly(est.min_hourly), 2) if priced else None,
+            "maxMonthly": round(cost.monthly(est.max_hourly), 2) if priced else None,
+            "unpriced": list(est.missing) if priced else ["region"],
+        },
+        "vramGb": round(rules.vram(c).total_bytes / GB, 2),
+        "tokensPerSlot": rules.slot_tokens(c),
+        "requestTokens": rules.request_tokens(c),
+        "contextSize": s.context_size,
+        "slots": s.parallel,
+        "replicas": {
+            "min": a.min_replicas if a.enabled else s.replicas,
+            "max": c.max_replicas,
+        },
+        "gpuNodes": {"min": pool.min_count, "max": pool.max_count},
+    }

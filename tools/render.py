@@ -27,7 +27,7 @@ from core.config import PROJECT
 from core.loading import ConfigError, load_config, split_pulumi_config
 from core.skips import clear as clear_skips
 from core.skips import skips_for
-from core.summary import summary_markdown
+from core.summary import summary_data, summary_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -395,6 +395,7 @@ def render(config_path: Path, out: Path) -> list[str]:
         json.dumps(arm_template(mocks.resources, config.cluster.location), indent=2) + "\n"
     )
     (out / "summary.md").write_text(summary_markdown(config, stack))
+    (out / "summary.json").write_text(json.dumps(summary_data(config, stack), indent=2) + "\n")
     return warnings
 
 
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or ROOT / "render" / args.config.name.split(".")[1]
     try:
-        warnings = render(args.config, out)
+        render(args.config, out)
     except ConfigError as err:
         print(f"{args.config}: invalid stack config:", file=sys.stderr)
         for problem in err.problems:

@@ -1,0 +1,83 @@
+"""What CI needs, as plain data: the bootstrap program's config schema, the identities' federated
+subjects and roles, the delegation condition and the GitHub variables. Pure (no Pulumi imports),
+so it is tested without mocks; bootstrap/__main__.py declares the resources from it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# Azure built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+# Assigns roles, and supports a condition that limits which (unlike User Access Administrator's
+# usual use); learn.microsoft.com/azure/role-based-access-control/delegate-role-assignments-portal.
+RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+# A preview reads the cluster's user kubeconfig (listClusterUserCredential) and its Kubernetes objects.
+AKS_CLUSTER_USER = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"
+AKS_RBAC_READER = "7f6c6a51-bcf8-42ba-9220-52d62157d7db"
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
+ENTRA_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class Reviewers(Model):
+    # GitHub numeric ids (gh api users/<login> --jq .id; teams: orgs/<org>/teams/<slug>).
+    users: list[int] = []
+    teams: list[int] = []
+
+
+class BootstrapConfig(Model):
+    owner: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")]  # GitHub user or organization
+    repository: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
+    location: str = "eastus"
+    stacks: list[Annotated[str, Field(pattern=r"^[a-z0-9-]+$")]] = ["dev", "prod"]
+    # Stacks whose deploys wait for a reviewer (their GitHub environment's protection rule).
+    protected_stacks: list[str] = ["prod"]
+    prod_reviewers: Reviewers = Reviewers()
+    state_container: Annotated[str, Field(pattern=r"^[a-z0-9](-?[a-z0-9]){2,62}$")] = "pulumi-state"
+
+    @property
+    def repo(self) -> str:
+        return f"{self.owner}/{self.repository}"
+
+
+def preview_subjects(c: BootstrapConfig) -> dict[str, str]:
+    """Credential name -> OIDC subject: pull requests of this repository only."""
+    return {"pull-requests": f"repo:{c.repo}:pull_request"}
+
+
+def deploy_subjects(c: BootstrapConfig) -> dict[str, str]:
+    """Credential name -> OIDC subject: one per stack's GitHub environment, so a deploy token is
+    issued only to a job running in that environment (and prod's only after its reviewers)."""
+    return {f"environment-{stack}": f"repo:{c.repo}:environment:{stack}" for stack in c.stacks}
+
+
+def delegation_condition(role_ids: list[str]) -> str:
+    """ABAC condition (version 2.0) that lets a principal add and remove assignments of these roles only.
+
+    The form of learn.microsoft.com/azure/role-based-access-control/delegate-role-assignments-examples
+    ("Constrain roles"): any other role assignment write or delete is denied.
+    """
+    guids = ", ".join(sorted(role_ids))
+    return (
+        "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
+        f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{guids}}})) "
+        "AND "
+        "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
+        f"(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{guids}}}))"
+    )
+
+
+def state_account_name(stack_name: str, suffix: str) -> str:
+    """A storage account name: 3-24 lowercase letters and digits, globally unique by `suffix`."""
+    base = "".join(ch for ch in f"pulumistate{stack_name}".lower() if ch in "abcdefghijklmnopqrstuvwxyz0123456789")
+    return (base[: 24 - len(suffix)] + suffix)[:24]

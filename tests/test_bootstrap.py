@@ -1,0 +1,188 @@
+"""bootstrap/: the identities, roles, state storage and GitHub settings CI needs (issue 16, item 3)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from bootstrap import plan
+from core import catalog
+from tests.conftest import ROOT, unsecret
+
+PROJECT = "llamacpp-aks-bootstrap"
+CONFIG = {"owner": "example-org", "repository": "llamacpp-aks", "prodReviewers": {"users": [101], "teams": [7]}}
+
+
+# --- pure ------------------------------------------------------------------------------------
+
+
+def test_preview_identity_trusts_only_this_repositorys_pull_requests():
+    c = plan.BootstrapConfig.model_validate(CONFIG)
+    assert plan.preview_subjects(c) == {"pull-requests": "repo:example-org/llamacpp-aks:pull_request"}
+
+
+def test_deploy_identity_trusts_one_environment_per_stack():
+    c = plan.BootstrapConfig.model_validate(CONFIG)
+    assert sorted(plan.deploy_subjects(c).values()) == [
+        "repo:example-org/llamacpp-aks:environment:dev",
+        "repo:example-org/llamacpp-aks:environment:prod",
+    ]
+
+
+def test_delegation_condition_limits_both_writes_and_deletes_to_the_given_roles():
+    text = plan.delegation_condition(["b", "a"])
+    assert text.count("GuidEquals {a, b}") == 2
+    assert "roleAssignments/write" in text and "roleAssignments/delete" in text
+
+
+def test_config_rejects_an_unknown_key():
+    with pytest.raises(ValidationError, match="prodReviewer"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "prodReviewer": {}})
+
+
+@given(
+    stack=st.text(min_size=1, max_size=40),
+    suffix=st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=6, max_size=6),
+)
+def test_state_account_name_is_a_valid_storage_account_name(stack: str, suffix: str):
+    name = plan.state_account_name(stack, suffix)
+    assert 3 <= len(name) <= 24
+    assert name.isascii() and name.isalnum() and name == name.lower()
+    assert name.endswith(suffix)
+
+
+# --- under mocks -----------------------------------------------------------------------------
+
+
+@dataclass
+class BootstrapMocks(pulumi.runtime.Mocks):
+    resources: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append((args.typ, args.name, dict(args.inputs)))
+        outputs = dict(args.inputs)
+        if args.typ == "azuread:index/application:Application":
+            outputs["clientId"] = f"client-{args.name}"
+        if args.typ == "azuread:index/servicePrincipal:ServicePrincipal":
+            outputs["objectId"] = f"object-{args.name}"
+        if args.typ == "random:index/randomString:RandomString":
+            outputs["result"] = "abc123"
+        return f"id-{args.name}", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {"subscriptionId": "sub-1", "tenantId": "tenant-1", "objectId": "me", "clientId": "me"}
+        return {}
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> BootstrapMocks:
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    mocks = BootstrapMocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="ci", preview=True)
+    config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in CONFIG.items()}
+    config[f"{PROJECT}:stackPassphrases"] = json.dumps({"dev": "dev-pass", "prod": "prod-pass"})
+    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:stackPassphrases"])
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"))))
+    return mocks
+
+
+def of(mocks: BootstrapMocks, typ: str) -> dict[str, dict[str, Any]]:
+    return {name: inputs for t, name, inputs in mocks.resources if t == typ}
+
+
+def roles_of(mocks: BootstrapMocks, principal: str) -> set[str]:
+    assignments = of(mocks, "azure-native:authorization:RoleAssignment").values()
+    return {a["roleDefinitionId"].rsplit("/", 1)[1] for a in assignments if a["principalId"] == principal}
+
+
+def test_preview_identity_only_reads(bootstrap: BootstrapMocks):
+    assert roles_of(bootstrap, "object-preview") == {
+        plan.READER,
+        plan.AKS_CLUSTER_USER,
+        plan.AKS_RBAC_READER,
+        plan.STORAGE_BLOB_DATA_READER,
+    }
+
+
+def test_deploy_identity_is_contributor_and_no_owner(bootstrap: BootstrapMocks):
+    assert roles_of(bootstrap, "object-deploy") == {
+        plan.CONTRIBUTOR,
+        plan.RBAC_ADMINISTRATOR,
+        plan.STORAGE_BLOB_DATA_CONTRIBUTOR,
+    }
+
+
+def test_deploy_identity_may_assign_only_the_roles_the_stack_grants(bootstrap: BootstrapMocks):
+    assigner = of(bootstrap, "azure-native:authorization:RoleAssignment")["deploy-role-assigner"]
+    assert assigner["conditionVersion"] == "2.0"
+    for role_id in (catalog.ACR_PULL, catalog.ACR_PUSH, catalog.AKS_RBAC_CLUSTER_ADMIN):
+        assert role_id in assigner["condition"]
+    assert plan.CONTRIBUTOR not in assigner["condition"]
+
+
+def test_federated_credentials_use_githubs_issuer_and_the_entra_audience(bootstrap: BootstrapMocks):
+    credentials = of(
+        bootstrap, "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential"
+    )
+    assert sorted(c["subject"] for c in credentials.values()) == [
+        "repo:example-org/llamacpp-aks:environment:dev",
+        "repo:example-org/llamacpp-aks:environment:prod",
+        "repo:example-org/llamacpp-aks:pull_request",
+    ]
+    assert {c["issuer"] for c in credentials.values()} == {plan.GITHUB_OIDC_ISSUER}
+    assert {tuple(c["audiences"]) for c in credentials.values()} == {(plan.ENTRA_TOKEN_AUDIENCE,)}
+
+
+def test_state_account_accepts_entra_id_only_and_keeps_versions(bootstrap: BootstrapMocks):
+    account = of(bootstrap, "azure-native:storage:StorageAccount")["state"]
+    blobs = of(bootstrap, "azure-native:storage:BlobServiceProperties")["state"]
+    assert (account["allowSharedKeyAccess"], account["allowBlobPublicAccess"]) == (False, False)
+    assert blobs["isVersioningEnabled"] is True
+
+
+def test_prod_environment_requires_the_configured_reviewers_and_dev_none(bootstrap: BootstrapMocks):
+    environments = of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment")
+    assert environments["prod"]["reviewers"] == [{"users": [101], "teams": [7]}]
+    assert "reviewers" not in environments["dev"]
+
+
+def test_each_stack_environment_gets_the_deploy_identity_and_its_own_passphrase(bootstrap: BootstrapMocks):
+    variables = of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
+    secrets = of(bootstrap, "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret")
+    assert {v["environment"]: v["value"] for v in variables.values()} == {
+        "dev": "client-deploy",
+        "prod": "client-deploy",
+    }
+    assert {s["environment"]: unsecret(s["plaintextValue"]) for s in secrets.values()} == {
+        "dev": "dev-pass",
+        "prod": "prod-pass",
+    }
+
+
+def test_repository_variables_give_pull_requests_the_preview_identity(bootstrap: BootstrapMocks):
+    variables = of(bootstrap, "github:index/actionsVariable:ActionsVariable")
+    values = {v["variableName"]: v["value"] for v in variables.values()}
+    assert values["AZURE_CLIENT_ID"] == "client-preview"
+    assert set(values) == {
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+        "AZURE_SUBSCRIPTION_ID",
+        "PULUMI_STATE_ACCOUNT",
+        "PULUMI_STATE_CONTAINER",
+    }
+
+
+def test_github_resources_go_to_the_configured_owner(bootstrap: BootstrapMocks):
+    providers = of(bootstrap, "pulumi:providers:github")
+    assert [p["owner"] for p in providers.values()] == ["example-org"]
