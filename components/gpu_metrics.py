@@ -36,7 +36,7 @@ class DcgmExporter(pulumi.ComponentResource):
         meta = labels.labels(args.stack, "gpu-metrics", labels.image_version(args.image))
         select = labels.selector(args.stack, "gpu-metrics")
         namespace = k8s.core.v1.Namespace(
-            f"{name}-ns", metadata=namespace_metadata("nvidia-dcgm-exporter", meta, "restricted"), opts=child
+            f"{name}-ns", metadata=namespace_metadata(spec.DCGM_NAMESPACE, meta, "restricted"), opts=child
         )
         ns = namespace.metadata["name"]
 
@@ -58,5 +58,19 @@ class DcgmExporter(pulumi.ComponentResource):
             metadata=metadata,
             spec=pod_monitor_spec(select, "metrics"),
             opts=child,
+        )
+        # Its NVIDIA_VISIBLE_DEVICES=all would work for any pod: an admission policy keeps it to this one.
+        policy_name = labels.name(args.stack, "gpu-env")
+        policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+            f"{name}-gpu-env",
+            metadata={"name": policy_name, "labels": meta},
+            spec=spec.gpu_env_policy_spec(spec.DCGM_NAMESPACE),
+            opts=child,
+        )
+        k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+            f"{name}-gpu-env-binding",
+            metadata={"name": policy_name, "labels": meta},
+            spec={"policy_name": policy.metadata["name"], "validation_actions": ["Deny"]},
+            opts=child.merge(pulumi.ResourceOptions(depends_on=[policy])),
         )
         self.register_outputs({})

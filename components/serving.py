@@ -3,6 +3,7 @@ Deployment, Service, PodDisruptionBudget, NetworkPolicy and metrics scraping."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -57,13 +58,14 @@ class ModelServer(pulumi.ComponentResource):
         )
         self.namespace = namespace.metadata["name"]
         api_key, api_key_secret, hf_secret = self._secrets(name, args, child)
-        volume = k8s.core.v1.PersistentVolumeClaim(
+        self.volume = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-models",
             metadata=self._metadata(spec.claim_name(self.server_name)),
             spec=spec.volume_claim_spec(args.model),
             # Deleting the claim would throw away the downloaded model; keep it across replacements.
             opts=child.merge(pulumi.ResourceOptions(retain_on_delete=True)),
         )
+        download = self._download(name, args, hf_secret, child)
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata=self._metadata(self.server_name), automount_service_account_token=False, opts=child
         )
@@ -72,7 +74,8 @@ class ModelServer(pulumi.ComponentResource):
             server_name=self.server_name,
             service_account=account.metadata["name"],
             api_key_secret=api_key_secret.metadata["name"],
-            hf_token_secret=hf_secret.metadata["name"] if hf_secret else None,
+            # The hash of a random 48-character key reveals nothing; as a plain value it shows in previews.
+            api_key_sha256=pulumi.Output.unsecret(api_key.apply(lambda k: hashlib.sha256(k.encode()).hexdigest())),
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
@@ -81,7 +84,7 @@ class ModelServer(pulumi.ComponentResource):
             # With autoscaling on, KEDA owns the replica count; Pulumi sets only the starting size.
             opts=child.merge(
                 pulumi.ResourceOptions(
-                    depends_on=[volume],
+                    depends_on=[download],
                     ignore_changes=["spec.replicas"] if args.autoscaling.enabled else None,
                 )
             ),
@@ -102,6 +105,44 @@ class ModelServer(pulumi.ComponentResource):
     def _metadata(self, object_name: str) -> k8s.meta.v1.ObjectMetaArgsDict:
         """Metadata of an object in the serving namespace, with the server's labels."""
         return {"name": object_name, "namespace": self.namespace, "labels": self.labels}
+
+    def _download(
+        self, name: str, args: ModelServerArgs, hf_secret: k8s.core.v1.Secret | None, child: pulumi.ResourceOptions
+    ) -> k8s.batch.v1.Job:
+        """The Job that fills the model volume, and the only egress any serving pod has.
+
+        Pulumi waits for it to complete before the Deployment changes, so a pod never starts on a
+        missing or partial file; its name carries the model revision, so an unchanged model is no diff.
+        """
+        meta = labels.labels(args.stack, "model-download", self.version)
+        select = labels.selector(args.stack, "model-download")
+        inputs = spec.DownloadInputs(
+            image=args.image.ref,
+            server_name=self.server_name,
+            hf_token_secret=hf_secret.metadata["name"] if hf_secret else None,
+        )
+        # The policy exists before the Job's pod, so the pod never runs without it.
+        policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-download-netpol",
+            metadata={"name": f"{self.server_name}-download", "namespace": self.namespace, "labels": meta},
+            spec=spec.download_network_policy_spec(select),
+            opts=child,
+        )
+        job_name = spec.download_job_name(self.server_name, args.model)
+        wait = f"{args.model.download_timeout_seconds + spec.DOWNLOAD_WAIT_MARGIN_SECONDS}s"
+        job = k8s.batch.v1.Job(
+            f"{name}-download",
+            metadata={"name": job_name, "namespace": self.namespace, "labels": meta},
+            spec=spec.download_job_spec(args.model, inputs, meta, self.selector),
+            opts=child.merge(
+                pulumi.ResourceOptions(
+                    depends_on=[self.volume, policy],
+                    custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait),
+                    delete_before_replace=True,
+                )
+            ),
+        )
+        return job
 
     def _secrets(
         self, name: str, args: ModelServerArgs, child: pulumi.ResourceOptions

@@ -5,6 +5,7 @@ Pure: `core.loading` validates a stack's raw config against it and runs the cros
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,7 @@ from pydantic.alias_generators import to_camel
 from core.sizing import ModelShape
 
 PROJECT = "llamacpp-aks"
+DOWNLOAD_KEY_LENGTH = 10
 SECRET_KEYS = ("hfToken", "apiKey")
 
 
@@ -191,9 +193,19 @@ class ModelFiles(Model):
     mmproj_size_bytes: Annotated[int, Field(ge=1)] = 1_352_635_904
     architecture: Architecture = Architecture()
     storage: Storage = Storage()
+    # How long the one-shot download Job may take for both files before it fails.
+    download_timeout_seconds: Annotated[int, Field(ge=300, le=86400)] = 7200
+    # Check both files against the pinned digests each time a server pod starts (see README for
+    # what it costs); off, a pod trusts the digest recorded when the file was downloaded.
+    verify_on_start: bool = True
 
     def url(self, file: str) -> str:
         return f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{file}"
+
+    def download_key(self) -> str:
+        """Short hash of what the download fetches: a new revision, file or digest gets a new Job."""
+        what = (self.repo, self.revision, self.file, self.sha256, self.mmproj_file, self.mmproj_sha256)
+        return hashlib.sha256("\n".join(what).encode()).hexdigest()[:DOWNLOAD_KEY_LENGTH]
 
     @property
     def shape(self) -> ModelShape:
@@ -248,6 +260,11 @@ class Server(Model):
     startup_timeout_seconds: Annotated[int, Field(ge=30, le=3600)] = 900
     # Seconds in-flight requests get to finish when a pod stops.
     termination_grace_seconds: Annotated[int, Field(ge=5, le=3600)] = 120
+    # Let requests carry http(s) image URLs that the server fetches: opens egress on 443 to
+    # public addresses (never private, link-local or cluster ranges). Off: images inline only.
+    remote_images: bool = False
+    # llama-server's built-in web UI (`--webui`); the API needs none of it.
+    web_ui: bool = False
 
 
 class Service(Model):

@@ -40,5 +40,10 @@ def llama_server_args(s: Server, paths: ServerPaths, host: str = "0.0.0.0") -> l
         "--fit", "off",
         "--metrics",
         "--api-key-file", paths.api_key_file,
+        # Off unless asked for: the slot dump (prompts of other callers), the web UI, and CORS
+        # beyond localhost origins (tools/server/server-http.cpp: "localhost" reflects only those).
+        "--no-slots",
+        "--webui" if s.web_ui else "--no-webui",
+        "--cors-origins", "localhost",
     ]  # fmt: skip
     return args

@@ -11,17 +11,17 @@ import pulumi_kubernetes as k8s
 
 from specs.k8s import (
     DCGM_UID,
-    SCRAPER_NAMESPACE,
     gpu_node_selector,
     gpu_tolerations,
-    namespace_peer,
     restricted_container_security,
     restricted_pod_security,
+    scraper_peers,
 )
 
 # Where the kubelet listens for device plugins; the plugin must write its socket there.
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 DCGM_PORT = 9400
+DCGM_NAMESPACE = "nvidia-dcgm-exporter"
 
 # The device plugin talks to the kubelet over a root-owned host socket; these checkov rules cannot hold for it.
 DEVICE_PLUGIN_CHECKOV_SKIPS = {
@@ -115,7 +115,43 @@ def dcgm_network_policy() -> k8s.networking.v1.NetworkPolicySpecArgsDict:
     return {
         "pod_selector": {},
         "policy_types": ["Ingress", "Egress"],
-        "ingress": [{"from_": [namespace_peer(SCRAPER_NAMESPACE)], "ports": [{"port": DCGM_PORT, "protocol": "TCP"}]}],
+        "ingress": [{"from_": scraper_peers(), "ports": [{"port": DCGM_PORT, "protocol": "TCP"}]}],
+    }
+
+
+# The NVIDIA container runtime hands every GPU of the node to a container whose environment
+# names them (NVIDIA_VISIBLE_DEVICES=all), whether or not it asked the device plugin for one.
+# The DCGM exporter needs that to read the GPUs; no other pod may use it.
+GPU_ENV = "NVIDIA_VISIBLE_DEVICES"
+# Namespaces AKS manages (its GPU driver and add-ons) are left to AKS.
+GPU_ENV_EXEMPT = ("kube-system",)
+
+
+def gpu_env_policy_spec(exempt_namespace: str) -> k8s.admissionregistration.v1.ValidatingAdmissionPolicySpecArgsDict:
+    """Refuses any pod but the exporter's that sets NVIDIA_VISIBLE_DEVICES in its containers."""
+    containers = "object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : [])"
+    return {
+        "failure_policy": "Fail",
+        "match_constraints": {
+            "resource_rules": [
+                {"api_groups": [""], "api_versions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]}
+            ],
+            "namespace_selector": {
+                "match_expressions": [
+                    {
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "NotIn",
+                        "values": [exempt_namespace, *GPU_ENV_EXEMPT],
+                    }
+                ]
+            },
+        },
+        "validations": [
+            {
+                "expression": f"({containers}).all(c, !has(c.env) || c.env.all(e, e.name != '{GPU_ENV}'))",
+                "message": f"only the DCGM exporter may set {GPU_ENV}; request nvidia.com/gpu instead",
+            }
+        ],
     }
 
 

@@ -13,8 +13,12 @@ from core import labels
 SERVER_UID = 10001
 # A uid of its own for the DCGM exporter, which NVIDIA's distroless image leaves to the pod.
 DCGM_UID = 10002
-# Azure managed Prometheus runs its scrapers (ama-metrics) in kube-system.
+# Azure managed Prometheus runs its scrapers in kube-system: the ama-metrics Deployment (it
+# scrapes PodMonitor targets) and the ama-metrics-node DaemonSet. Their pod labels, from the
+# add-on's chart (Azure/prometheus-collector, otelcollector/deploy/addon-chart/
+# azure-monitor-metrics-addon/templates/ama-metrics-deployment.yaml and -daemonset.yaml).
 SCRAPER_NAMESPACE = "kube-system"
+SCRAPER_POD_LABELS = ({"rsName": "ama-metrics"}, {"dsName": "ama-metrics-node"})
 # Where cluster DNS (CoreDNS) runs.
 DNS_NAMESPACE = "kube-system"
 
@@ -61,6 +65,35 @@ def gpu_node_selector() -> dict[str, str]:
 def namespace_peer(namespace: str) -> k8s.networking.v1.NetworkPolicyPeerArgsDict:
     """Every pod of one namespace, as a NetworkPolicy peer."""
     return {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": namespace}}}
+
+
+def scraper_peers() -> list[k8s.networking.v1.NetworkPolicyPeerArgsDict]:
+    """The managed Prometheus scraper pods, and no other pod of kube-system."""
+    return [
+        {**namespace_peer(SCRAPER_NAMESPACE), "pod_selector": {"match_labels": pod_labels}}
+        for pod_labels in SCRAPER_POD_LABELS
+    ]
+
+
+# Where a pod that fetches from the internet must never reach: private (RFC 1918), shared
+# (RFC 6598, carrier NAT), loopback, link-local (169.254.0.0/16 holds the instance metadata
+# service) and the overlay's pod and service ranges, which lie inside 10.0.0.0/8.
+NON_PUBLIC_RANGES = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+)
+
+
+def public_https_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgsDict:
+    """HTTPS to public IPv4 addresses only."""
+    return {
+        "to": [{"ip_block": {"cidr": "0.0.0.0/0", "except_": list(NON_PUBLIC_RANGES)}}],
+        "ports": [{"port": 443, "protocol": "TCP"}],
+    }
 
 
 def dns_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgsDict:

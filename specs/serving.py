@@ -13,14 +13,15 @@ import pulumi_kubernetes as k8s
 from core.config import ModelFiles, Server, Service
 from core.server_args import ServerPaths, llama_server_args
 from specs.k8s import (
-    SCRAPER_NAMESPACE,
     SERVER_UID,
     dns_egress,
     gpu_node_selector,
     gpu_tolerations,
     namespace_peer,
+    public_https_egress,
     restricted_container_security,
     restricted_pod_security,
+    scraper_peers,
 )
 
 MODEL_DIR = "/models"
@@ -34,6 +35,13 @@ PROBE_PERIOD_SECONDS = 10
 # stop sending requests, then polls; its polling budget is what is left of the grace period.
 DRAIN_SETTLE_SECONDS = 5
 SECRET_FILE_MODE = 0o440
+# The sha256 of the API key, on the pod template: a new key rolls the pods.
+API_KEY_HASH_ANNOTATION = "llamacpp-aks/api-key-sha256"
+# Retries of the download Job's pod; fetch-model.sh resumes the partial file each time.
+DOWNLOAD_RETRIES = 3
+# How long, beyond the download's own deadline, Pulumi waits for the Job: a GPU node to start
+# from zero (about 5-10 minutes with the driver) and the image to be pulled.
+DOWNLOAD_WAIT_MARGIN_SECONDS = 1200
 TMP_SIZE = "1Gi"
 FETCH_RESOURCES: k8s.core.v1.ResourceRequirementsArgsDict = {
     "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -43,12 +51,21 @@ FETCH_RESOURCES: k8s.core.v1.ResourceRequirementsArgsDict = {
 
 @dataclass(frozen=True, kw_only=True)
 class PodInputs:
-    """What the server pod is made of besides config: image, names of its objects, secrets present."""
+    """What the server pod is made of besides config: image, names of its objects, the key's hash."""
 
     image: pulumi.Input[str]  # the llama-server image, by digest
     server_name: str  # name of the Deployment, its PVC and Secrets
     service_account: pulumi.Input[str]  # the pod's ServiceAccount (an output: the pod waits for it)
     api_key_secret: pulumi.Input[str]  # name of the Secret holding the API key
+    api_key_sha256: pulumi.Input[str]  # a new key changes the pod template, so the pods roll
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadInputs:
+    """What the model download Job needs besides config."""
+
+    image: pulumi.Input[str]  # the llama-server image (it carries fetch-model.sh and curl)
+    server_name: str  # whose volume it fills
     hf_token_secret: pulumi.Input[str] | None = None  # name of the Hugging Face token Secret, if any
 
 
@@ -90,17 +107,16 @@ def probes(startup_timeout_seconds: int) -> Probes:
 
 
 def fetch_container(
-    name: str, image: pulumi.Input[str], url: str, file: str, sha256: str, hf_token: bool
+    name: str, image: pulumi.Input[str], url: str, file: str, sha256: str, env: list[k8s.core.v1.EnvVarArgsDict]
 ) -> k8s.core.v1.ContainerArgsDict:
-    """An init container that downloads one file into the model volume (image/fetch-model.sh)."""
+    """image/fetch-model.sh for one file of the model volume: downloads it if missing (resuming a
+    partial file), and checks it against its digest; with the file present it needs no network."""
     mounts: list[k8s.core.v1.VolumeMountArgsDict] = [
         {"name": "models", "mount_path": MODEL_DIR},
         {"name": "tmp", "mount_path": "/tmp"},
     ]
-    env: list[k8s.core.v1.EnvVarArgsDict] = []
-    if hf_token:
+    if any(e["name"] == "HF_TOKEN_FILE" for e in env):
         mounts.append({"name": "hf-token", "mount_path": HF_TOKEN_DIR, "read_only": True})
-        env.append({"name": "HF_TOKEN_FILE", "value": f"{HF_TOKEN_DIR}/{HF_TOKEN_FILE}"})
     return {
         "name": name,
         "image": image,
@@ -114,16 +130,33 @@ def fetch_container(
     }
 
 
-def fetch_containers(
+def model_files(model: ModelFiles) -> tuple[tuple[str, str, str], ...]:
+    """(role, file, digest) of the model and its vision projector, in download order."""
+    return (("model", model.file, model.sha256), ("mmproj", model.mmproj_file, model.mmproj_sha256))
+
+
+def download_containers(
     model: ModelFiles, image: pulumi.Input[str], hf_token: bool
 ) -> list[k8s.core.v1.ContainerArgsDict]:
-    """The model, then its vision projector: each downloaded once, verified, kept on the volume."""
+    """The Job's downloaders: the only writers of the model volume, and the only pods with egress."""
+    env: list[k8s.core.v1.EnvVarArgsDict] = []
+    if hf_token:
+        env.append({"name": "HF_TOKEN_FILE", "value": f"{HF_TOKEN_DIR}/{HF_TOKEN_FILE}"})
     return [
-        fetch_container(name, image, model.url(file), file, sha256, hf_token)
-        for name, file, sha256 in (
-            ("fetch-model", model.file, model.sha256),
-            ("fetch-mmproj", model.mmproj_file, model.mmproj_sha256),
-        )
+        fetch_container(f"fetch-{role}", image, model.url(file), file, sha, env)
+        for role, file, sha in model_files(model)
+    ]
+
+
+def verify_containers(model: ModelFiles, image: pulumi.Input[str]) -> list[k8s.core.v1.ContainerArgsDict]:
+    """The server pod's checks of what the Job downloaded: no token, no network, nothing written
+    but the digest record of a file that had none."""
+    env: list[k8s.core.v1.EnvVarArgsDict] = [
+        {"name": "VERIFY_ON_START", "value": "1" if model.verify_on_start else "0"}
+    ]
+    return [
+        fetch_container(f"verify-{role}", image, model.url(file), file, sha, env)
+        for role, file, sha in model_files(model)
     ]
 
 
@@ -160,22 +193,24 @@ def server_container(server: Server, image: pulumi.Input[str], paths: ServerPath
         "security_context": restricted_container_security(SERVER_UID),
         "volume_mounts": [
             {"name": "models", "mount_path": MODEL_DIR, "read_only": True},
-            {"name": "api-key", "mount_path": API_KEY_DIR, "read_only": True},
+            # One file by subPath: the kubelet never updates it, so the server and its drain hook
+            # keep the key the server started with while a rotated key rolls the pods.
+            {"name": "api-key", "mount_path": paths.api_key_file, "sub_path": API_KEY_FILE, "read_only": True},
             {"name": "tmp", "mount_path": "/tmp"},
         ],
     }
 
 
-def volumes(inputs: PodInputs) -> list[k8s.core.v1.VolumeArgsDict]:
+def volumes(server_name: str, secrets: dict[str, pulumi.Input[str]]) -> list[k8s.core.v1.VolumeArgsDict]:
+    """The model volume, a scratch /tmp, and each Secret (volume name -> Secret name) as files."""
     out: list[k8s.core.v1.VolumeArgsDict] = [
-        {"name": "models", "persistent_volume_claim": {"claim_name": claim_name(inputs.server_name)}},
-        {"name": "api-key", "secret": {"secret_name": inputs.api_key_secret, "default_mode": SECRET_FILE_MODE}},
+        {"name": "models", "persistent_volume_claim": {"claim_name": claim_name(server_name)}},
         {"name": "tmp", "empty_dir": {"size_limit": TMP_SIZE}},
     ]
-    if inputs.hf_token_secret is not None:
-        out.append(
-            {"name": "hf-token", "secret": {"secret_name": inputs.hf_token_secret, "default_mode": SECRET_FILE_MODE}}
-        )
+    out += [
+        {"name": volume, "secret": {"secret_name": secret, "default_mode": SECRET_FILE_MODE}}
+        for volume, secret in secrets.items()
+    ]
     return out
 
 
@@ -209,9 +244,9 @@ def pod_spec(
         "tolerations": gpu_tolerations(),
         "topology_spread_constraints": topology_spread(selector, max_replicas),
         "security_context": restricted_pod_security(SERVER_UID, fs_group=True),
-        "init_containers": fetch_containers(model, inputs.image, inputs.hf_token_secret is not None),
+        "init_containers": verify_containers(model, inputs.image),
         "containers": [server_container(server, inputs.image, server_paths(model))],
-        "volumes": volumes(inputs),
+        "volumes": volumes(inputs.server_name, {"api-key": inputs.api_key_secret}),
     }
 
 
@@ -228,9 +263,67 @@ def deployment_spec(
         "selector": {"match_labels": selector},
         "strategy": update_strategy(max_replicas),
         "template": {
-            "metadata": {"labels": meta},
+            "metadata": {"labels": meta, "annotations": {API_KEY_HASH_ANNOTATION: inputs.api_key_sha256}},
             "spec": pod_spec(server, model, inputs, selector, max_replicas),
         },
+    }
+
+
+def download_job_name(server_name: str, model: ModelFiles) -> str:
+    """One Job per model revision: a new revision, file or digest is a new Job, an unchanged one none."""
+    return f"{server_name}-download-{model.download_key()}"
+
+
+def download_job_spec(
+    model: ModelFiles, inputs: DownloadInputs, meta: dict[str, str], server_selector: dict[str, str]
+) -> k8s.batch.v1.JobSpecArgsDict:
+    """The model volume's one writer: fetches both files, then ends; the server pods only verify.
+
+    It runs on the GPU pool, where the volume is used (a zonal disk is created in the zone of its
+    first pod), next to a running server if there is one (a ReadWriteOnce disk is attached to one node).
+    """
+    secrets = {"hf-token": inputs.hf_token_secret} if inputs.hf_token_secret is not None else {}
+    model_container, mmproj_container = download_containers(model, inputs.image, bool(secrets))
+    return {
+        "backoff_limit": DOWNLOAD_RETRIES,
+        "active_deadline_seconds": model.download_timeout_seconds,
+        "template": {
+            "metadata": {"labels": meta},
+            "spec": {
+                "restart_policy": "Never",
+                "automount_service_account_token": False,
+                "enable_service_links": False,
+                "node_selector": gpu_node_selector(),
+                "tolerations": gpu_tolerations(),
+                "affinity": {
+                    "pod_affinity": {
+                        "preferred_during_scheduling_ignored_during_execution": [
+                            {
+                                "weight": 100,
+                                "pod_affinity_term": {
+                                    "label_selector": {"match_labels": server_selector},
+                                    "topology_key": "kubernetes.io/hostname",
+                                },
+                            }
+                        ]
+                    }
+                },
+                "security_context": restricted_pod_security(SERVER_UID, fs_group=True),
+                # One file after the other: the model first, then its projector.
+                "init_containers": [model_container],
+                "containers": [mmproj_container],
+                "volumes": volumes(inputs.server_name, secrets),
+            },
+        },
+    }
+
+
+def download_network_policy_spec(selector: dict[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgsDict:
+    """The download may reach DNS and public HTTPS (the model hub and its CDN), nothing else; no one calls it."""
+    return {
+        "pod_selector": {"match_labels": selector},
+        "policy_types": ["Ingress", "Egress"],
+        "egress": [dns_egress(), public_https_egress()],
     }
 
 
@@ -269,19 +362,20 @@ def disruption_budget_spec(selector: dict[str, str]) -> k8s.policy.v1.PodDisrupt
 def network_policy_spec(
     server: Server, service: Service, selector: dict[str, str]
 ) -> k8s.networking.v1.NetworkPolicySpecArgsDict:
-    """Callers in: the serving namespace, the allowed namespaces and ranges, the metrics scraper."""
+    """Callers in: the serving namespace, the allowed namespaces and ranges, the metrics scraper.
+    Out: nothing (the model is on the volume), unless remote images are on: then DNS and public HTTPS."""
     peers: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [{"pod_selector": {}}]  # the namespace itself
-    peers += [namespace_peer(n) for n in (*service.allowed_namespaces, SCRAPER_NAMESPACE)]
+    peers += [namespace_peer(n) for n in service.allowed_namespaces]
+    peers += scraper_peers()
     peers += [{"ip_block": {"cidr": cidr}} for cidr in service.allowed_cidrs]
+    egress: list[k8s.networking.v1.NetworkPolicyEgressRuleArgsDict] = []
+    if server.remote_images:
+        egress = [dns_egress(), public_https_egress()]
     return {
         "pod_selector": {"match_labels": selector},
         "policy_types": ["Ingress", "Egress"],
         "ingress": [{"from_": peers, "ports": [{"port": server.port, "protocol": "TCP"}]}],
-        "egress": [
-            dns_egress(),
-            # Model downloads and https image_url fetches; nothing else leaves the pod.
-            {"ports": [{"port": 443, "protocol": "TCP"}]},
-        ],
+        "egress": egress,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -216,8 +217,8 @@ def test_probes_never_kill_a_loading_server(dev):
     # Liveness and readiness only start once the startup probe has passed.
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"]["path"] == "/health"
-    # The download runs in init containers, before any probe.
-    assert [i["name"] for i in pod_spec(dev)["initContainers"]] == ["fetch-model", "fetch-mmproj"]
+    # The files are checked in init containers, before any probe.
+    assert [i["name"] for i in pod_spec(dev)["initContainers"]] == ["verify-model", "verify-mmproj"]
 
 
 def test_pod_lands_only_on_gpu_nodes_with_one_gpu(dev):
@@ -236,8 +237,10 @@ def test_secrets_never_appear_in_args_or_env():
     secrets = {r.inputs["metadata"]["name"]: r.inputs for r in of_type(mocks, "kubernetes:core/v1:Secret")}
     assert unsecret(secrets["llamacpp-dev-server-api-key"]["stringData"]) == {"api-key": "sk-test-key-0123456789"}
     assert unsecret(secrets["llamacpp-dev-server-hf-token"]["stringData"]) == {"token": "hf_test_token_abcdef"}
-    fetch = pod_spec(mocks)["initContainers"][0]
-    assert {"name": "HF_TOKEN_FILE", "value": "/var/run/secrets/huggingface/token"} in fetch["env"]
+    # The token goes to the download Job only; the server pod never holds it.
+    job = one(mocks, "kubernetes:batch/v1:Job")["spec"]["template"]["spec"]
+    assert {"name": "HF_TOKEN_FILE", "value": "/var/run/secrets/huggingface/token"} in job["initContainers"][0]["env"]
+    assert "hf-token" not in json.dumps(pod_spec(mocks))
 
 
 def test_api_key_is_generated_when_not_set(dev):
@@ -278,16 +281,46 @@ def test_pod_runs_restricted(dev):
         assert sc["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_network_policy_admits_only_the_api_port_and_lets_out_only_dns_and_https(dev):
-    policy = next(
-        r.inputs
-        for r in of_type(dev, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
-        if r.inputs["metadata"]["name"] == "llamacpp-dev-server"
-    )
-    spec = policy["spec"]
+def test_network_policy_admits_only_the_api_port_and_lets_nothing_out(dev):
+    spec = named(dev, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "llamacpp-dev-server")["spec"]
     assert spec["ingress"][0]["ports"] == [{"port": 8008, "protocol": "TCP"}]
-    egress_ports = sorted(p["port"] for rule in spec["egress"] for p in rule["ports"])
-    assert egress_ports == [53, 53, 443]
+    assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["egress"] == []
+
+
+def test_model_download_is_one_job_with_its_own_egress_policy(dev):
+    job = one(dev, "kubernetes:batch/v1:Job")
+    assert job["metadata"]["name"] == f"llamacpp-dev-server-download-{StackConfig().model.download_key()}"
+    policy = named(dev, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "llamacpp-dev-server-download")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "model-download"
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "model-download"
+
+
+def test_a_new_api_key_rolls_the_pods():
+    def key_hash(key: str) -> str:
+        annotations = one(run_stack({}, secrets={"apiKey": key}), DEPLOYMENT)["spec"]["template"]["metadata"]
+        return annotations["annotations"]["llamacpp-aks/api-key-sha256"]
+
+    first, again, rotated = (
+        key_hash("sk-first-key-0123456789"),
+        key_hash("sk-first-key-0123456789"),
+        key_hash("sk-new-key"),
+    )
+    assert first == again != rotated
+    assert first == hashlib.sha256(b"sk-first-key-0123456789").hexdigest()
+
+
+def test_slots_web_ui_and_open_cors_are_off(dev):
+    args = server_container(dev)["args"]
+    assert "--no-slots" in args and "--no-webui" in args
+    assert flag(args, "--cors-origins") == "localhost"
+    assert "--webui" in server_container(run_stack({"server": {"webUi": True}}))["args"]
+
+
+def test_only_the_exporter_may_name_the_gpus_itself(dev):
+    policy = one(dev, "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy")
+    binding = one(dev, "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert "NVIDIA_VISIBLE_DEVICES" in policy["spec"]["validations"][0]["expression"]
 
 
 def test_metrics_scraper_sends_the_api_key(dev):

@@ -8,10 +8,21 @@ from core import labels
 from core.catalog import GPU_VM_SIZES
 from core.config import Autoscaling, Cluster, GpuPool, ModelFiles, Registry, Server, Service, StackConfig
 from specs import autoscaling, cluster, gpu, observability, serving
-from specs.k8s import DCGM_UID, SERVER_UID, gpu_tolerations, pod_monitor_spec, restricted_container_security
+from specs.k8s import (
+    DCGM_UID,
+    SERVER_UID,
+    gpu_tolerations,
+    namespace_peer,
+    pod_monitor_spec,
+    public_https_egress,
+    restricted_container_security,
+)
 
 SELECT = labels.selector("dev", "server")
-POD = serving.PodInputs(image="img@sha256:" + "0" * 64, server_name="srv", service_account="sa", api_key_secret="key")
+POD = serving.PodInputs(
+    image="img@sha256:" + "0" * 64, server_name="srv", service_account="sa", api_key_secret="key", api_key_sha256="h"
+)
+DOWNLOAD = serving.DownloadInputs(image="img", server_name="srv")
 
 
 def test_restricted_security_context_drops_everything_and_runs_as_the_given_user():
@@ -43,21 +54,61 @@ def test_startup_probe_budget_covers_the_configured_load_time(timeout):
     assert startup["period_seconds"] * startup["failure_threshold"] >= timeout
 
 
-def test_fetch_containers_download_model_then_projector_with_their_digests():
+def test_download_fetches_model_then_projector_with_their_digests():
     model = ModelFiles()
-    first, second = serving.fetch_containers(model, "img", hf_token=False)
+    first, second = serving.download_containers(model, "img", hf_token=False)
     assert (first["name"], second["name"]) == ("fetch-model", "fetch-mmproj")
     assert first["args"] == [model.url(model.file), f"/models/{model.file}", model.sha256]
     assert second["args"] == [model.url(model.mmproj_file), f"/models/{model.mmproj_file}", model.mmproj_sha256]
     assert first["env"] == []
 
 
-def test_fetch_container_reads_the_token_from_a_file_when_there_is_one():
-    (first, _) = serving.fetch_containers(ModelFiles(), "img", hf_token=True)
+def test_download_reads_the_token_from_a_file_when_there_is_one():
+    (first, _) = serving.download_containers(ModelFiles(), "img", hf_token=True)
     assert first["env"] == [{"name": "HF_TOKEN_FILE", "value": "/var/run/secrets/huggingface/token"}]
     assert {"name": "hf-token", "mount_path": "/var/run/secrets/huggingface", "read_only": True} in first[
         "volume_mounts"
     ]
+
+
+def test_server_pod_only_verifies_and_holds_no_token():
+    pod = serving.pod_spec(Server(), ModelFiles(), POD, SELECT, 1)
+    assert [c["name"] for c in pod["init_containers"]] == ["verify-model", "verify-mmproj"]
+    for c in pod["init_containers"]:
+        assert c["env"] == [{"name": "VERIFY_ON_START", "value": "1"}]
+    assert "hf-token" not in [v["name"] for v in pod["volumes"]]
+    skip = serving.verify_containers(ModelFiles(verifyOnStart=False), "img")
+    assert skip[0]["env"] == [{"name": "VERIFY_ON_START", "value": "0"}]
+
+
+def test_download_job_name_changes_with_the_model_revision_only():
+    base = serving.download_job_name("srv", ModelFiles())
+    assert base == serving.download_job_name("srv", ModelFiles(storage={"sizeGi": 80}))
+    assert base != serving.download_job_name("srv", ModelFiles(revision="0" * 40))
+    assert len(base) <= 63
+
+
+def test_download_job_is_bounded_in_time_and_retries_and_mounts_the_token_only_if_set():
+    job = serving.download_job_spec(ModelFiles(downloadTimeoutSeconds=900), DOWNLOAD, {}, SELECT)
+    assert (job["active_deadline_seconds"], job["backoff_limit"]) == (900, serving.DOWNLOAD_RETRIES)
+    pod = job["template"]["spec"]
+    assert pod["restart_policy"] == "Never" and pod["automount_service_account_token"] is False
+    assert [v["name"] for v in pod["volumes"]] == ["models", "tmp"]
+    with_token = serving.download_job_spec(
+        ModelFiles(), serving.DownloadInputs(image="img", server_name="srv", hf_token_secret="tok"), {}, SELECT
+    )
+    assert [v["name"] for v in with_token["template"]["spec"]["volumes"]][-1] == "hf-token"
+
+
+def test_download_may_reach_dns_and_public_https_only():
+    policy = serving.download_network_policy_spec(SELECT)
+    assert "ingress" not in policy and policy["policy_types"] == ["Ingress", "Egress"]
+    dns, https = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert https["ports"] == [{"port": 443, "protocol": "TCP"}]
+    block = https["to"][0]["ip_block"]
+    assert block["cidr"] == "0.0.0.0/0"
+    assert {"10.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"} <= set(block["except_"])
 
 
 def test_server_container_asks_for_one_gpu_and_drains_within_the_grace_period():
@@ -77,10 +128,16 @@ def test_pod_spreads_only_when_there_are_several_replicas():
     ]
 
 
-def test_pod_mounts_the_token_secret_only_when_configured():
-    assert [v["name"] for v in serving.volumes(POD)] == ["models", "api-key", "tmp"]
-    with_token = serving.PodInputs(**{**POD.__dict__, "hf_token_secret": "tok"})
-    assert [v["name"] for v in serving.volumes(with_token)][-1] == "hf-token"
+def test_api_key_is_one_file_that_a_rotation_does_not_change_under_a_running_pod():
+    c = serving.server_container(Server(), "img", serving.server_paths(ModelFiles()))
+    (mount,) = [m for m in c["volume_mounts"] if m["name"] == "api-key"]
+    assert mount["sub_path"] == serving.API_KEY_FILE
+    assert mount["mount_path"] == serving.server_paths(ModelFiles()).api_key_file
+
+
+def test_pod_template_carries_the_api_key_hash():
+    spec = serving.deployment_spec(Server(), ModelFiles(), POD, {}, SELECT, 1)
+    assert spec["template"]["metadata"]["annotations"] == {serving.API_KEY_HASH_ANNOTATION: "h"}
 
 
 def test_internal_load_balancer_service_is_annotated():
@@ -90,18 +147,48 @@ def test_internal_load_balancer_service_is_annotated():
     assert serving.service_annotations(Service()) == {}
 
 
-def test_network_policy_admits_allowed_namespaces_ranges_and_the_scraper():
+def test_network_policy_admits_allowed_namespaces_ranges_and_only_the_scraper_pods_of_kube_system():
     policy = serving.network_policy_spec(
         Server(), Service(allowedNamespaces=["apps"], allowedCidrs=["10.1.0.0/16"]), SELECT
     )
     peers = policy["ingress"][0]["from_"]
-    names = [
-        p["namespace_selector"]["match_labels"]["kubernetes.io/metadata.name"]
+    kube_system = [
+        p
         for p in peers
-        if "namespace_selector" in p
+        if p.get("namespace_selector", {}).get("match_labels") == {"kubernetes.io/metadata.name": "kube-system"}
     ]
-    assert names == ["apps", "kube-system"]
+    assert kube_system and all("pod_selector" in p for p in kube_system), "all of kube-system may call the API"
+    assert [p["pod_selector"]["match_labels"] for p in kube_system] == [
+        {"rsName": "ama-metrics"},
+        {"dsName": "ama-metrics-node"},
+    ]
+    assert namespace_peer("apps") in peers
     assert {"ip_block": {"cidr": "10.1.0.0/16"}} in peers
+
+
+def test_server_pod_has_no_egress_unless_remote_images_are_on():
+    assert serving.network_policy_spec(Server(), Service(), SELECT)["egress"] == []
+    _dns, https = serving.network_policy_spec(Server(remoteImages=True), Service(), SELECT)["egress"]
+    assert https == public_https_egress()
+    assert "169.254.0.0/16" in https["to"][0]["ip_block"]["except_"]
+
+
+def test_gpu_env_policy_denies_every_pod_that_names_the_gpus_itself():
+    import celpy
+
+    expression = gpu.gpu_env_policy_spec("nvidia-dcgm-exporter")["validations"][0]["expression"]
+    env = celpy.Environment()
+    program = env.program(env.compile(expression))
+
+    def allowed(pod_spec: dict) -> bool:
+        return bool(program.evaluate({"object": celpy.json_to_cel({"spec": pod_spec})}))
+
+    gpus = [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]
+    assert allowed({"containers": [{"name": "app", "env": [{"name": "A", "value": "1"}]}]})
+    assert not allowed({"containers": [{"name": "app", "env": gpus}]})
+    assert not allowed({"containers": [{"name": "app"}], "initContainers": [{"name": "init", "env": gpus}]})
+    exempt = gpu.gpu_env_policy_spec("nvidia-dcgm-exporter")["match_constraints"]["namespace_selector"]
+    assert exempt["match_expressions"][0]["values"] == ["nvidia-dcgm-exporter", "kube-system"]
 
 
 def test_pod_monitor_sends_a_bearer_token_only_when_given_one():
