@@ -1,5 +1,6 @@
 # llamacpp-aks: one entry point for people and CI.
 #   make up STACK=dev      stand the stack up with `pulumi up` (local file backend by default)
+#   make preflight STACK=dev  check the subscription and this machine before `make up` (az, quota, tools)
 #   make test              every test and offline check (what .ci/run runs)
 #   make render CONFIG=Pulumi.prod.yaml OUT=render/prod
 SHELL := /bin/bash
@@ -19,7 +20,7 @@ export PULUMI_BACKEND_URL
 CACHE_DIR ?= $(HOME)/.cache/llamacpp-aks
 export CACHE_DIR
 
-.PHONY: help venv up preview destroy render test lint checks bench cuda-check clean
+.PHONY: help venv preflight up preview destroy render test lint checks bench cuda-check clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -36,7 +37,10 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 
-up: $(VENV)/.installed
+preflight: $(VENV)/.installed
+	$(PY) -m tools.preflight --stack "$(STACK)"
+
+up: $(VENV)/.installed preflight
 	@command -v pulumi >/dev/null || { echo "make up needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
 	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
 	pulumi login "$(PULUMI_BACKEND_URL)"
