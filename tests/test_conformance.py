@@ -161,3 +161,17 @@ def test_data_collection_rule_association_is_scoped_to_the_cluster_not_given_it_
     (association,) = resources_of(rendered, "prod", "Microsoft.Insights/dataCollectionRuleAssociations")
     assert association["scope"].endswith("/managedClusters/llamacpp-prod-aks")
     assert "resourceUri" not in association["properties"]
+
+
+def test_a_version_no_package_models_is_checked_against_the_nearest_published_one_and_says_so():
+    workspace = {
+        "type": "Microsoft.OperationalInsights/workspaces",
+        "apiVersion": "2023-09-01",
+        "name": "logs",
+        "location": "eastus",
+        "sku": {"name": "PerGB2018"},
+        "properties": {"retentionInDays": 30},
+    }
+    (problem,) = problems_of(workspace)
+    assert "(checked against 2022-10-01, the nearest published model)" in problem
+    assert problem.endswith("sku is not in the API model Workspace; it belongs at properties.sku")

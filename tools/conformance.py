@@ -27,7 +27,9 @@ from types import ModuleType
 from typing import Any
 
 # The SDK model of the request body of each ARM type: (package, class).
-MODELS: dict[str, tuple[str, str]] = {
+# A third item names the operations group whose API version counts, for packages whose
+# operation groups each pin their own version (azure-mgmt-loganalytics 13.0.0b7).
+MODELS: dict[str, tuple[str, ...]] = {
     "Microsoft.ContainerService/managedClusters": ("azure.mgmt.containerservice", "ManagedCluster"),
     "Microsoft.ContainerService/managedClusters/agentPools": ("azure.mgmt.containerservice", "AgentPool"),
     "Microsoft.ContainerService/managedClusters/maintenanceConfigurations": (
@@ -48,6 +50,17 @@ MODELS: dict[str, tuple[str, str]] = {
         "azure.mgmt.msi",
         "FederatedIdentityCredential",
     ),
+    "Microsoft.OperationalInsights/workspaces": ("azure.mgmt.loganalytics", "Workspace", "workspaces"),
+    "Microsoft.Dashboard/grafana": ("azure.mgmt.dashboard", "ManagedGrafana"),
+    "Microsoft.Monitor/accounts": ("azure.mgmt.monitor", "AzureMonitorWorkspaceResource"),
+}
+# Where no package models the exact version, the nearest published one still catches keys in the
+# wrong place (a Log Analytics sku outside `properties`, Grafana's `properties` nested twice):
+# the body is checked against it, and the report says so.
+NEAREST: dict[tuple[str, str], str] = {
+    ("Microsoft.OperationalInsights/workspaces", "2023-09-01"): "2022-10-01",  # azure-mgmt-loganalytics 13.0.0b7
+    ("Microsoft.Dashboard/grafana", "2024-10-01"): "2023-09-01",  # azure-mgmt-dashboard 1.1.0
+    ("Microsoft.Monitor/accounts", "2023-04-03"): "2021-06-03-preview",  # azure-mgmt-monitor 6.0.2
 }
 # API versions that no azure-mgmt-* release on PyPI models (checked 2026-11 with
 # `pip index versions --pre` and each candidate wheel's api versions). Anything not listed here
@@ -97,9 +110,10 @@ class Model:
     cls: type
 
 
-def models_module(package: str, api_version: str) -> ModuleType | None:
+def models_module(package: str, api_version: str, operations: str | None = None) -> ModuleType | None:
     """The models of exactly this API version: a `v2022_06_01` subpackage of a multi-API package,
-    or a single-API package whose client defaults to this version."""
+    a single-API package whose client defaults to this version, or one whose operations group for
+    the type calls this version."""
     sub = "v" + api_version.replace("-", "_")
     try:
         return importlib.import_module(f"{package}.{sub}.models")
@@ -110,20 +124,29 @@ def models_module(package: str, api_version: str) -> ModuleType | None:
     except ModuleNotFoundError:
         return None
     defaults = set(re.findall(r'pop\("api_version", "([^"]+)"\)', inspect.getsource(config)))
+    if not defaults and operations:
+        ops = importlib.import_module(f"{package}.operations._{operations}_operations")
+        defaults = set(re.findall(r'"api-version", "([^"]+)"', inspect.getsource(ops)))
     return importlib.import_module(f"{package}.models") if defaults == {api_version} else None
 
 
 def model_for(arm_type: str, api_version: str) -> Model | None:
     if arm_type not in MODELS:
         return None
-    package, name = MODELS[arm_type]
+    package, name, *operations = MODELS[arm_type]
     try:
-        module = models_module(package, api_version)
+        module = models_module(package, api_version, *operations)
     except ModuleNotFoundError:
         return None
     if module is None or not hasattr(module, name):
         return None
     return Model(module, getattr(module, name))
+
+
+def closest_model(arm_type: str, api_version: str) -> Model | None:
+    """The exact version's model, else the nearest published one (NEAREST), else None."""
+    nearest = NEAREST.get((arm_type, api_version))
+    return model_for(arm_type, api_version) or (model_for(arm_type, nearest) if nearest else None)
 
 
 def _split_key(key: str) -> list[str]:
@@ -145,7 +168,7 @@ def body_tree(cls: type) -> dict[str, Any]:
 
 def top_level_keys(cls: type) -> set[str]:
     """Keys ARM reads at the top of a resource of this model (location, tags, sku, ...)."""
-    return {k for k, v in body_tree(cls).items() if isinstance(v, tuple)} - {"id", "name", "type"}
+    return {k for k, v in body_tree(cls).items() if isinstance(v, tuple)} - {"id", "name", "type", "properties"}
 
 
 def _enum_of(cls: type, attr: str, module: ModuleType) -> type[enum.Enum] | None:
@@ -276,6 +299,12 @@ def check_template(template: dict[str, Any]) -> tuple[list[str], list[str]]:
         arm_type, version = res.get("type", ""), res.get("apiVersion", "")
         label = f"{arm_type}@{version} {res.get('name', '?')}"
         model = model_for(arm_type, version)
+        nearest = NEAREST.get((arm_type, version))
+        if model is None and nearest:
+            model = model_for(arm_type, nearest)
+            if model is not None:
+                label = f"{label} (checked against {nearest}, the nearest published model)"
+                unchecked.append(f"{label}: {UNPUBLISHED[(arm_type, version)]}")
         if model is None:
             reason = UNPUBLISHED.get((arm_type, version))
             if reason:

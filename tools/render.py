@@ -86,13 +86,11 @@ ARM_TYPES: dict[str, ArmType] = {
     ),
     "azure-native:dashboard:Grafana": ArmType("Microsoft.Dashboard/grafana", ("workspaceName",)),
 }
-# Where a type has an API model (tools/conformance.py), the model says which keys sit at the
-# resource's top level. For the types no published package models, ARM's template reference does
-# (learn.microsoft.com/azure/templates/<provider>/<type>); each is a tracked resource, so these:
+# Where a type has an API model (tools/conformance.py: its version's, or the nearest published),
+# the model says which keys sit at the resource's top level. For the types no package models
+# (resource groups, Prometheus rule groups), ARM's template reference does
+# (learn.microsoft.com/azure/templates/<provider>/<type>); both are tracked resources, so these:
 ARM_TOP_LEVEL = ("location", "tags", "sku", "identity", "kind", "zones", "extendedLocation")
-# ...except inputs that azure-native surfaces at the top but the API keeps in `properties`:
-# a Log Analytics workspace's sku (learn.microsoft.com/azure/templates/microsoft.operationalinsights/workspaces).
-ARM_IN_PROPERTIES: dict[str, tuple[str, ...]] = {"Microsoft.OperationalInsights/workspaces": ("sku",)}
 KIND_ORDER = (
     "Namespace",
     "ServiceAccount",
@@ -269,14 +267,12 @@ def normalized(value: Any) -> Any:
 
 def top_level_keys(arm_type: str, version: str) -> frozenset[str]:
     """Keys ARM reads at a resource's top level: from the API model where one is published, else
-    the template reference's (ARM_TOP_LEVEL less ARM_IN_PROPERTIES)."""
-    from tools.conformance import model_for
+    the template reference's (ARM_TOP_LEVEL)."""
+    from tools.conformance import closest_model
     from tools.conformance import top_level_keys as model_top_level
 
-    model = model_for(arm_type, version)
-    if model is not None:
-        return frozenset(model_top_level(model.cls))
-    return frozenset(ARM_TOP_LEVEL) - set(ARM_IN_PROPERTIES.get(arm_type, ()))
+    model = closest_model(arm_type, version)
+    return frozenset(model_top_level(model.cls) if model is not None else ARM_TOP_LEVEL)
 
 
 def arm_resource(r: Recorded, location: str) -> dict[str, Any]:
