@@ -16,7 +16,7 @@ export PULUMI_BACKEND_URL
 CACHE_DIR ?= $(HOME)/.cache/llamacpp-aks
 export CACHE_DIR
 
-.PHONY: help venv up preview destroy render diff bootstrap test lint typecheck bench cuda-check clean
+.PHONY: help venv preflight up preview destroy render diff bootstrap test lint typecheck bench cuda-check clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -33,7 +33,10 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create .venv and .venv-checkov from the pinned requirements
 
-up: $(VENV)/.installed ## pulumi up of STACK (default dev), local file backend
+preflight: $(VENV)/.installed ## check the subscription and this machine before up (az: providers, quota, zones, tools)
+	$(PY) -m tools.preflight --stack "$(STACK)"
+
+up: $(VENV)/.installed preflight ## pulumi up of STACK (default dev), local file backend
 	@command -v pulumi >/dev/null || { echo "make up needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
 	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
 	pulumi login "$(PULUMI_BACKEND_URL)"

@@ -1,7 +1,7 @@
 """Third-party checkers on what the stacks render and on the repo's own files.
 
-checkov (Kubernetes and ARM, offline), kubernetes-validate (the stack's Kubernetes version),
-hadolint, shellcheck, actionlint and zizmor. A failure names the stack, the file and the check.
+checkov (Kubernetes and ARM, offline), Azure's API models (azure-mgmt-*, tools/conformance.py),
+kubernetes-validate (the stack's Kubernetes version), hadolint, shellcheck, actionlint and zizmor. A failure names the stack, the file and the check.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import yaml
 
 from core.loading import load_config, split_pulumi_config
 from tests.conftest import ROOT, STACK_FILES
+from tools.conformance import check_template
 from tools.render import stack_config
 
 pytestmark = pytest.mark.external
@@ -73,6 +74,13 @@ def test_checkov_finds_no_failed_check(rendered, stack_file, framework):
         for c in r.get("results", {}).get("skipped_checks", []):
             comment = (c.get("check_result") or {}).get("suppress_comment", "")
             assert len(comment) > 20, f"{stack}: {c['check_id']} is skipped without a reason"
+
+
+@pytest.mark.parametrize("stack_file", STACK_FILES, ids=lambda p: p.name)
+def test_azure_template_conforms_to_azures_api_models(rendered, stack_file):
+    stack = stack_file.name.split(".")[1]
+    problems, _ = check_template(json.loads((rendered[stack] / "azure" / "template.json").read_text()))
+    assert not problems, "\n".join(f"{stack}: {p}" for p in problems)
 
 
 @pytest.mark.parametrize("stack_file", STACK_FILES, ids=lambda p: p.name)

@@ -36,48 +36,63 @@ DEPLOYER = "22222222-2222-2222-2222-222222222222"
 REDACTED = "<redacted secret>"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the engine's marker of a secret value
 
-# ARM type of each azure-native resource the stack declares, and the inputs that name it
-# (path parameters, not properties), parent first.
-ARM_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "azure-native:resources:ResourceGroup": ("Microsoft.Resources/resourceGroups", ("resourceGroupName",)),
-    "azure-native:operationalinsights:Workspace": ("Microsoft.OperationalInsights/workspaces", ("workspaceName",)),
-    "azure-native:containerservice:ManagedCluster": ("Microsoft.ContainerService/managedClusters", ("resourceName",)),
-    "azure-native:containerservice:AgentPool": (
-        "Microsoft.ContainerService/managedClusters/agentPools",
-        ("resourceName", "agentPoolName"),
+
+# ARM type of each azure-native resource the stack declares, the inputs that name it (path
+# parameters, not properties, parent first) and the input that is its scope when it is an
+# extension resource (learn.microsoft.com/azure/azure-resource-manager/templates/scope-extension-resources).
+@dataclass(frozen=True)
+class ArmType:
+    arm_type: str
+    name_keys: tuple[str, ...]
+    scope_key: str | None = None
+
+
+ARM_TYPES: dict[str, ArmType] = {
+    "azure-native:resources:ResourceGroup": ArmType("Microsoft.Resources/resourceGroups", ("resourceGroupName",)),
+    "azure-native:operationalinsights:Workspace": ArmType(
+        "Microsoft.OperationalInsights/workspaces", ("workspaceName",)
     ),
-    "azure-native:containerservice:MaintenanceConfiguration": (
-        "Microsoft.ContainerService/managedClusters/maintenanceConfigurations",
-        ("resourceName", "configName"),
+    "azure-native:containerservice:ManagedCluster": ArmType(
+        "Microsoft.ContainerService/managedClusters", ("resourceName",)
     ),
-    "azure-native:containerregistry:Registry": ("Microsoft.ContainerRegistry/registries", ("registryName",)),
-    "azure-native:authorization:RoleAssignment": ("Microsoft.Authorization/roleAssignments", ("roleAssignmentName",)),
-    "azure-native:monitor:AzureMonitorWorkspace": ("Microsoft.Monitor/accounts", ("azureMonitorWorkspaceName",)),
-    "azure-native:monitor:DataCollectionEndpoint": (
-        "Microsoft.Insights/dataCollectionEndpoints",
-        ("dataCollectionEndpointName",),
+    "azure-native:containerservice:AgentPool": ArmType(
+        "Microsoft.ContainerService/managedClusters/agentPools", ("resourceName", "agentPoolName")
     ),
-    "azure-native:monitor:DataCollectionRule": ("Microsoft.Insights/dataCollectionRules", ("dataCollectionRuleName",)),
-    "azure-native:monitor:DataCollectionRuleAssociation": (
-        "Microsoft.Insights/dataCollectionRuleAssociations",
-        ("associationName",),
+    "azure-native:containerservice:MaintenanceConfiguration": ArmType(
+        "Microsoft.ContainerService/managedClusters/maintenanceConfigurations", ("resourceName", "configName")
     ),
-    "azure-native:alertsmanagement:PrometheusRuleGroup": (
-        "Microsoft.AlertsManagement/prometheusRuleGroups",
-        ("ruleGroupName",),
+    "azure-native:containerregistry:Registry": ArmType("Microsoft.ContainerRegistry/registries", ("registryName",)),
+    "azure-native:authorization:RoleAssignment": ArmType(
+        "Microsoft.Authorization/roleAssignments", ("roleAssignmentName",), "scope"
     ),
-    "azure-native:managedidentity:UserAssignedIdentity": (
-        "Microsoft.ManagedIdentity/userAssignedIdentities",
-        ("resourceName",),
+    "azure-native:monitor:AzureMonitorWorkspace": ArmType("Microsoft.Monitor/accounts", ("azureMonitorWorkspaceName",)),
+    "azure-native:monitor:DataCollectionEndpoint": ArmType(
+        "Microsoft.Insights/dataCollectionEndpoints", ("dataCollectionEndpointName",)
     ),
-    "azure-native:managedidentity:FederatedIdentityCredential": (
+    "azure-native:monitor:DataCollectionRule": ArmType(
+        "Microsoft.Insights/dataCollectionRules", ("dataCollectionRuleName",)
+    ),
+    "azure-native:monitor:DataCollectionRuleAssociation": ArmType(
+        "Microsoft.Insights/dataCollectionRuleAssociations", ("associationName",), "resourceUri"
+    ),
+    "azure-native:monitor:ActionGroup": ArmType("Microsoft.Insights/actionGroups", ("actionGroupName",)),
+    "azure-native:alertsmanagement:PrometheusRuleGroup": ArmType(
+        "Microsoft.AlertsManagement/prometheusRuleGroups", ("ruleGroupName",)
+    ),
+    "azure-native:managedidentity:UserAssignedIdentity": ArmType(
+        "Microsoft.ManagedIdentity/userAssignedIdentities", ("resourceName",)
+    ),
+    "azure-native:managedidentity:FederatedIdentityCredential": ArmType(
         "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
         ("resourceName", "federatedIdentityCredentialResourceName"),
     ),
-    "azure-native:dashboard:Grafana": ("Microsoft.Dashboard/grafana", ("workspaceName",)),
+    "azure-native:dashboard:Grafana": ArmType("Microsoft.Dashboard/grafana", ("workspaceName",)),
 }
-# ARM keeps these at the resource's top level; every other input is a property.
-ARM_TOP_LEVEL = ("location", "tags", "sku", "identity", "kind", "zones", "scope", "extendedLocation")
+# Where a type has an API model (tools/conformance.py: its version's, or the nearest published),
+# the model says which keys sit at the resource's top level. For the types no package models
+# (resource groups, Prometheus rule groups), ARM's template reference does
+# (learn.microsoft.com/azure/templates/<provider>/<type>); both are tracked resources, so these:
+ARM_TOP_LEVEL = ("location", "tags", "sku", "identity", "kind", "zones", "extendedLocation")
 KIND_ORDER = (
     "Namespace",
     "ServiceAccount",
@@ -115,9 +130,9 @@ class RenderMocks(Mocks):
         outputs = dict(inputs)
         arm = ARM_TYPES.get(args.typ)
         if arm:
-            names = [str(inputs.get(k) or args.name) for k in arm[1]]
+            names = [str(inputs.get(k) or args.name) for k in arm.name_keys]
             outputs["name"] = names[-1]
-            outputs["id"] = arm_id(arm[0], names, inputs.get("resourceGroupName"))
+            outputs["id"] = arm_id(arm.arm_type, names, inputs.get("resourceGroupName"))
         if args.typ == "azure-native:containerservice:ManagedCluster":
             outputs["identityProfile"] = {"kubeletidentity": {"objectId": "33333333-3333-3333-3333-333333333333"}}
             outputs["fqdn"] = f"{inputs.get('dnsPrefix')}.hcp.{self.location}.azmk8s.io"
@@ -256,41 +271,58 @@ def normalized(value: Any) -> Any:
     return value
 
 
-def arm_template(resources: list[Recorded], location: str) -> dict[str, Any]:
-    out = []
-    for r in resources:
-        if r.typ not in ARM_TYPES:
-            continue
-        arm_type, name_keys = ARM_TYPES[r.typ]
-        names = [str(r.inputs.get(k) or "") for k in name_keys]
-        if r.typ == "azure-native:authorization:RoleAssignment" and not names[0]:
-            names = [
-                str(
-                    uuid.uuid5(
-                        uuid.NAMESPACE_URL,
-                        f"{r.inputs.get('scope')}|{r.inputs.get('principalId')}|{r.inputs.get('roleDefinitionId')}",
-                    )
+def top_level_keys(arm_type: str, version: str) -> frozenset[str]:
+    """Keys ARM reads at a resource's top level: from the API model where one is published, else
+    the template reference's (ARM_TOP_LEVEL)."""
+    from tools.conformance import closest_model
+    from tools.conformance import top_level_keys as model_top_level
+
+    model = closest_model(arm_type, version)
+    return frozenset(model_top_level(model.cls) if model is not None else ARM_TOP_LEVEL)
+
+
+def arm_resource(r: Recorded, location: str) -> dict[str, Any]:
+    """One resource as ARM reads it: its name and scope from the path parameters, the keys its
+    API keeps at the top level there, everything else under `properties`. A tracked resource
+    without a location input gets the stack's, as azure-native defaults it."""
+    arm = ARM_TYPES[r.typ]
+    names = [str(r.inputs.get(k) or "") for k in arm.name_keys]
+    if r.typ == "azure-native:authorization:RoleAssignment" and not names[0]:
+        names = [
+            str(
+                uuid.uuid5(
+                    uuid.NAMESPACE_URL,
+                    f"{r.inputs.get('scope')}|{r.inputs.get('principalId')}|{r.inputs.get('roleDefinitionId')}",
                 )
-            ]
-        inputs = normalized(r.inputs)
-        props = {
-            k: v
-            for k, v in inputs.items()
-            if k not in ARM_TOP_LEVEL and k not in name_keys and k != "resourceGroupName"
-        }
-        doc: dict[str, Any] = {
-            "type": arm_type,
-            "apiVersion": api_version(r.typ),
-            "name": "/".join(names),
-            # ARM ignores location on child and extension resources; it is kept for a uniform review.
-            "location": inputs.get("location", location),
-        }
-        doc.update({k: inputs[k] for k in ARM_TOP_LEVEL if k in inputs and k != "location"})
-        doc["properties"] = props
-        skipped = skips_for(r.name)
-        if skipped:
-            doc["metadata"] = {"checkov": [f"checkov:skip={check}: {reason}" for check, reason in skipped.items()]}
-        out.append(doc)
+            )
+        ]
+    inputs = normalized(r.inputs)
+    version = api_version(r.typ)
+    top = top_level_keys(arm.arm_type, version)
+    path_params = {*arm.name_keys, "resourceGroupName", arm.scope_key}
+    doc: dict[str, Any] = {"type": arm.arm_type, "apiVersion": version, "name": "/".join(names)}
+    if arm.scope_key and arm.scope_key in inputs:
+        doc["scope"] = inputs[arm.scope_key]
+    if "location" in top:
+        doc["location"] = inputs.get("location", location)
+    doc.update({k: inputs[k] for k in sorted(top) if k in inputs and k != "location"})
+    props: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if key in top or key in path_params:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            props.update(value)  # azure-native nests some bodies (Grafana) where ARM has them flat
+        else:
+            props[key] = value
+    doc["properties"] = dict(sorted(props.items()))
+    skipped = skips_for(r.name)
+    if skipped:
+        doc["metadata"] = {"checkov": [f"checkov:skip={check}: {reason}" for check, reason in skipped.items()]}
+    return doc
+
+
+def arm_template(resources: list[Recorded], location: str) -> dict[str, Any]:
+    out = [arm_resource(r, location) for r in resources if r.typ in ARM_TYPES]
     # Mocks register resources in the order their inputs resolve, which varies between runs:
     # sort, so that a review diff of two renders shows only real changes.
     out.sort(key=lambda d: (d["type"], d["name"], d.get("scope", "")))

@@ -1,0 +1,227 @@
+"""`make preflight` against a stand-in `az` that replays JSON in the Azure CLI's output shape
+(tests/fixtures/az: `ok/` passes; each test breaks one answer), and the time-to-first-token table."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config import StackConfig
+from core.first_token import Step, timeline_markdown, total_s
+from core.loading import load_config, split_pulumi_config
+from tests.conftest import ROOT
+from tools import preflight
+from tools.render import stack_config
+
+FIXTURES = ROOT / "tests" / "fixtures" / "az"
+TOOLS = ("pulumi", "kubelogin", "docker")
+INSIDE_PROD_RANGE = "203.0.113.9"  # Pulumi.prod.yaml allows 203.0.113.0/24
+
+
+@pytest.fixture
+def answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the passing answers for this test to break, with the stand-in az first on PATH."""
+    target = tmp_path / "az"
+    shutil.copytree(FIXTURES / "ok", target)
+    monkeypatch.setenv("FAKE_AZ_DIR", str(target))
+    # The stand-in az runs on this interpreter (its venv's bin has python3), and nothing else is found.
+    monkeypatch.setenv("PATH", f"{FIXTURES / 'bin'}:{Path(sys.executable).parent}")
+    return target
+
+
+def edit(answers: Path, name: str, change: Callable[[Any], Any]) -> None:
+    path = answers / f"{name}.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def config_of(stack: str, **cluster: Any) -> StackConfig:
+    name, flat = stack_config(ROOT / f"Pulumi.{stack}.yaml")
+    raw = split_pulumi_config(flat)[0]
+    raw["cluster"] = raw.get("cluster", {}) | cluster
+    return load_config(raw, name)[0]
+
+
+def has(tools: tuple[str, ...] = TOOLS) -> Callable[[str], str | None]:
+    return lambda name: f"/bin/{name}" if name in tools else None
+
+
+def run(config: StackConfig, ip: str = INSIDE_PROD_RANGE, tools: tuple[str, ...] = TOOLS) -> list[str]:
+    return preflight.preflight(config, preflight.run_az, lambda: ip, has(tools))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_ready_subscription_and_machine_pass(answers, stack):
+    assert run(config_of(stack)) == []
+
+
+def test_asks_az_about_the_stacks_region_and_gpu_size(answers):
+    run(config_of("prod"))
+    calls = (answers / "calls.log").read_text()
+    assert "vm list-usage --location eastus" in calls
+    assert "vm list-skus --location eastus --size Standard_NV36ads_A10_v5" in calls
+
+
+def test_not_logged_in_is_one_problem_saying_az_login(answers):
+    (answers / "account-show.json").unlink()
+    (problem,) = run(config_of("dev"))
+    assert "run: az login" in problem
+
+
+def test_an_unregistered_provider_is_named_with_its_register_command(answers):
+    edit(answers, "provider-list", lambda ps: [p for p in ps if p["namespace"] != "Microsoft.ContainerService"])
+    (problem,) = run(config_of("dev"))
+    assert "Microsoft.ContainerService is not registered" in problem
+    assert "az provider register --namespace Microsoft.ContainerService" in problem
+
+
+def test_grafana_stacks_need_the_dashboard_provider(answers):
+    edit(answers, "provider-list", lambda ps: [p for p in ps if p["namespace"] != "Microsoft.Dashboard"])
+    (problem,) = run(config_of("prod"))
+    assert "Microsoft.Dashboard" in problem
+
+
+def test_encryption_at_host_needs_its_feature_registered(answers):
+    edit(answers, "feature-show", lambda f: f | {"properties": {"state": "NotRegistered"}})
+    (problem,) = run(config_of("dev"))
+    assert "Microsoft.Compute/EncryptionAtHost is NotRegistered" in problem
+    assert "az feature register --namespace Microsoft.Compute --name EncryptionAtHost" in problem
+
+
+def test_the_feature_is_not_asked_for_without_encryption_at_host(answers):
+    (answers / "feature-show.json").unlink()
+    assert run(config_of("dev", encryptionAtHost=False)) == []
+
+
+def test_too_little_gpu_quota_names_what_the_pool_needs(answers):
+    edit(
+        answers, "vm-list-usage", lambda us: [u | {"limit": 72} if "NVADSA10" in u["name"]["value"] else u for u in us]
+    )
+    (problem,) = run(config_of("prod"))
+    assert "standardNVADSA10v5Family quota in eastus has 72 vCPUs free" in problem
+    assert "gpuPool.maxCount=3 x 36 vCPUs of Standard_NV36ads_A10_v5 needs 108" in problem
+
+
+def test_spot_pools_are_checked_against_the_low_priority_quota(answers):
+    config = config_of(
+        "prod", gpuPool={"vmSize": "Standard_NV36ads_A10_v5", "minCount": 2, "maxCount": 3, "spot": True}
+    )
+    (problem,) = run(config)
+    assert problem.startswith("lowPriorityCores quota in eastus has 36 vCPUs free")
+
+
+def test_a_kubernetes_version_the_region_does_not_offer_is_named_with_the_offered_ones(answers):
+    edit(answers, "aks-get-versions", lambda v: {"values": [x for x in v["values"] if x["version"] != "1.36"]})
+    (problem,) = run(config_of("dev"))
+    assert "cluster.kubernetesVersion=1.36 is not offered in eastus (offered: 1.35, 1.37)" in problem
+
+
+def test_a_gpu_size_the_region_does_not_offer_is_a_problem(answers):
+    edit(answers, "vm-list-skus", lambda skus: [])
+    (problem,) = run(config_of("dev"))
+    assert "Standard_NV36ads_A10_v5 is not offered in eastus" in problem
+
+
+def test_a_gpu_size_restricted_in_a_configured_zone_is_a_problem(answers):
+    restriction = {"reasonCode": "NotAvailableForSubscription", "restrictionInfo": {"zones": ["2"]}, "type": "Zone"}
+    edit(answers, "vm-list-skus", lambda skus: [skus[0] | {"restrictions": [restriction]}])
+    (problem,) = run(config_of("prod"))
+    assert "restricted in zone(s) 2 of eastus" in problem
+
+
+def test_a_configured_zone_without_the_gpu_size_is_a_problem(answers):
+    edit(answers, "vm-list-skus", lambda skus: [skus[0] | {"locationInfo": [{"location": "eastus", "zones": ["1"]}]}])
+    (problem,) = run(config_of("prod"))
+    assert "not offered in zone(s) 2, 3 of eastus" in problem
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_missing_local_tool_is_named_with_how_to_install_it(answers, tool):
+    (problem,) = run(config_of("dev"), tools=tuple(t for t in TOOLS if t != tool))
+    assert problem.startswith(f"{tool} is not on PATH;")
+
+
+def test_docker_is_not_needed_for_a_prebuilt_image(answers):
+    name, flat = stack_config(ROOT / "Pulumi.dev.yaml")
+    raw = split_pulumi_config(flat)[0] | {"image": {"prebuilt": f"example.azurecr.io/llama-server@sha256:{'0' * 64}"}}
+    assert run(load_config(raw, name)[0], tools=("pulumi", "kubelogin")) == []
+
+
+def test_an_address_outside_the_authorized_ranges_is_a_problem_with_the_range_to_add(answers):
+    (problem,) = run(config_of("prod"), ip="198.51.100.7")
+    assert "198.51.100.7 is outside cluster.authorizedIpRanges (203.0.113.0/24)" in problem
+    assert "add 198.51.100.7/32" in problem
+
+
+def test_a_private_cluster_skips_the_address_check(answers):
+    assert run(config_of("prod", privateCluster=True), ip="198.51.100.7") == []
+
+
+@pytest.fixture
+def echo_ip() -> Iterator[str]:
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"198.51.100.7\n")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_public_address_is_read_from_the_echo_service(echo_ip):
+    assert preflight.public_ip(echo_ip) == "198.51.100.7"
+
+
+def test_command_prints_one_line_per_problem_then_the_time_to_first_token_and_exits_1(
+    answers, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    edit(answers, "feature-show", lambda f: f | {"properties": {"state": "NotRegistered"}})
+    monkeypatch.setattr(
+        preflight.shutil, "which", lambda name, *a, **k: str(FIXTURES / "bin" / "az") if name == "az" else None
+    )
+    assert preflight.main(["--stack", "prod", "--my-ip", INSIDE_PROD_RANGE]) == 1
+    out = capsys.readouterr().out
+    problems = [line for line in out.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 4  # the feature, pulumi, kubelogin, docker
+    assert "Expected time from `make up` to the first token on prod:" in out
+
+
+def test_command_exits_0_when_nothing_is_wrong(answers, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(
+        preflight.shutil,
+        "which",
+        lambda name, *a, **k: str(FIXTURES / "bin" / name) if name == "az" else f"/bin/{name}",
+    )
+    assert preflight.main(["--stack", "prod", "--my-ip", INSIDE_PROD_RANGE]) == 0
+
+
+def test_critical_path_overlaps_the_image_build_with_the_cluster():
+    steps = [
+        Step("cluster", 600, 600, "estimate", "x"),
+        Step("image", 900, 900, "estimate", "x", True),
+        Step("node", 60, 60, "estimate", "x"),
+    ]
+    assert total_s(steps) == (960, 960)
+
+
+def test_every_first_token_figure_says_whether_it_was_measured_and_where_it_comes_from():
+    table = timeline_markdown(config_of("dev"))
+    rows = [r for r in table.splitlines()[2:] if "…" not in r and "**" not in r]
+    assert len(rows) == 5 and all("| estimate: " in r or "| measured: " in r for r in rows)
+
+
+def test_readme_shows_the_dev_time_to_first_token_table():
+    assert timeline_markdown(config_of("dev")) in (ROOT / "README.md").read_text()
