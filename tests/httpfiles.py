@@ -3,16 +3,32 @@
 `FileServer`: byte ranges (for resumed downloads), a request log, a switch that cuts a response
 short, as a dropped connection would, one that stalls it, and one that trickles it.
 `ScriptedServer`: answers every GET with a status, a body and a delay that a test sets.
+`pids_with_in_argv`: which processes show a secret in their argument list (/proc/PID/cmdline).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+
+def pids_with_in_argv(secret: str) -> list[str]:
+    """Processes whose argument list holds `secret`: anyone on the node can read it in /proc."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if secret.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass  # gone, or not ours to read
+    return found
 
 
 @dataclass

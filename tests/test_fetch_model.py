@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.httpfiles import FileServer
+from tests.httpfiles import FileServer, pids_with_in_argv
 
 SCRIPT = ROOT / "image" / "fetch-model.sh"
 PAYLOAD = os.urandom(256 * 1024)
@@ -271,7 +271,7 @@ def test_a_killed_fetch_leaves_no_token_anywhere_and_stops_at_once(server, volum
     fetching = start_fetch(server, volume, {"HF_TOKEN_FILE": str(token), "TMPDIR": str(scratch)})
     wait_for_request(server)
     assert server.requests[0]["authorization"] == "Bearer hf_killed_token"
-    in_argv = [pid for pid in os.listdir("/proc") if pid.isdigit() and b"hf_killed_token" in _cmdline(pid)]
+    in_argv = pids_with_in_argv("hf_killed_token")
     assert in_argv == [], "the token is in a process's argument list"
     fetching.send_signal(signal.SIGTERM)
     started = time.monotonic()
@@ -280,10 +280,3 @@ def test_a_killed_fetch_leaves_no_token_anywhere_and_stops_at_once(server, volum
     assert fetching.returncode == 143, err
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and p != token and b"hf_killed_token" in p.read_bytes()]
     assert leaked == []
-
-
-def _cmdline(pid: str) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""  # gone, or not ours to read
