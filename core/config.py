@@ -289,8 +289,8 @@ class ModelFiles(Model):
     mmproj_size_bytes: Annotated[int, Field(ge=1)] = 1_352_635_904
     architecture: Architecture = Architecture()
     storage: Storage = Storage()
-    # Re-hash a file already on the volume against the pinned digest on every start (about 6 s a
-    # GB with sha256sum, see README); false trusts the record written after the last check.
+    # Re-hash a file already on the volume against the pinned digest on every start (5.3-5.9 s of
+    # CPU a GiB with sha256sum, see README); false trusts the record written after the last check.
     verify_on_start: bool = True
 
     def url(self, file: str) -> str:
