@@ -4,9 +4,9 @@
 # usage: drain.sh PORT API_KEY_FILE MAX_SECONDS
 # First waits DRAIN_SETTLE_SECONDS (default 5) so the Service stops sending new requests to this
 # pod, then polls the server's own llamacpp:requests_processing gauge until it reads 0 or
-# MAX_SECONDS pass (wall clock, whole seconds). Only two answers mean idle: the gauge at 0, or a refused connection (no
-# server left to drain). A slow, failing or unauthorized /metrics (timeout, 401, 5xx, no gauge)
-# proves nothing, so the hook keeps waiting until MAX_SECONDS.
+# MAX_SECONDS pass (wall clock, whole seconds). Only two answers mean idle: the gauge at 0, or a
+# refused connection (no server left to drain). A slow, failing or unauthorized /metrics
+# (timeout, 401, 5xx, no gauge) proves nothing, so the hook keeps waiting until MAX_SECONDS.
 # The key goes to curl on a pipe (`-H @-`, printf is a shell builtin): never in an argument list.
 set -u
 port=$1
