@@ -148,7 +148,7 @@ if [ "$status" -eq 33 ] || [ "$status" -eq 36 ]; then
 fi
 if [ "$status" -ne 0 ]; then
   case $status in
-    22) why="the server answered with an HTTP error (404: wrong model.repo, model.revision or file name; 401/403: the repo needs hfToken)" ;;
+    22) why="the server answered with an HTTP error (curl's line above names it; a 404 means a wrong model.repo, model.revision or file name, a 401 or 403 a repo that needs hfToken)" ;;
     28) why="the transfer timed out or stalled (FETCH_CONNECT_TIMEOUT=${connect_timeout}s, under ${stall_bytes} B/s for FETCH_STALL_SECONDS=${stall_seconds}s)" ;;
     124) why="FETCH_TOTAL_SECONDS=${total_seconds}s passed" ;;
     *) why="curl exit $status" ;;
