@@ -93,6 +93,23 @@ def test_a_metrics_answer_slower_than_the_poll_timeout_keeps_waiting(metrics, ke
     assert took >= 2.9, f"drain.sh returned after {took:.2f} s on a slow /metrics"
 
 
+def test_the_settle_wait_counts_toward_the_deadline(metrics, key_file):
+    # The kubelet kills the pod at terminationGracePeriodSeconds, whatever the hook is doing.
+    metrics.body = BUSY
+    started = time.monotonic()
+    hook = subprocess.run(
+        ["sh", str(SCRIPT), str(metrics.port), str(key_file), str(MAX_SECONDS)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DRAIN_SETTLE_SECONDS": "1", "DRAIN_POLL_TIMEOUT_SECONDS": "1"},
+        timeout=30,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert hook.returncode == 0, hook.stderr
+    assert MAX_SECONDS - 0.1 <= took < MAX_SECONDS + 0.9, f"drain.sh took {took:.2f} s with MAX_SECONDS={MAX_SECONDS}"
+
+
 def test_the_key_is_never_in_an_argument_list(metrics, key_file):
     metrics.body, metrics.delay = IDLE, 1.5  # keeps curl alive while the process list is read
     hook = start_drain(metrics.port, key_file)
