@@ -352,7 +352,7 @@ def prod_api_server_not_open_to_all(c: StackConfig, stack: str) -> list[str]:
     ]
 
 
-def internal_load_balancer_has_callers(c: StackConfig, stack: str) -> list[str]:
+def internal_load_balancer_has_callers(c: StackConfig) -> list[str]:
     svc = c.service
     if svc.type != "InternalLoadBalancer" or svc.allowed_cidrs:
         return []
@@ -381,12 +381,12 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     scale_to_zero_can_wake_and_attach,
     kubernetes_version_supported,
     cuda_within_driver,
+    internal_load_balancer_has_callers,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,
     private_or_authorized,
     prod_api_server_not_open_to_all,
-    internal_load_balancer_has_callers,
 )
 
 
