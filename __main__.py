@@ -3,6 +3,8 @@
 Reads and validates the stack config, then wires the components; no resource is declared here.
 """
 
+import os
+
 import pulumi
 
 from components.autoscaling import QueueAutoscaler, QueueAutoscalerArgs
@@ -12,13 +14,22 @@ from components.gpu_metrics import DcgmExporter, DcgmExporterArgs
 from components.image import LlamaCppImage, LlamaCppImageArgs
 from components.observability import ManagedPrometheus, ManagedPrometheusArgs
 from components.serving import ModelServer, ModelServerArgs
-from core.loading import ConfigError, load_config, split_pulumi_config
+from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
 
 stack = pulumi.get_stack()
 # Pulumi has no public call that lists every key; unknown keys must fail, so read the whole map.
 all_config = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+# The CLI names the keys it decrypted (PULUMI_CONFIG_SECRET_KEYS); where no list is given (mocks),
+# nothing tells a plain value apart, and the offline render checks the stack file itself.
+secret_keys = {
+    *(pulumi.runtime.get_config_secret_keys_env() or []),
+    *filter(pulumi.runtime.is_config_secret, all_config),
+}
+told = "PULUMI_CONFIG_SECRET_KEYS" in os.environ or bool(secret_keys)
 raw, secrets = split_pulumi_config(all_config)
 try:
+    if told and (plaintext := plaintext_secrets(all_config, secret_keys)):
+        raise ConfigError(plaintext)
     config, warnings = load_config(raw, stack)
 except ConfigError as err:
     # A RunError prints its message without a stack trace and creates nothing.

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from core.config import PROJECT, SECRET_KEYS, StackConfig
+from core.config import PROJECT, SECRET_KEYS, StackConfig, ValueProblem
 from core.rules import check
 
 
@@ -82,6 +83,12 @@ def _explain(error: ErrorDetails, raw: dict[str, Any]) -> str:
         return f"{path}={value!r} is not allowed; use one of {ctx.get('expected')}."
     if kind == "missing":
         return f"{path} is required; set it in the stack config."
+    if kind == "value_error" and isinstance(ctx.get("error"), ValueProblem):
+        return f"{path}={value!r} {ctx['error']}."
+    if kind == "finite_number":
+        return f"{path}={value!r} is not a finite number (YAML's .inf and .nan are refused); set {path} to a number."
+    if kind == "string_too_long":
+        return f"{path}={value!r} is longer than {ctx.get('max_length')} characters; shorten it."
     if kind == "string_pattern_mismatch":
         return f"{path}={value!r} has the wrong form; it must match {ctx.get('pattern')}."
     return f"{path}={value!r} is invalid: {error['msg']}; fix the value of {path}."
@@ -108,3 +115,19 @@ def split_pulumi_config(all_config: dict[str, str]) -> tuple[dict[str, Any], dic
         except (TypeError, ValueError):
             raw[short] = value
     return raw, secrets
+
+
+def plaintext_secrets(all_config: dict[str, Any], secret_keys: Collection[str]) -> list[str]:
+    """A problem for each of this project's secret keys whose value is not encrypted.
+
+    `secret_keys` are the full keys (`llamacpp-aks:apiKey`) that Pulumi decrypted from a
+    `secure:` value; a secret key outside it was written in plain text into Pulumi.<stack>.yaml,
+    where anyone who reads the repository sees it. The value itself is never repeated.
+    """
+    return [
+        f"{PROJECT}:{key} is in plain text in the stack file (value not shown); a secret must be "
+        f"encrypted: run `pulumi config rm {key}` then `pulumi config set --secret {key} <value>`, "
+        f"and rotate the exposed value."
+        for key in SECRET_KEYS
+        if f"{PROJECT}:{key}" in all_config and f"{PROJECT}:{key}" not in secret_keys
+    ]

@@ -6,6 +6,7 @@ concrete fix. `check` runs them all, so a user sees every problem in one preview
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 
@@ -20,7 +21,6 @@ from core.catalog import (
 )
 from core.config import StackConfig, parse_quantity
 
-PROD_STACKS = ("prod",)
 # The model volume holds the model and projector plus their partial downloads during a resume.
 VOLUME_MARGIN = 1.2
 
@@ -312,13 +312,17 @@ def cuda_within_driver(c: StackConfig) -> list[str]:
     ]
 
 
+# Production rules key on cluster.production, never on the stack's name: a stack named
+# "production" or "prod-eu" gets them only by saying so, and gets them whatever it is called.
+
+
 def prod_pins_digests(c: StackConfig, stack: str) -> list[str]:
-    if stack not in PROD_STACKS:
+    if not c.cluster.production:
         return []
     pins = (("sha256", "file", c.model.sha256), ("mmprojSha256", "mmprojFile", c.model.mmproj_sha256))
     return [
-        f"model.{key} is empty on the {stack} stack; production must pin the digest of "
-        f"model.{file_key}. Set model.{key} to the sha256 shown on the file's page."
+        f"model.{key} is empty with cluster.production=true (stack {stack}); production must pin the "
+        f"digest of model.{file_key}. Set model.{key} to the sha256 shown on the file's page."
         for key, file_key, digest in pins
         if not digest
     ]
@@ -326,12 +330,38 @@ def prod_pins_digests(c: StackConfig, stack: str) -> list[str]:
 
 def private_or_authorized(c: StackConfig, stack: str) -> list[str]:
     cl = c.cluster
-    if stack not in PROD_STACKS or cl.private_cluster or cl.authorized_ip_ranges:
+    if not cl.production or cl.private_cluster or cl.authorized_ip_ranges:
         return []
     return [
-        f"cluster.authorizedIpRanges is empty and cluster.privateCluster is false on the {stack} "
-        f"stack: the API server would be open to the internet; list your networks in "
-        f"cluster.authorizedIpRanges or set cluster.privateCluster=true."
+        f"cluster.authorizedIpRanges is empty and cluster.privateCluster is false with "
+        f"cluster.production=true (stack {stack}): the API server would be open to the internet; list "
+        f"your networks in cluster.authorizedIpRanges or set cluster.privateCluster=true."
+    ]
+
+
+def prod_api_server_not_open_to_all(c: StackConfig, stack: str) -> list[str]:
+    cl = c.cluster
+    if not cl.production:
+        return []
+    return [
+        f"cluster.authorizedIpRanges[{i}]={cidr} admits every address with cluster.production=true "
+        f"(stack {stack}): the API server would be open to the internet; list your own networks "
+        f"(such as 203.0.113.0/24) instead, or set cluster.privateCluster=true."
+        for i, cidr in enumerate(cl.authorized_ip_ranges)
+        if ipaddress.ip_network(cidr).prefixlen == 0
+    ]
+
+
+def internal_load_balancer_has_callers(c: StackConfig) -> list[str]:
+    svc = c.service
+    if svc.type != "InternalLoadBalancer" or svc.allowed_cidrs:
+        return []
+    return [
+        "service.type=InternalLoadBalancer with service.allowedCidrs=[]: the server's NetworkPolicy "
+        "admits no address outside the cluster, so every caller through the load balancer would be "
+        "dropped; list the ranges callers arrive from in service.allowedCidrs (their VNet ranges, and "
+        "the node subnet while the Service keeps externalTrafficPolicy Cluster), or set "
+        "service.type=ClusterIP."
     ]
 
 
@@ -351,10 +381,12 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     scale_to_zero_can_wake_and_attach,
     kubernetes_version_supported,
     cuda_within_driver,
+    internal_load_balancer_has_callers,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,
     private_or_authorized,
+    prod_api_server_not_open_to_all,
 )
 
 

@@ -32,12 +32,12 @@ def run_stack(
     return render.run_program(stack, flat, mocks)
 
 
-def preview_problems(raw: dict[str, Any], stack: str = "dev") -> list[str]:
+def preview_problems(raw: dict[str, Any], stack: str = "dev", secrets: dict[str, str] | None = None) -> list[str]:
     """Runs the program under mocks as `pulumi preview` would; returns its config problems,
     after checking that it declared no resource and printed no traceback."""
     mocks = render.RenderMocks()
     with pytest.raises(pulumi.RunError) as err:
-        run_stack(raw, stack, mocks=mocks)
+        run_stack(raw, stack, secrets, mocks=mocks)
     assert not mocks.resources, "a bad config must not declare any resource"
     text = str(err.value)
     assert text.startswith("invalid stack config:")

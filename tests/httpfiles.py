@@ -1,13 +1,34 @@
-"""A loopback HTTP file server for tests: byte ranges (for resumed downloads), a request log,
-and a switch that cuts a response short, as a dropped connection would."""
+"""Loopback HTTP servers for tests.
+
+`FileServer`: byte ranges (for resumed downloads), a request log, a switch that cuts a response
+short, as a dropped connection would, one that stalls it, and one that trickles it.
+`ScriptedServer`: answers every GET with a status, a body and a delay that a test sets.
+`pids_with_in_argv`: which processes show a secret in their argument list (/proc/PID/cmdline).
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+
+def pids_with_in_argv(secret: str) -> list[str]:
+    """Processes whose argument list holds `secret`: anyone on the node can read it in /proc."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if secret.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass  # gone, or not ours to read
+    return found
 
 
 @dataclass
@@ -16,9 +37,12 @@ class FileServer:
     requests: list[dict[str, str]] = field(default_factory=list)
     cut_after: int | None = None  # bytes sent before the connection drops, once
     ranges: bool = True
+    stall_after: int | None = None  # bytes sent before every response goes silent (until close)
+    trickle_seconds: float = 0.0  # how long each response body takes to send, in 16 slices
 
     def __post_init__(self) -> None:
         server = self
+        self.closed = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -43,6 +67,18 @@ class FileServer:
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if server.stall_after is not None:
+                    self.wfile.write(body[: server.stall_after])
+                    self.wfile.flush()
+                    server.closed.wait(60)
+                    return
+                if server.trickle_seconds:
+                    step = -(-len(body) // 16)
+                    for i in range(0, len(body), step):
+                        self.wfile.write(body[i : i + step])
+                        self.wfile.flush()
+                        time.sleep(server.trickle_seconds / 16)
+                    return
                 if server.cut_after is not None:
                     limit, server.cut_after = server.cut_after, None
                     self.wfile.write(body[:limit])
@@ -59,5 +95,51 @@ class FileServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
 
     def close(self) -> None:
+        self.closed.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class ScriptedServer:
+    """Answers every GET with `status` and `body` after `delay` seconds; logs each request's headers."""
+
+    status: int = 200
+    body: str = ""
+    delay: float = 0.0
+    requests: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        server = self
+        self.closed = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+                if server.delay and server.closed.wait(server.delay):
+                    return
+                data = server.body.encode()
+                try:
+                    self.send_response(server.status)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up first, as a timeout test wants
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def close(self) -> None:
+        self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()

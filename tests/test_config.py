@@ -7,7 +7,8 @@ import pytest
 
 from core.config import StackConfig
 from core.loading import load_config
-from tests.conftest import only, preview_problems
+from tests.conftest import only, preview_problems, run_stack
+from tools import render
 
 
 def test_defaults_reproduce_the_reference_deployment():
@@ -187,12 +188,15 @@ def test_rejects_cuda_newer_than_the_a10_driver_supports():
     assert "Set image.cudaVersion to 12.8.1 or older." in msg
 
 
-def test_prod_must_pin_model_digests():
-    raw = {"model": {"sha256": "", "mmprojSha256": ""}, "cluster": {"authorizedIpRanges": ["203.0.113.0/24"]}}
+def test_production_must_pin_model_digests():
+    raw = {
+        "model": {"sha256": "", "mmprojSha256": ""},
+        "cluster": {"production": True, "authorizedIpRanges": ["203.0.113.0/24"]},
+    }
     problems = preview_problems(raw, stack="prod")
     assert problems == [
-        "model.sha256 is empty on the prod stack; production must pin the digest of model.file. Set model.sha256 to the sha256 shown on the file's page.",
-        "model.mmprojSha256 is empty on the prod stack; production must pin the digest of model.mmprojFile. Set model.mmprojSha256 to the sha256 shown on the file's page.",
+        "model.sha256 is empty with cluster.production=true (stack prod); production must pin the digest of model.file. Set model.sha256 to the sha256 shown on the file's page.",
+        "model.mmprojSha256 is empty with cluster.production=true (stack prod); production must pin the digest of model.mmprojFile. Set model.mmprojSha256 to the sha256 shown on the file's page.",
     ]
 
 
@@ -201,9 +205,41 @@ def test_dev_with_empty_digests_warns_instead():
     assert any(w.startswith("model.sha256 is empty: the first download is trusted") for w in warnings)
 
 
-def test_prod_must_not_expose_the_api_server_to_everyone():
-    msg = only(preview_problems({}, stack="prod"))
-    assert msg.startswith("cluster.authorizedIpRanges is empty and cluster.privateCluster is false on the prod stack")
+def test_production_must_not_expose_the_api_server_to_everyone():
+    msg = only(preview_problems({"cluster": {"production": True}}, stack="prod"))
+    assert msg.startswith(
+        "cluster.authorizedIpRanges is empty and cluster.privateCluster is false with cluster.production=true (stack prod)"
+    )
+
+
+def test_production_rules_follow_the_config_switch_whatever_the_stack_is_called():
+    msg = only(preview_problems({"cluster": {"production": True}}, stack="production"))
+    assert msg.startswith("cluster.authorizedIpRanges is empty")
+
+
+def test_a_stack_named_prod_without_the_switch_gets_no_production_rules():
+    config, _ = load_config({"model": {"sha256": ""}}, "prod")
+    assert config.cluster.production is False
+
+
+@pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0"])
+def test_production_refuses_an_authorized_range_open_to_every_address(everyone):
+    raw = {"cluster": {"production": True, "authorizedIpRanges": ["203.0.113.0/24", everyone]}}
+    msg = only(preview_problems(raw, stack="prod"))
+    assert msg.startswith(f"cluster.authorizedIpRanges[1]={everyone} admits every address with cluster.production=true")
+    assert "list your own networks" in msg
+
+
+def test_internal_load_balancer_without_caller_ranges_is_refused():
+    msg = only(preview_problems({"service": {"type": "InternalLoadBalancer"}}))
+    assert msg.startswith("service.type=InternalLoadBalancer with service.allowedCidrs=[]")
+    assert "every caller through the load balancer would be dropped" in msg
+    assert "list the ranges callers arrive from in service.allowedCidrs" in msg
+
+
+def test_internal_load_balancer_with_caller_ranges_is_accepted():
+    config, _ = load_config({"service": {"type": "InternalLoadBalancer", "allowedCidrs": ["10.100.0.0/16"]}}, "dev")
+    assert config.service.allowed_cidrs == ["10.100.0.0/16"]
 
 
 def test_spot_pool_with_nodes_kept_warns_about_eviction():
@@ -231,3 +267,136 @@ def test_unknown_key_without_a_close_match_lists_the_known_keys():
         "service.zzz is not a known key: remove it or fix its spelling; "
         "known keys under service: allowedCidrs, allowedNamespaces, port, type."
     )
+
+
+# --- hostile values: each stops at preview with the key, the value and a fix ------------------
+
+HOSTILE = [
+    ({"model": {"file": "../../etc/passwd"}}, "model.file='../../etc/passwd'", "is not a .gguf file name"),
+    ({"model": {"file": "$(id).gguf; rm -rf /"}}, "model.file='$(id).gguf; rm -rf /'", "is not a .gguf file name"),
+    ({"model": {"mmprojFile": "mmproj\u202efgg.gguf"}}, "model.mmprojFile='mmproj\\u202efgg.gguf'", "is not a .gguf"),
+    ({"model": {"mmprojFile": "dir/mmproj.gguf"}}, "model.mmprojFile='dir/mmproj.gguf'", "is not a .gguf file name"),
+    ({"model": {"file": "model\n.gguf"}}, "model.file='model\\n.gguf'", "is not a .gguf file name"),
+    (
+        {"model": {"repo": "http://evil.example/x"}},
+        "model.repo='http://evil.example/x'",
+        "is not a Hugging Face repo id",
+    ),
+    ({"model": {"repo": "../../x"}}, "model.repo='../../x'", "is not a Hugging Face repo id"),
+    ({"model": {"repo": "owner/a..b"}}, "model.repo='owner/a..b'", "is not a Hugging Face repo id"),
+    ({"model": {"repo": "no-owner"}}, "model.repo='no-owner'", "is not a Hugging Face repo id"),
+    ({"image": {"repository": "../../x y"}}, "image.repository='../../x y'", "is not a registry repository path"),
+    (
+        {"model": {"storage": {"storageClass": "Evil Class!"}}},
+        "model.storage.storageClass='Evil Class!'",
+        "is not a Kubernetes object name",
+    ),
+    (
+        {"cluster": {"entraAdminGroupObjectIds": ["admins"]}},
+        "cluster.entraAdminGroupObjectIds[0]='admins'",
+        "is not an Entra object id (a GUID)",
+    ),
+    ({"cluster": {"location": "mars; rm"}}, "cluster.location='mars; rm'", "is not an Azure region name"),
+    (
+        {"autoscaling": {"activeHours": {"timezone": "Mars/Olympus"}}},
+        "autoscaling.activeHours.timezone='Mars/Olympus'",
+        "is not an IANA time zone",
+    ),
+    (
+        {"autoscaling": {"activeHours": {"timezone": "../../etc/passwd"}}},
+        "autoscaling.activeHours.timezone='../../etc/passwd'",
+        "is not an IANA time zone",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "key_and_value", "what"), HOSTILE, ids=[h[1] for h in HOSTILE])
+def test_rejects_hostile_values_naming_key_value_and_fix(raw, key_and_value, what):
+    msg = only(preview_problems(raw))
+    assert msg.startswith(f"{key_and_value} {what}")
+    assert "; use a value such as " in msg
+    assert "\u202e" not in msg, "the message must not carry the invisible character itself"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"autoscaling": {"deferredPerReplica": float("inf")}}, "autoscaling.deferredPerReplica"),
+        ({"autoscaling": {"busySlotRatio": float("nan")}}, "autoscaling.busySlotRatio"),
+        ({"cluster": {"gpuPool": {"spotMaxPrice": float("-inf")}}}, "cluster.gpuPool.spotMaxPrice"),
+        ({"server": {"vramHeadroom": float("nan")}}, "server.vramHeadroom"),
+    ],
+)
+def test_rejects_infinite_and_nan_numbers(raw, key):
+    msg = only(preview_problems(raw))
+    assert msg.startswith(f"{key}=")
+    assert f"is not a finite number (YAML's .inf and .nan are refused); set {key} to a number." in msg
+
+
+def test_accepts_real_names_of_every_checked_kind():
+    raw = {
+        "model": {"repo": "ggml-org/Qwen2.5-VL-7B-Instruct-GGUF", "storage": {"storageClass": "azurefile-csi-premium"}},
+        "image": {"repository": "team/llama-server"},
+        "cluster": {"location": "westeurope", "entraAdminGroupObjectIds": ["3f2504e0-4f89-11d3-9a0c-0305e82c3301"]},
+        "autoscaling": {"activeHours": {"timezone": "Europe/Berlin"}},
+    }
+    config, _ = load_config(raw, "dev")
+    assert config.autoscaling.active_hours is not None
+    assert config.autoscaling.active_hours.timezone == "Europe/Berlin"
+
+
+# --- secrets in plain text ------------------------------------------------------------------
+
+
+def test_program_refuses_a_secret_that_pulumi_did_not_decrypt(monkeypatch):
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")  # the CLI's list: nothing was encrypted
+    msg = only(preview_problems({}, secrets={"apiKey": "sk-plain-text"}))
+    assert msg.startswith("llamacpp-aks:apiKey is in plain text in the stack file (value not shown)")
+    assert "pulumi config set --secret apiKey <value>" in msg
+    assert "sk-plain-text" not in msg
+
+
+def test_program_accepts_a_secret_that_pulumi_decrypted(monkeypatch):
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", '["llamacpp-aks:apiKey"]')
+    mocks = run_stack({}, secrets={"apiKey": "sk-decrypted"})
+    assert mocks.resources
+
+
+# --- the offline render: a broken stack file is one sentence and exit 1 ---------------------
+
+BROKEN_FILES = {
+    "yaml-syntax": ("config:\n  llamacpp-aks:server: {parallel: [\n", "is not valid YAML at line 3, column 1"),
+    "config-not-a-mapping": ('config: "x"\n', "config='x' is not a mapping"),
+    "top-level-list": ("- 1\n- 2\n", "holds a list at the top level"),
+    "plaintext-hf-token": ("config:\n  llamacpp-aks:hfToken: hf_plain\n", "llamacpp-aks:hfToken is in plain text"),
+    "infinite-threshold": (
+        "config:\n  llamacpp-aks:autoscaling: {deferredPerReplica: .inf}\n",
+        "autoscaling.deferredPerReplica=inf is not a finite number",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "says"), BROKEN_FILES.values(), ids=BROKEN_FILES.keys())
+def test_render_reports_a_broken_stack_file_in_one_sentence(tmp_path, capsys, text, says):
+    path = tmp_path / "Pulumi.broken.yaml"
+    path.write_text(text)
+    assert render.main(["--config", str(path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    problems = err.splitlines()[1:]
+    assert len(problems) == 1, err
+    assert says in problems[0]
+    assert "Traceback" not in err and "hf_plain" not in err
+
+
+def test_render_reports_a_missing_stack_file_in_one_sentence(tmp_path, capsys):
+    path = tmp_path / "Pulumi.absent.yaml"
+    assert render.main(["--config", str(path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[1] == f"- {path} does not exist; pass --config with a stack file such as Pulumi.dev.yaml."
+
+
+def test_render_accepts_an_encrypted_secret(tmp_path):
+    path = tmp_path / "Pulumi.enc.yaml"
+    path.write_text("config:\n  llamacpp-aks:apiKey:\n    secure: v1:AAAA\n")
+    stack, flat = render.stack_config(path)
+    assert (stack, flat) == ("enc", {})

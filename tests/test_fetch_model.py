@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.httpfiles import FileServer
+from tests.httpfiles import FileServer, pids_with_in_argv
 
 SCRIPT = ROOT / "image" / "fetch-model.sh"
 PAYLOAD = os.urandom(256 * 1024)
@@ -90,7 +93,8 @@ def test_checksum_mismatch_fails_and_leaves_no_file(server, volume):
     result = fetch(server, volume, sha256="0" * 64)
     assert result.returncode == 1
     assert "sha256 mismatch" in result.stderr
-    assert list(volume.iterdir()) == []
+    # Only the writer's lock file stays; removing it would race with a waiting writer.
+    assert [p.name for p in volume.iterdir()] == ["model.gguf.lock"]
 
 
 def test_a_changed_file_on_disk_is_downloaded_again(server, volume):
@@ -152,5 +156,128 @@ def test_missing_file_fails_clearly(server, volume):
         check=False,
     )
     assert result.returncode == 1
-    assert "download failed" in result.stderr
+    assert "error: 404" in result.stderr  # curl's own line names the status
+    assert "download failed: the server answered with an HTTP error" in result.stderr
+    assert "nothing was kept" in result.stderr
+    assert "partial file" not in result.stderr
     assert not (volume / "nope.gguf").exists()
+    assert not (volume / "nope.gguf.part").exists()
+
+
+# --- faults: each test is bounded in time -----------------------------------------------------
+
+FAST_FAIL = {"FETCH_STALL_SECONDS": "2", "FETCH_STALL_BYTES": "1000", "FETCH_RETRIES": "1", "FETCH_RETRY_DELAY": "1"}
+
+
+def start_fetch(server: FileServer, volume: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["sh", str(SCRIPT), server.url("model.gguf"), str(volume / "model.gguf"), DIGEST],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def wait_for_request(server: FileServer, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not server.requests:
+        assert time.monotonic() < deadline, "the fetch never reached the server"
+        time.sleep(0.05)
+
+
+def test_a_stalling_server_fails_the_fetch_within_the_stall_bound(server, volume):
+    # A few bytes, then silence: curl averages speed over its last ~5 s, so a large burst just
+    # before a stall would add up to 5 s per try (see the script's header).
+    server.stall_after = 100
+    started = time.monotonic()
+    result = fetch(server, volume, env=FAST_FAIL)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert "the transfer timed out or stalled" in result.stderr
+    # Two tries of a 2 s stall and a 1 s pause (5.4 s measured); never the 60 s the server holds.
+    assert took < 12, f"the fetch took {took:.1f} s against a stalled server"
+    assert len(server.requests) == 2, "one try and one retry"
+    assert not (volume / "model.gguf").exists()
+
+
+def test_the_total_bound_ends_a_fetch_whatever_curl_waits_for(server, volume):
+    server.stall_after = 10_000
+    started = time.monotonic()
+    result = fetch(server, volume, env={"FETCH_TOTAL_SECONDS": "2", "FETCH_STALL_SECONDS": "60"})
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert "FETCH_TOTAL_SECONDS=2s passed" in result.stderr
+    assert took < 10, f"the fetch took {took:.1f} s with a 2 s total bound"
+
+
+def test_retries_against_a_dead_server_are_bounded(volume):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    started = time.monotonic()
+    result = subprocess.run(
+        ["sh", str(SCRIPT), f"http://127.0.0.1:{port}/model.gguf", str(volume / "model.gguf"), DIGEST],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FETCH_RETRIES": "2", "FETCH_RETRY_DELAY": "1"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "download failed: curl exit 7" in result.stderr
+    assert time.monotonic() - started < 15
+
+
+def test_two_fetches_into_one_volume_download_once_and_both_succeed(server, volume):
+    server.trickle_seconds = 1.5  # long enough for the second fetch to start while the first writes
+    first = start_fetch(server, volume, {})
+    wait_for_request(server)
+    second = start_fetch(server, volume, {})
+    out = [p.communicate(timeout=60) for p in (first, second)]
+    assert (first.returncode, second.returncode) == (0, 0), out
+    assert len(server.requests) == 1, f"{len(server.requests)} downloads of one file"
+    assert "another fetch is writing this file" in out[1][1]
+    assert (volume / "model.gguf").read_bytes() == PAYLOAD
+
+
+def test_a_tampered_file_with_a_matching_record_is_downloaded_again(server, volume):
+    assert fetch(server, volume).returncode == 0
+    (volume / "model.gguf").write_bytes(b"tampered")  # the record beside it still says DIGEST
+    server.requests.clear()
+    result = fetch(server, volume)
+    assert result.returncode == 0, result.stderr
+    assert f"not {DIGEST}: downloading it again" in result.stderr
+    assert len(server.requests) == 1
+    assert (volume / "model.gguf").read_bytes() == PAYLOAD
+
+
+def test_verify_on_start_off_trusts_the_record_and_reads_nothing(server, volume):
+    assert fetch(server, volume).returncode == 0
+    (volume / "model.gguf").write_bytes(b"tampered")
+    server.requests.clear()
+    result = fetch(server, volume, env={"VERIFY_ON_START": "0"})
+    assert result.returncode == 0, result.stderr
+    assert "not re-hashed (VERIFY_ON_START=0)" in result.stderr
+    assert server.requests == []
+
+
+def test_a_killed_fetch_leaves_no_token_anywhere_and_stops_at_once(server, volume, tmp_path):
+    server.stall_after = 10_000
+    token = tmp_path / "secret" / "token"
+    token.parent.mkdir()
+    token.write_text("hf_killed_token")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    fetching = start_fetch(server, volume, {"HF_TOKEN_FILE": str(token), "TMPDIR": str(scratch)})
+    wait_for_request(server)
+    assert server.requests[0]["authorization"] == "Bearer hf_killed_token"
+    in_argv = pids_with_in_argv("hf_killed_token")
+    assert in_argv == [], "the token is in a process's argument list"
+    fetching.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = fetching.communicate(timeout=10)
+    assert time.monotonic() - started < 5, "TERM waited for curl"
+    assert fetching.returncode == 143, err
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and p != token and b"hf_killed_token" in p.read_bytes()]
+    assert leaked == []

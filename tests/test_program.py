@@ -331,7 +331,10 @@ def test_metrics_scraper_sends_the_api_key(dev):
 
 
 def test_internal_load_balancer_by_config():
-    svc = one(run_stack({"service": {"type": "InternalLoadBalancer"}}), "kubernetes:core/v1:Service")
+    svc = one(
+        run_stack({"service": {"type": "InternalLoadBalancer", "allowedCidrs": ["10.100.0.0/16"]}}),
+        "kubernetes:core/v1:Service",
+    )
     assert svc["spec"]["type"] == "LoadBalancer"
     assert svc["metadata"]["annotations"] == {"service.beta.kubernetes.io/azure-load-balancer-internal": "true"}
 

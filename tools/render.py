@@ -24,7 +24,7 @@ import yaml
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
 from core.config import PROJECT
-from core.loading import ConfigError, load_config, split_pulumi_config
+from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
 from core.skips import clear as clear_skips
 from core.skips import skips_for
 from core.summary import summary_data, summary_markdown
@@ -354,17 +354,52 @@ def manifests(resources: list[Recorded]) -> list[dict[str, Any]]:
 
 
 def stack_config(path: Path) -> tuple[str, dict[str, str]]:
-    """Stack name and Pulumi's flat config map from a Pulumi.<stack>.yaml (secrets left out)."""
+    """Stack name and Pulumi's flat config map from a Pulumi.<stack>.yaml (secrets left out).
+
+    Every way the file itself can be wrong is a ConfigError with one sentence, as the program's
+    own config errors are: a user runs this by hand, and a traceback helps no one.
+    """
     match = re.fullmatch(r"Pulumi\.(.+)\.yaml", path.name)
     if not match:
-        raise SystemExit(f"{path}: a stack config file is named Pulumi.<stack>.yaml")
-    doc = yaml.safe_load(path.read_text()) or {}
-    flat = {}
-    for key, value in (doc.get("config") or {}).items():
+        raise ConfigError(
+            [f"{path} is not named Pulumi.<stack>.yaml; pass --config with a stack file such as Pulumi.dev.yaml."]
+        )
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{path} does not exist; pass --config with a stack file such as Pulumi.dev.yaml."]
+        ) from None
+    except OSError as err:
+        raise ConfigError([f"{path} cannot be read ({err.strerror}); check the path and its permissions."]) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or "not valid YAML"
+        raise ConfigError([f"{path} is not valid YAML{where} ({what}); fix the syntax there."]) from None
+    doc = {} if doc is None else doc
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            [f"{path} holds a {type(doc).__name__} at the top level; a stack file is a mapping with a config: key."]
+        )
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigError(
+            [
+                f"{path}: config={config!r} is not a mapping; write one key per setting under config:, such as llamacpp-aks:server."
+            ]
+        )
+    flat: dict[str, str] = {}
+    secure: set[str] = set()
+    for key, value in config.items():
+        full = str(key) if ":" in str(key) else f"{PROJECT}:{key}"
         if isinstance(value, dict) and set(value) == {"secure"}:
-            continue  # encrypted; the render cannot and need not decrypt it
-        full = key if ":" in key else f"{PROJECT}:{key}"
-        flat[full] = value if isinstance(value, str) else json.dumps(value)
+            secure.add(full)  # encrypted; the render cannot and need not decrypt it
+            continue
+        flat[full] = value if isinstance(value, str) else json.dumps(value, default=str)
+    plaintext = plaintext_secrets(flat, secure)
+    if plaintext:
+        raise ConfigError(plaintext)
     return match.group(1), flat
 
 
