@@ -18,6 +18,13 @@ PULUMI_BACKEND_URL ?= file://~
 export PULUMI_BACKEND_URL
 CACHE_DIR ?= $(HOME)/.cache/llamacpp-aks
 export CACHE_DIR
+# Pulumi CLI and kubelogin live in a project-local folder (gitignored), first on PATH.
+TOOLS_DIR ?= .tools
+export TOOLS_DIR
+export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
+# The CLI version matches the pinned Pulumi SDK (they are released together).
+PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
+export PULUMI_VERSION
 
 .PHONY: help venv up preview destroy render test lint checks bench cuda-check clean
 
@@ -36,18 +43,22 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 
-up: $(VENV)/.installed
-	@command -v pulumi >/dev/null || { echo "make up needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
+up:
+	@tools/cloud-tools.sh up pulumi kubelogin
 	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi stack select --create "$(STACK)"
 	pulumi up --stack "$(STACK)" --diff
 
-preview: $(VENV)/.installed
+preview:
+	@tools/cloud-tools.sh preview pulumi kubelogin
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi preview --stack "$(STACK)" --diff
 
 destroy:
+	@tools/cloud-tools.sh destroy pulumi kubelogin
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi destroy --stack "$(STACK)"
 
@@ -58,7 +69,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+# System tools first: a missing compiler stops the run in seconds, before any venv is built.
+test:
+	@PYTHON=$(PYTHON) tools/system-tools.sh
+	@$(MAKE) --no-print-directory $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m tools.timed
 
 bench: $(VENV)/.installed
