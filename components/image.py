@@ -1,10 +1,12 @@
-"""LlamaCppImage: builds image/ for linux/amd64 and pushes it to the stack's registry, or uses a
-digest-pinned prebuilt image and builds nothing."""
+"""LlamaCppImage: builds image/ for linux/amd64 into the stack's registry (with the local Docker
+engine, or with ACR Tasks in the registry), or uses a digest-pinned prebuilt image and builds nothing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shlex
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -17,6 +19,12 @@ from core.config import Image
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
 # ACR accepts this user name with a refresh token as the password (`az acr login --expose-token`).
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
+# The ACR Tasks run's limit (`az acr build --timeout`, seconds): the CUDA compile alone took 54 min
+# on 2 cores here (README, "Measurements"), and a Tasks agent has 2 vCPUs by default.
+ACR_BUILD_TIMEOUT_SECONDS = 7200
+# The build context, relative to the project root (where Pulumi runs the command): a machine path
+# would differ between checkouts and show as a diff.
+ACR_CONTEXT = "image"
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,36 @@ def content_tag(image: Image, directory: Path = IMAGE_DIR) -> str:
     return f"{image.llama_cpp_release}-{digest.hexdigest()[:12]}"
 
 
+def acr_build_script(image: Image) -> str:
+    """The shell script that builds image/ with ACR Tasks and prints only the pushed digest.
+
+    `az acr build` uploads the context, runs the build in the registry and streams its log (sent to
+    stderr here); `az acr repository show` then reads the digest of the tag it pushed
+    (learn.microsoft.com/cli/azure/acr#az-acr-build). $LOGIN_SERVER and $IMAGE come from the
+    command's environment."""
+    build_arg_flags = " ".join(f"--build-arg {shlex.quote(f'{k}={v}')}" for k, v in build_args(image).items())
+    return "\n".join(
+        [
+            "set -eu",
+            'registry="${LOGIN_SERVER%%.*}"',
+            'az acr build --registry "$registry" --image "$IMAGE" --platform linux/amd64'
+            f" --timeout {ACR_BUILD_TIMEOUT_SECONDS} {build_arg_flags} {ACR_CONTEXT} >&2",
+            'az acr repository show --name "$registry" --image "$IMAGE" --query digest --output tsv',
+        ]
+    )
+
+
+def digest_ref(login_server: str, repository: str, stdout: str) -> str:
+    """`<login server>/<repository>@sha256:...` from the build script's output, or a clear error."""
+    digest = stdout.strip()
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise ValueError(
+            f"the ACR build printed {digest!r} instead of an image digest; run the build script of "
+            "components/image.py by hand to see why."
+        )
+    return f"{login_server}/{repository}@{digest}"
+
+
 def acr_refresh_token(login_server: str, tenant_id: str, arm_token: str, scheme: str = "https") -> str:
     """Trades the deployer's Entra ID token for an ACR refresh token, as `az acr login` does
     (learn.microsoft.com/azure/container-registry/container-registry-authentication, AAD-OAuth)."""
@@ -73,11 +111,42 @@ class LlamaCppImage(pulumi.ComponentResource):
             self.register_outputs({"ref": self.ref})
             return
 
-        import pulumi_azure_native as azure  # only a build needs these SDKs
-        import pulumi_docker as docker
-
         if args.login_server is None or args.tenant_id is None:
             raise ValueError("building the image needs the registry's login server and tenant")
+        login_server = pulumi.Output.from_input(args.login_server)
+        tag = content_tag(args.image)
+        if args.image.builder == "acr":
+            self.ref = self._build_in_registry(name, args, login_server, tag)
+        else:
+            self.ref = self._build_locally(name, args, login_server, tag)
+        self.register_outputs({"ref": self.ref})
+
+    def _build_in_registry(
+        self, name: str, args: LlamaCppImageArgs, login_server: pulumi.Output[str], tag: str
+    ) -> pulumi.Output[str]:
+        """ACR Tasks build image/ in the registry: no Docker engine on this machine, no image upload."""
+        import pulumi_command as command  # only the acr builder needs this SDK
+
+        self.build = command.local.Command(
+            f"{name}-acr-build",
+            create=acr_build_script(args.image),
+            environment={"LOGIN_SERVER": login_server, "IMAGE": f"{args.image.repository}:{tag}"},
+            # A new content tag is a new build; an unchanged image/ is no diff.
+            triggers=[tag],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        # Deploy by digest: a re-pushed tag can never change what runs.
+        return pulumi.Output.all(login_server, self.build.stdout).apply(
+            lambda values: digest_ref(values[0], args.image.repository, values[1])
+        )
+
+    def _build_locally(
+        self, name: str, args: LlamaCppImageArgs, login_server: pulumi.Output[str], tag: str
+    ) -> pulumi.Output[str]:
+        """The local Docker engine builds image/ and pushes it with the deployer's Entra token."""
+        import pulumi_azure_native as azure  # only a local build needs these SDKs
+        import pulumi_docker as docker
+
         arm_token = azure.authorization.get_client_token_output(opts=pulumi.InvokeOutputOptions(parent=self)).token
 
         def password(values: list[str]) -> str:
@@ -85,8 +154,6 @@ class LlamaCppImage(pulumi.ComponentResource):
                 return ""  # preview builds nothing (build_on_preview=False), so it pushes nothing
             return acr_refresh_token(*values)
 
-        login_server = pulumi.Output.from_input(args.login_server)
-        tag = content_tag(args.image)
         self.image = docker.Image(
             f"{name}-image",
             image_name=pulumi.Output.concat(login_server, "/", args.image.repository, ":", tag),
@@ -109,5 +176,4 @@ class LlamaCppImage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
         # Deploy by digest: a re-pushed tag can never change what runs.
-        self.ref = self.image.repo_digest
-        self.register_outputs({"ref": self.ref})
+        return self.image.repo_digest
