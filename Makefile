@@ -26,20 +26,29 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv up preview destroy render test lint checks bench cuda-check clean
+.PHONY: help venv lock up preview destroy render test lint checks bench cuda-check clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Venvs install the hashed lock files only: pip refuses any file whose sha256 is not listed.
+$(VENV)/.installed: requirements-dev.lock.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock.txt
 	touch $@
 
-$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-checkov.lock.txt
 	touch $@
+
+# After editing a requirements*.txt: pin every dependency with its hashes (Python 3.11, needs the index).
+lock: $(VENV)/.installed
+	for base in requirements requirements-dev requirements-checkov; do \
+	  $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	    --no-emit-index-url --no-emit-trusted-host --no-emit-find-links --no-emit-options \
+	    --output-file "$$base.lock.txt" "$$base.txt"; \
+	done
 
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 
