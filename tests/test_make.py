@@ -84,8 +84,8 @@ def test_pulumi_targets_without_the_clis_name_their_install_commands(tmp_path: P
 def test_pulumi_targets_find_the_clis_in_the_project_tools_folder(tmp_path: Path):
     tools_bin = tmp_path / "tools" / "bin"
     tools_bin.mkdir(parents=True)
-    for name in ("pulumi", "kubelogin"):
-        (tools_bin / name).write_text("#!/bin/bash\n")
+    for name, body in (("pulumi", "echo v3.272.0"), ("kubelogin", "")):
+        (tools_bin / name).write_text(f"#!/bin/bash\n{body}\n")
         (tools_bin / name).chmod(0o755)
     result = subprocess.run(
         ["bash", "tools/cloud-tools.sh", "preview", "pulumi", "kubelogin"],
@@ -96,7 +96,25 @@ def test_pulumi_targets_find_the_clis_in_the_project_tools_folder(tmp_path: Path
         timeout=30,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_another_pulumi_version_is_named_with_the_pinned_install_command(tmp_path: Path):
+    path = bare_path(tmp_path, {"pulumi": "echo v3.1.0", "kubelogin": ""})
+    result = subprocess.run(
+        ["bash", "tools/cloud-tools.sh", "preview", "pulumi", "kubelogin"],
+        cwd=ROOT,
+        env={"PATH": path, "PULUMI_VERSION": "3.272.0", "TOOLS_DIR": ".tools"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (
+        0,
+        "warning: pulumi is v3.1.0, not the pinned v3.272.0; install that with: curl -fsSL https://get.pulumi.com"
+        " | sh -s -- --version 3.272.0 --install-root .tools --no-edit-path\n",
+    )
 
 
 def test_the_pulumi_cli_version_is_the_pinned_sdk_version():

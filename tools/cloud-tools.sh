@@ -32,6 +32,12 @@ for tool in "$@"; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "make $target needs $tool, which is not on PATH; install it with: $(install_command "$tool")" >&2
     status=3
+  elif [ "$tool" = pulumi ]; then
+    # Another CLI version still works with the SDK, so this only warns.
+    found=$(pulumi version 2>/dev/null || true)
+    if [ "$found" != "v$PULUMI_VERSION" ]; then
+      echo "warning: pulumi is ${found:-of unknown version}, not the pinned v$PULUMI_VERSION; install that with: $(install_command pulumi)" >&2
+    fi
   fi
 done
 exit "$status"
