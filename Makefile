@@ -43,6 +43,8 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.lock.txt
 	touch $@
 
 # After editing a requirements*.txt: pin every dependency with its hashes (Python 3.11, needs the index).
+# Run it where pip sees only the public index: a local wheel folder in pip's config would lock in hashes
+# of files no other machine has.
 lock: $(VENV)/.installed
 	for base in requirements requirements-dev requirements-checkov; do \
 	  $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
