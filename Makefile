@@ -15,39 +15,60 @@ PULUMI_BACKEND_URL ?= file://~
 export PULUMI_BACKEND_URL
 CACHE_DIR ?= $(HOME)/.cache/llamacpp-aks
 export CACHE_DIR
+# Pulumi CLI and kubelogin live in a project-local folder (gitignored), first on PATH.
+TOOLS_DIR ?= .tools
+export TOOLS_DIR
+export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
+# The CLI version matches the pinned Pulumi SDK (they are released together).
+PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
+export PULUMI_VERSION
 
-.PHONY: help venv preflight up preview destroy render diff bootstrap test lint typecheck bench cuda-check clean
+.PHONY: help venv lock preflight up preview destroy render diff bootstrap test lint typecheck bench cuda-check clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt bootstrap/requirements.txt
+# Venvs install the hashed lock files only: pip refuses any file whose sha256 is not listed.
+$(VENV)/.installed: requirements-dev.lock.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock.txt
 	touch $@
 
-$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-checkov.lock.txt
 	touch $@
 
-venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create .venv and .venv-checkov from the pinned requirements
+venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create .venv and .venv-checkov from the hashed lock files
+
+# Run it where pip sees only the public index: a local wheel folder in pip's config would lock in
+# hashes of files no other machine has.
+lock: $(VENV)/.installed ## after editing a requirements*.txt: pin every dependency with its hashes
+	for base in requirements requirements-dev requirements-checkov; do \
+	  $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	    --no-emit-index-url --no-emit-trusted-host --no-emit-find-links --no-emit-options \
+	    --output-file "$$base.lock.txt" "$$base.txt"; \
+	done
 
 preflight: $(VENV)/.installed ## check the subscription and this machine before up (az: providers, quota, zones, tools)
 	$(PY) -m tools.preflight --stack "$(STACK)"
 
-up: $(VENV)/.installed preflight ## pulumi up of STACK (default dev), local file backend
-	@command -v pulumi >/dev/null || { echo "make up needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
+up: ## preflight, then pulumi up of STACK (default dev), local file backend
+	@tools/cloud-tools.sh up pulumi kubelogin
 	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
+	@$(MAKE) --no-print-directory preflight
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi stack select --create "$(STACK)"
 	pulumi up --stack "$(STACK)" --diff
 
-preview: $(VENV)/.installed ## pulumi preview --diff of STACK
+preview: ## pulumi preview --diff of STACK
+	@tools/cloud-tools.sh preview pulumi kubelogin
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi preview --stack "$(STACK)" --diff
 
 destroy: ## pulumi destroy of STACK
+	@tools/cloud-tools.sh destroy pulumi kubelogin
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi destroy --stack "$(STACK)"
 
@@ -59,10 +80,11 @@ diff: $(VENV)/.installed ## sizing and cost of STACK at BASE (a git ref) against
 	$(PY) -m tools.diff --base "$(BASE)" --stack "$(STACK)"
 
 BOOTSTRAP_STACK ?= ci
-bootstrap: $(VENV)/.installed ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings
-	@command -v pulumi >/dev/null || { echo "make bootstrap needs the Pulumi CLI (see README, 'Before make up')"; exit 1; }
+bootstrap: ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings
+	@tools/cloud-tools.sh bootstrap pulumi
 	@test -n "$${GITHUB_TOKEN:-}" || { echo "set GITHUB_TOKEN: a token that administers the repository (environments, variables, secrets)"; exit 1; }
 	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts the bootstrap stack's secrets)"; exit 1; }
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	cd bootstrap && pulumi login "$(PULUMI_BACKEND_URL)" && pulumi stack select --create "$(BOOTSTRAP_STACK)" && pulumi up --stack "$(BOOTSTRAP_STACK)" --diff
 
 lint: $(VENV)/.installed ## ruff format --check and ruff check
@@ -72,7 +94,10 @@ lint: $(VENV)/.installed ## ruff format --check and ruff check
 typecheck: $(VENV)/.installed ## mypy over the program, components, specs, core and tools
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## every test and offline check (what .ci/run runs)
+# System tools first: a missing compiler stops the run in seconds, before any venv is built.
+test: ## every test and offline check (what .ci/run runs)
+	@PYTHON=$(PYTHON) tools/system-tools.sh
+	@$(MAKE) --no-print-directory $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m tools.timed
 
 bench: $(VENV)/.installed ## time the render of each stack and the unit tests

@@ -258,6 +258,9 @@ class Image(Model):
     cuda_version: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")] = "12.8.1"
     cuda_architectures: Annotated[str, Field(pattern=r"^[0-9]+(;[0-9]+)*$")] = "86"
     repository: RegistryRepository = "llama-server"
+    # Where image/ is built: `local` with this machine's Docker engine, `acr` with ACR Tasks in the
+    # registry (no Docker needed here). See README, "The image".
+    builder: Literal["local", "acr"] = "local"
     # A digest-pinned reference (repo@sha256:...) skips the build entirely.
     prebuilt: Annotated[str, Field(pattern=r"^\S+@sha256:[0-9a-f]{64}$")] | None = None
 

@@ -39,7 +39,9 @@ NO_SCHEMA = {
         "TriggerAuthentication",
     ): "KEDA CRD; its schema is on no package registry, so it cannot be checked offline",
 }
-SHELL_SCRIPTS = sorted([*ROOT.glob("image/*.sh"), *ROOT.glob("tests/*.sh"), ROOT / ".ci" / "run"])
+SHELL_SCRIPTS = sorted(
+    [*ROOT.glob("image/*.sh"), *ROOT.glob("tests/*.sh"), *ROOT.glob("tools/*.sh"), ROOT / ".ci" / "run"]
+)
 
 
 def tool(name: str) -> str:

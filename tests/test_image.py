@@ -1,13 +1,33 @@
-"""The push credential: the deployer's Entra ID token traded for an ACR refresh token."""
+"""The image: the push credential of the local builder, and the ACR Tasks builder."""
 
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
-from components.image import acr_refresh_token
+import pytest
+
+from components.image import (
+    ACR_BUILD_TIMEOUT_SECONDS,
+    acr_build_script,
+    acr_refresh_token,
+    build_args,
+    content_tag,
+    digest_ref,
+)
+from core.config import StackConfig
+from tests.conftest import ROOT, of_type, one, run_stack
+
+COMMAND = "command:local:Command"
+DOCKER_IMAGE = "docker:index/image:Image"
+REGISTRY = "azure-native:containerregistry:Registry"
+DIGEST = "sha256:" + "d" * 64
 
 
 def test_token_exchange_posts_the_form_acr_expects():
@@ -43,3 +63,95 @@ def test_token_exchange_posts_the_form_acr_expects():
         "tenant": "tenant-id",
         "access_token": "arm-token",
     }
+
+
+# --- the acr builder -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def acr() -> Any:
+    return run_stack({"image": {"builder": "acr"}})
+
+
+def test_acr_builder_builds_in_the_registry_not_with_docker(acr):
+    assert not of_type(acr, DOCKER_IMAGE)
+    assert len(of_type(acr, COMMAND)) == 1
+
+
+def test_acr_build_has_the_content_tag_the_script_and_the_registry(acr):
+    config = StackConfig().image
+    build = one(acr, COMMAND)
+    tag = content_tag(config)
+    assert build == {
+        "create": acr_build_script(config),
+        "environment": {
+            "IMAGE": f"llama-server:{tag}",
+            "LOGIN_SERVER": f"{one(acr, REGISTRY)['registryName']}.azurecr.io",
+        },
+        "triggers": [tag],
+    }
+
+
+def test_unchanged_image_directory_gives_the_acr_build_the_same_inputs(acr):
+    assert one(run_stack({"image": {"builder": "acr"}}), COMMAND) == one(acr, COMMAND)
+
+
+def test_acr_build_script_passes_context_platform_args_and_timeout():
+    config = StackConfig().image
+    build_line = next(line for line in acr_build_script(config).splitlines() if line.startswith("az acr build"))
+    words = shlex.split(build_line)
+    expected_args = [f"{k}={v}" for k, v in build_args(config).items()]
+    assert words[words.index("--platform") + 1] == "linux/amd64"
+    assert words[words.index("--timeout") + 1] == str(ACR_BUILD_TIMEOUT_SECONDS)
+    assert [words[i + 1] for i, w in enumerate(words) if w == "--build-arg"] == expected_args
+    assert words[-2:] == ["image", ">&2"]
+
+
+def run_script_with_fake_az(tmp_path: Path, az_body: str) -> subprocess.CompletedProcess[str]:
+    """Runs the build script as Pulumi would (/bin/sh -c, from the project root) with a fake `az`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "az.log"}\n{az_body}\n')
+    (bin_dir / "az").chmod(0o755)
+    return subprocess.run(
+        ["/bin/sh", "-c", acr_build_script(StackConfig().image)],
+        cwd=ROOT,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "LOGIN_SERVER": "myacr.azurecr.io", "IMAGE": "llama-server:t1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_acr_build_script_prints_only_the_digest_of_the_tag_it_built(tmp_path: Path):
+    fake = f'case "$1 $2" in "acr build") echo "build log";; "acr repository") echo {DIGEST};; esac'
+    result = run_script_with_fake_az(tmp_path, fake)
+    calls = (tmp_path / "az.log").read_text().splitlines()
+    assert (result.returncode, result.stdout) == (0, f"{DIGEST}\n"), result.stderr
+    assert [c.split()[:4] for c in calls] == [
+        ["acr", "build", "--registry", "myacr"],
+        ["acr", "repository", "show", "--name"],
+    ]
+    assert calls[1].endswith("--image llama-server:t1 --query digest --output tsv")
+
+
+def test_acr_build_script_stops_when_the_build_fails(tmp_path: Path):
+    result = run_script_with_fake_az(tmp_path, 'if [ "$2" = build ]; then exit 1; fi; echo unexpected')
+    assert (result.returncode, result.stdout) == (1, "")
+
+
+def test_digest_ref_pins_the_image_by_digest():
+    assert digest_ref("myacr.azurecr.io", "llama-server", f"{DIGEST}\n") == f"myacr.azurecr.io/llama-server@{DIGEST}"
+
+
+def test_digest_ref_rejects_output_that_is_not_a_digest():
+    with pytest.raises(ValueError, match="instead of an image digest"):
+        digest_ref("myacr.azurecr.io", "llama-server", "ERROR: the registry was not found\n")
+
+
+def test_deployment_runs_the_acr_build_by_digest(acr):
+    login_server = f"{one(acr, REGISTRY)['registryName']}.azurecr.io"
+    containers = one(acr, "kubernetes:apps/v1:Deployment")["spec"]["template"]["spec"]["containers"]
+    server = next(c for c in containers if c["name"] == "llama-server")
+    assert server["image"].startswith(f"{login_server}/llama-server@sha256:")

@@ -168,6 +168,10 @@ class RenderMocks(Mocks):
             name = inputs["imageName"]
             digest = hashlib.sha256(name.encode()).hexdigest()
             outputs["repoDigest"] = f"{name.rsplit(':', 1)[0]}@sha256:{digest}"
+        if args.typ == "command:local:Command":
+            # The ACR build prints the pushed digest (components/image.py, acr_build_script).
+            image = inputs.get("environment", {}).get("IMAGE", args.name)
+            outputs["stdout"] = f"sha256:{hashlib.sha256(image.encode()).hexdigest()}\n"
         return outputs.get("id", f"{args.name}-id"), outputs
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

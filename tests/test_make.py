@@ -1,0 +1,130 @@
+"""The Makefile's entry points on a machine without the tools they need: each stops within seconds,
+before any venv is built or pulumi runs, with the command that installs what is missing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAKE = shutil.which("make") or "make"
+# What a bare machine has: a shell and the basic utilities the recipes use, nothing else.
+BASICS = ("bash", "env", "sed")
+# A missing tool must be reported in the first seconds, not after minutes of pip installs.
+FAST_SECONDS = 5.0
+
+
+def bare_path(tmp_path: Path, extra: dict[str, str] | None = None) -> str:
+    """A PATH with only the basic utilities, plus stub scripts named in `extra` (name -> body)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in BASICS:
+        found = shutil.which(name)
+        assert found, f"this machine lacks {name}"
+        (bin_dir / name).symlink_to(found)
+    for name, body in (extra or {}).items():
+        stub = bin_dir / name
+        stub.write_text(f"#!/bin/bash\n{body}\n")
+        stub.chmod(0o755)
+    return str(bin_dir)
+
+
+def run_make(tmp_path: Path, path: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [MAKE, "--no-print-directory", *args, f"VENV={tmp_path / 'venv'}", f"TOOLS_DIR={tmp_path / 'tools'}"],
+        cwd=ROOT,
+        env={"PATH": path, "HOME": str(tmp_path), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+
+
+def test_make_test_without_system_tools_names_the_install_command(tmp_path: Path):
+    rc, output, seconds = run_make(tmp_path, bare_path(tmp_path), "test", env={"SYSTEM_TOOLS_AS": "user"})
+    assert (rc != 0, seconds < FAST_SECONDS, (tmp_path / "venv").exists()) == (True, True, False), output
+    assert (
+        "install them with: sudo sh -c 'apt-get update && apt-get install -y make cmake g++ curl python3-venv'"
+        in output
+    ), output
+
+
+def test_system_tools_are_installed_when_root(tmp_path: Path):
+    log = tmp_path / "apt.log"
+    path = bare_path(tmp_path, {"apt-get": f'echo "$*" >> {log}'})
+    result = subprocess.run(
+        ["bash", "tools/system-tools.sh"],
+        cwd=ROOT,
+        env={"PATH": path, "SYSTEM_TOOLS_AS": "root"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == ["update -qq", "install -y -qq make cmake g++ curl python3-venv"]
+
+
+@pytest.mark.parametrize("target", ["preview", "up", "destroy"])
+def test_pulumi_targets_without_the_clis_name_their_install_commands(tmp_path: Path, target: str):
+    rc, output, seconds = run_make(tmp_path, bare_path(tmp_path), target, "STACK=dev")
+    assert (rc != 0, seconds < FAST_SECONDS, "command not found" in output) == (True, True, False), output
+    tools = tmp_path / "tools"
+    assert f"--install-root {tools} --no-edit-path" in output, output
+    assert f"az aks install-cli --install-location {tools}/bin/kubectl" in output, output
+
+
+def test_pulumi_targets_find_the_clis_in_the_project_tools_folder(tmp_path: Path):
+    tools_bin = tmp_path / "tools" / "bin"
+    tools_bin.mkdir(parents=True)
+    for name, body in (("pulumi", "echo v3.272.0"), ("kubelogin", "")):
+        (tools_bin / name).write_text(f"#!/bin/bash\n{body}\n")
+        (tools_bin / name).chmod(0o755)
+    result = subprocess.run(
+        ["bash", "tools/cloud-tools.sh", "preview", "pulumi", "kubelogin"],
+        cwd=ROOT,
+        env={"PATH": f"{tools_bin}:{bare_path(tmp_path)}", "PULUMI_VERSION": "3.272.0"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_another_pulumi_version_is_named_with_the_pinned_install_command(tmp_path: Path):
+    path = bare_path(tmp_path, {"pulumi": "echo v3.1.0", "kubelogin": ""})
+    result = subprocess.run(
+        ["bash", "tools/cloud-tools.sh", "preview", "pulumi", "kubelogin"],
+        cwd=ROOT,
+        env={"PATH": path, "PULUMI_VERSION": "3.272.0", "TOOLS_DIR": ".tools"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (
+        0,
+        "warning: pulumi is v3.1.0, not the pinned v3.272.0; install that with: curl -fsSL https://get.pulumi.com"
+        " | sh -s -- --version 3.272.0 --install-root .tools --no-edit-path\n",
+    )
+
+
+def test_the_pulumi_cli_version_is_the_pinned_sdk_version():
+    sdk = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("pulumi=="))
+    result = subprocess.run(
+        [MAKE, "--no-print-directory", "-pn", "help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert f"PULUMI_VERSION := {sdk.removeprefix('pulumi==')}" in result.stdout.splitlines()
