@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from components import roles
+from core import catalog as roles
 from tests.conftest import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
