@@ -44,7 +44,7 @@ class DcgmExporter(pulumi.ComponentResource):
 
         k8s.apps.v1.DaemonSet(
             f"{name}-ds",
-            metadata={**metadata, "annotations": spec.DCGM_CHECKOV_SKIPS},
+            metadata=metadata,
             spec=spec.daemonset_spec(select, meta, spec.dcgm_exporter_pod(args.image)),
             opts=child,
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pulumi
 
 from components.cluster import AksCluster
+from core.catalog import CUDA_BASE_DIGESTS
 from core.config import Image
 
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
@@ -35,10 +36,13 @@ class LlamaCppImageArgs:
 
 
 def build_args(image: Image) -> dict[str, str]:
+    devel, runtime = CUDA_BASE_DIGESTS[image.cuda_version]  # a rule refuses a version without digests
     return {
         "LLAMA_CPP_RELEASE": image.llama_cpp_release,
         "LLAMA_CPP_SOURCE_SHA256": image.llama_cpp_source_sha256,
         "CUDA_VERSION": image.cuda_version,
+        "CUDA_DEVEL_DIGEST": devel,
+        "CUDA_RUNTIME_DIGEST": runtime,
         "CUDA_ARCHITECTURES": image.cuda_architectures,
     }
 

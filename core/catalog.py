@@ -68,6 +68,18 @@ QWEN2VL_IMAGE_MARKER_TOKENS = 2
 QWEN2VL_IMAGE_MIN_TOKENS = 8  # llama-server's default --image-min-tokens for Qwen2-VL
 
 
+# The CUDA base images of image/Dockerfile, pinned by the digest of their multi-arch index
+# (`nvidia/cuda:<version>-devel-ubuntu24.04`, `...-runtime-ubuntu24.04`); the build checks them.
+# 12.8.1, as published on Docker Hub (index digests; linux/amd64 manifests 4b9ed5fa... and
+# 828c4d87...), 2026-11. Another CUDA version needs its two digests here.
+CUDA_BASE_DIGESTS: dict[str, tuple[str, str]] = {
+    "12.8.1": (
+        "sha256:520292dbb4f755fd360766059e62956e9379485d9e073bbd2f6e3c20c270ed66",
+        "sha256:ebef3c171eeef0298e4eb2e4be843105edf3b8b0ac45e0b43acee358e8046867",
+    ),
+}
+
+
 def cuda_limit_for(vm: GpuVmSize) -> tuple[int, int]:
     return DRIVER_CUDA_LIMIT.get(vm.gpu_family, DEFAULT_DRIVER_CUDA_LIMIT)
 

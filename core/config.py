@@ -178,6 +178,10 @@ IanaTimezone = Annotated[str, AfterValidator(_timezone)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 Sha256 = Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
 KvType = Literal["f16", "bf16", "q8_0", "q4_0"]
+# An image reference pinned by digest, with its tag kept for people: `repo:tag@sha256:<64 hex>`.
+PinnedImage = Annotated[
+    str, Field(pattern=r"^[a-z0-9][a-z0-9.\-/]*:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}@sha256:[0-9a-f]{64}$")
+]
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 
 
@@ -235,9 +239,14 @@ class Cluster(Model):
     # How the Kubernetes provider logs in with kubelogin: azurecli works locally and in CI after
     # `az login` / azure/login; workloadidentity suits a runner with a federated identity.
     kubelogin_mode: Literal["azurecli", "workloadidentity", "msi", "spn"] = "azurecli"
-    device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
+    # Pinned by digest (the multi-arch index; the tag is for people), so a re-pushed tag never
+    # changes what runs. Index digests as NVIDIA publishes them (see README, "Supply chain").
+    device_plugin_image: PinnedImage = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0@sha256:a61ba9fd8efb82f3a79f877f7580e02c1e8e7593f62473644bc9c79e315c3312"
     # NVIDIA's GPU metrics exporter (GPU memory on the dashboard); from its static manifest, 2026-05.
-    dcgm_exporter_image: str = "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
+    dcgm_exporter_image: PinnedImage = (
+        "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
+        "@sha256:60d3b00ac80b4ae77f94dae2f943685605585ad9e92fdccda3154d009ae317cc"
+    )
     system_pool: SystemPool = SystemPool()
     gpu_pool: GpuPool = GpuPool()
 

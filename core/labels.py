@@ -58,5 +58,5 @@ def pod_security(level: str) -> dict[str, str]:
 
 
 def image_version(image: str) -> str:
-    """The tag of an image reference, for the version label."""
-    return image.rsplit(":", 1)[-1]
+    """The tag of an image reference (`repo:tag` or `repo:tag@sha256:...`), for the version label."""
+    return image.split("@", 1)[0].rsplit(":", 1)[-1]

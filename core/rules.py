@@ -13,6 +13,7 @@ from collections.abc import Callable
 from core import sizing
 from core.catalog import (
     AKS_KUBERNETES_VERSIONS,
+    CUDA_BASE_DIGESTS,
     GB,
     GIB,
     GPU_VM_SIZES,
@@ -297,6 +298,17 @@ def kubernetes_version_supported(c: StackConfig) -> list[str]:
     ]
 
 
+def cuda_base_is_pinned(c: StackConfig) -> list[str]:
+    v = c.image.cuda_version
+    if v in CUDA_BASE_DIGESTS:
+        return []
+    return [
+        f"image.cudaVersion={v} has no pinned base image digests; the image is built only from "
+        f"digest-pinned CUDA images. Use one of {', '.join(CUDA_BASE_DIGESTS)}, or add the digests of "
+        f"nvidia/cuda:{v}-devel-ubuntu24.04 and -runtime-ubuntu24.04 to CUDA_BASE_DIGESTS in core/catalog.py."
+    ]
+
+
 def cuda_within_driver(c: StackConfig) -> list[str]:
     vm = gpu_vm(c)
     if vm is None:
@@ -381,6 +393,7 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     scale_to_zero_can_wake_and_attach,
     kubernetes_version_supported,
     cuda_within_driver,
+    cuda_base_is_pinned,
     internal_load_balancer_has_callers,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (

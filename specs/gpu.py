@@ -27,12 +27,8 @@ DCGM_NAMESPACE = "nvidia-dcgm-exporter"
 DEVICE_PLUGIN_CHECKOV_SKIPS = {
     "checkov.io/skip1": "CKV_K8S_23=the plugin must run as root to write the kubelet's device-plugin socket",
     "checkov.io/skip2": "CKV_K8S_40=the plugin must run as root (uid 0) to write the kubelet's device-plugin socket",
-    "checkov.io/skip3": "CKV_K8S_43=the image is pinned by tag in cluster.devicePluginImage; set a digest there to pin it further",
-    "checkov.io/skip4": "CKV_K8S_8=the plugin has no HTTP endpoint to probe; the kubelet restarts it when its socket goes",
-    "checkov.io/skip5": "CKV_K8S_9=the plugin has no HTTP endpoint to probe; the kubelet restarts it when its socket goes",
-}
-DCGM_CHECKOV_SKIPS = {
-    "checkov.io/skip1": "CKV_K8S_43=the image is pinned by tag in cluster.dcgmExporterImage; set a digest there to pin it further",
+    "checkov.io/skip3": "CKV_K8S_8=the plugin has no HTTP endpoint to probe; the kubelet restarts it when its socket goes",
+    "checkov.io/skip4": "CKV_K8S_9=the plugin has no HTTP endpoint to probe; the kubelet restarts it when its socket goes",
 }
 
 

@@ -183,9 +183,10 @@ def test_rejects_authorized_range_that_is_not_a_cidr():
 
 
 def test_rejects_cuda_newer_than_the_a10_driver_supports():
-    msg = only(preview_problems({"image": {"cudaVersion": "13.0.1"}}))
-    assert "image.cudaVersion=13.0.1 is newer than CUDA 12.8" in msg
-    assert "Set image.cudaVersion to 12.8.1 or older." in msg
+    newer, unpinned = preview_problems({"image": {"cudaVersion": "13.0.1"}})
+    assert "image.cudaVersion=13.0.1 is newer than CUDA 12.8" in newer
+    assert "Set image.cudaVersion to 12.8.1 or older." in newer
+    assert unpinned.startswith("image.cudaVersion=13.0.1 has no pinned base image digests")
 
 
 def test_production_must_pin_model_digests():
@@ -400,3 +401,15 @@ def test_render_accepts_an_encrypted_secret(tmp_path):
     path.write_text("config:\n  llamacpp-aks:apiKey:\n    secure: v1:AAAA\n")
     stack, flat = render.stack_config(path)
     assert (stack, flat) == ("enc", {})
+
+
+def test_rejects_a_cuda_version_without_pinned_base_image_digests():
+    msg = only(preview_problems({"image": {"cudaVersion": "12.6.3"}}))
+    assert msg.startswith("image.cudaVersion=12.6.3 has no pinned base image digests")
+    assert "CUDA_BASE_DIGESTS in core/catalog.py" in msg
+
+
+@pytest.mark.parametrize("key", ["devicePluginImage", "dcgmExporterImage"])
+def test_rejects_node_agent_images_not_pinned_by_digest(key):
+    msg = only(preview_problems({"cluster": {key: "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"}}))
+    assert msg.startswith(f"cluster.{key}='nvcr.io/nvidia/k8s-device-plugin:v0.20.0' has the wrong form")

@@ -155,3 +155,17 @@ def test_deployment_runs_the_acr_build_by_digest(acr):
     containers = one(acr, "kubernetes:apps/v1:Deployment")["spec"]["template"]["spec"]["containers"]
     server = next(c for c in containers if c["name"] == "llama-server")
     assert server["image"].startswith(f"{login_server}/llama-server@sha256:")
+
+
+def test_dockerfile_builds_from_the_digests_the_catalog_pins():
+    from components.image import IMAGE_DIR, build_args
+    from core.catalog import CUDA_BASE_DIGESTS
+    from core.config import Image
+
+    dockerfile = (IMAGE_DIR / "Dockerfile").read_text()
+    devel, runtime = CUDA_BASE_DIGESTS[Image().cuda_version]
+    assert f"ARG CUDA_DEVEL_DIGEST={devel}\n" in dockerfile and f"ARG CUDA_RUNTIME_DIGEST={runtime}\n" in dockerfile
+    assert "-devel-ubuntu24.04@${CUDA_DEVEL_DIGEST}" in dockerfile
+    assert "-runtime-ubuntu24.04@${CUDA_RUNTIME_DIGEST}" in dockerfile
+    args = build_args(Image())
+    assert (args["CUDA_DEVEL_DIGEST"], args["CUDA_RUNTIME_DIGEST"]) == (devel, runtime)
