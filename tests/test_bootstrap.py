@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from bootstrap import plan
 from core import catalog
 from tests.conftest import ROOT, unsecret
+from tests.test_workflows import WORKFLOWS
 
 PROJECT = "llamacpp-aks-bootstrap"
 CONFIG = {
@@ -231,3 +233,71 @@ def test_repository_variables_name_each_identity_and_the_prod_runner(bootstrap: 
 def test_github_resources_go_to_the_configured_owner(bootstrap: BootstrapMocks):
     providers = of(bootstrap, "pulumi:providers:github")
     assert [p["owner"] for p in providers.values()] == ["example-org"]
+
+
+# --- what the workflows read -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobReads:
+    job: str
+    # The environments the job runs in (one per matrix entry where it names one by the matrix).
+    environments: frozenset[str]
+    variables: frozenset[str]
+    secrets: frozenset[str]
+
+
+def workflow_reads() -> list[JobReads]:
+    """Every job's `vars.X` and `secrets.X`, with the environments it runs in; GITHUB_TOKEN is GitHub's own."""
+    reads = []
+    for workflow in sorted(WORKFLOWS.glob("*.yml")):
+        document = yaml.safe_load(workflow.read_text())
+        for name, job in document["jobs"].items():
+            text = json.dumps([document.get("env"), job])
+            environment = job.get("environment")
+            if isinstance(environment, dict):
+                environment = environment["name"]
+            if environment and (by_matrix := re.fullmatch(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", environment)):
+                matrix = job["strategy"]["matrix"]
+                names = set(matrix.get(by_matrix[1], [])) | {i[by_matrix[1]] for i in matrix.get("include", [])}
+            else:
+                names = {environment} if environment else set()
+            reads.append(
+                JobReads(
+                    job=f"{workflow.name}:{name}",
+                    environments=frozenset(names),
+                    variables=frozenset(re.findall(r"\bvars\.(\w+)", text)),
+                    secrets=frozenset(re.findall(r"\bsecrets\.(\w+)", text)) - {"GITHUB_TOKEN"},
+                )
+            )
+    return reads
+
+
+def test_every_variable_the_workflows_read_is_a_repository_variable_bootstrap_sets_and_no_other(
+    bootstrap: BootstrapMocks,
+):
+    created = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
+    read = set().union(*(r.variables for r in workflow_reads()))
+    assert read == created, f"read but not created: {sorted(read - created)}; created, unread: {sorted(created - read)}"
+
+
+def test_every_job_runs_in_an_environment_bootstrap_creates(bootstrap: BootstrapMocks):
+    created = {
+        e["environment"] for e in of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment").values()
+    }
+    for reads in workflow_reads():
+        assert reads.environments <= created, f"{reads.job} runs in {sorted(reads.environments - created)}"
+
+
+def test_every_secret_a_job_reads_is_in_each_of_its_environments_and_no_other(bootstrap: BootstrapMocks):
+    held: dict[str, set[str]] = {}
+    for s in of(bootstrap, "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret").values():
+        held.setdefault(s["environment"], set()).add(s["secretName"])
+    needed: dict[str, set[str]] = {}
+    for reads in workflow_reads():
+        assert reads.environments or not reads.secrets, (
+            f"{reads.job} reads {sorted(reads.secrets)} outside an environment"
+        )
+        for environment in reads.environments:
+            needed.setdefault(environment, set()).update(reads.secrets)
+    assert held == needed
