@@ -1,9 +1,9 @@
 """Bootstrap: what CI needs for llamacpp-aks, created once with `make bootstrap`.
 
-A read-only preview identity and a deploy identity (Entra ID apps federated with this repo's
-pull requests and stack environments), their roles, the state storage account and container,
-the GitHub environments (protected stacks with required reviewers), the variables the workflows
-read and each stack's passphrase as an environment secret.
+A read-only preview identity (federated with the dev-preview environment) and a deploy identity
+(federated with the stacks' environments), their roles, the state storage account and container,
+the GitHub environments with their branch rules, reviewers and passphrases, and the repository
+variables the workflows read.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from plan import (
     BootstrapConfig,
     delegation_condition,
     deploy_subjects,
+    environments,
     preview_subjects,
     state_account_name,
 )
@@ -124,7 +125,9 @@ preview = identity("preview", preview_subjects(c))
 deploy = identity("deploy", deploy_subjects(c))
 
 # Preview: read Azure, the cluster's user kubeconfig and its objects, and the state (the DIY
-# backend takes no lock for a preview since pulumi/pulumi#13948).
+# backend takes no lock for a preview since pulumi/pulumi#13948). On the subscription: the dev
+# resource group and cluster are made by dev's first deploy, after this, and an assignment needs
+# its scope to exist (README, "CI/CD", says how to narrow them by hand afterwards).
 grant("preview-reader", preview.object_id, READER, subscription)
 grant("preview-aks-user", preview.object_id, AKS_CLUSTER_USER, subscription)
 grant("preview-aks-rbac-reader", preview.object_id, AKS_RBAC_READER, subscription)
@@ -146,42 +149,44 @@ grant("deploy-state", deploy.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR, container
 # The token comes from GITHUB_TOKEN; the owner is explicit, so nothing lands in the token user's own repos.
 gh = pulumi.ResourceOptions(provider=github.Provider("github", owner=c.owner))
 repository_variables = {
-    "AZURE_CLIENT_ID": preview.client_id,  # pull requests: the read-only identity
+    "AZURE_CLIENT_ID": deploy.client_id,
+    "AZURE_PREVIEW_CLIENT_ID": preview.client_id,
     "AZURE_TENANT_ID": client.tenant_id,
     "AZURE_SUBSCRIPTION_ID": client.subscription_id,
     "PULUMI_STATE_ACCOUNT": account.name,
     "PULUMI_STATE_CONTAINER": container.name,
+    "PROD_RUNNER_LABEL": c.prod_runner_label,
 }
 for variable, value in repository_variables.items():
     github.ActionsVariable(variable.lower(), repository=c.repository, variable_name=variable, value=value, opts=gh)
 
-for stack in c.stacks:
-    protected = stack in c.protected_stacks
+# No repository-level passphrase: each environment holds its stack's, so prod's reaches prod's jobs only.
+for name, env in environments(c).items():
     environment = github.RepositoryEnvironment(
-        stack,
+        name,
         repository=c.repository,
-        environment=stack,
-        prevent_self_review=protected,
-        can_admins_bypass=not protected,
-        reviewers=[{"users": c.prod_reviewers.users, "teams": c.prod_reviewers.teams}] if protected else None,
+        environment=name,
+        prevent_self_review=env.reviewed,
+        can_admins_bypass=not env.reviewed,
+        reviewers=[{"users": c.prod_reviewers.users, "teams": c.prod_reviewers.teams}] if env.reviewed else None,
+        deployment_branch_policy={"protected_branches": False, "custom_branch_policies": True} if env.branch else None,
         opts=gh,
     )
     in_env = pulumi.ResourceOptions.merge(gh, pulumi.ResourceOptions(parent=environment))
-    # A job in this environment gets the deploy identity: environment variables override the repository's.
-    github.ActionsEnvironmentVariable(
-        f"{stack}-client-id",
-        repository=c.repository,
-        environment=environment.environment,
-        variable_name="AZURE_CLIENT_ID",
-        value=deploy.client_id,
-        opts=in_env,
-    )
+    if env.branch:
+        github.RepositoryEnvironmentDeploymentPolicy(
+            f"{name}-branch",
+            repository=c.repository,
+            environment=environment.environment,
+            branch_pattern=env.branch,
+            opts=in_env,
+        )
     github.ActionsEnvironmentSecret(
-        f"{stack}-passphrase",
+        f"{name}-passphrase",
         repository=c.repository,
         environment=environment.environment,
         secret_name="PULUMI_CONFIG_PASSPHRASE",
-        plaintext_value=passphrases.apply(lambda p, s=stack: p[s]),
+        plaintext_value=passphrases.apply(lambda p, s=env.stack: p[s]),
         opts=in_env,
     )
 

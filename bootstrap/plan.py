@@ -1,13 +1,14 @@
 """What CI needs, as plain data: the bootstrap program's config schema, the identities' federated
-subjects and roles, the delegation condition and the GitHub variables. Pure (no Pulumi imports),
+subjects, the delegation condition and the GitHub environments. Pure (no Pulumi imports),
 so it is tested without mocks; bootstrap/__main__.py declares the resources from it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 # Azure built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
@@ -23,6 +24,11 @@ STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 ENTRA_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+# What the workflows name: pull-request.yml previews this stack in this environment (with its
+# passphrase, as the read-only identity); deploy.yml runs on pushes to this branch.
+PREVIEW_STACK = "dev"
+PREVIEW_ENVIRONMENT = f"{PREVIEW_STACK}-preview"
+DEPLOY_BRANCH = "main"
 
 
 class Model(BaseModel):
@@ -44,15 +50,53 @@ class BootstrapConfig(Model):
     protected_stacks: list[str] = ["prod"]
     prod_reviewers: Reviewers = Reviewers()
     state_container: Annotated[str, Field(pattern=r"^[a-z0-9](-?[a-z0-9]){2,62}$")] = "pulumi-state"
+    # A label of the self-hosted runner prod deploys from (its address in prod's
+    # cluster.authorizedIpRanges): the repository variable PROD_RUNNER_LABEL.
+    prod_runner_label: Annotated[str, Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _stacks_agree(self) -> Self:
+        unknown = sorted(set(self.protected_stacks) - set(self.stacks))
+        if unknown:
+            raise ValueError(f"protectedStacks {unknown} are not in stacks {self.stacks}; add them to stacks.")
+        if PREVIEW_STACK not in self.stacks:
+            raise ValueError(
+                f"stacks must include {PREVIEW_STACK!r}: pull requests preview it ({PREVIEW_ENVIRONMENT})."
+            )
+        if PREVIEW_STACK in self.protected_stacks:
+            raise ValueError(
+                f"protectedStacks must not include {PREVIEW_STACK!r}: every pull request's code runs with its "
+                f"passphrase in {PREVIEW_ENVIRONMENT}, which no reviewer guards."
+            )
+        return self
 
     @property
     def repo(self) -> str:
         return f"{self.owner}/{self.repository}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    """A GitHub environment a workflow job runs in."""
+
+    # The stack whose PULUMI_CONFIG_PASSPHRASE it holds.
+    stack: str
+    # Whether a job waits for the configured reviewers.
+    reviewed: bool
+    # The only branch whose jobs may run in it; None: any branch (pull requests).
+    branch: str | None
+
+
+def environments(c: BootstrapConfig) -> dict[str, Environment]:
+    """Environment name -> what it holds: one per stack for deploys, and the preview's, which holds
+    the previewed stack's passphrase and lets any branch in (a pull request's head)."""
+    deploys = {s: Environment(stack=s, reviewed=s in c.protected_stacks, branch=DEPLOY_BRANCH) for s in c.stacks}
+    return {**deploys, PREVIEW_ENVIRONMENT: Environment(stack=PREVIEW_STACK, reviewed=False, branch=None)}
+
+
 def preview_subjects(c: BootstrapConfig) -> dict[str, str]:
-    """Credential name -> OIDC subject: pull requests of this repository only."""
-    return {"pull-requests": f"repo:{c.repo}:pull_request"}
+    """Credential name -> OIDC subject: jobs of this repository in the preview environment only."""
+    return {f"environment-{PREVIEW_ENVIRONMENT}": f"repo:{c.repo}:environment:{PREVIEW_ENVIRONMENT}"}
 
 
 def deploy_subjects(c: BootstrapConfig) -> dict[str, str]:

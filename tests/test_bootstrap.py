@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -16,17 +18,23 @@ from pydantic import ValidationError
 from bootstrap import plan
 from core import catalog
 from tests.conftest import ROOT, unsecret
+from tests.test_workflows import WORKFLOWS
 
 PROJECT = "llamacpp-aks-bootstrap"
-CONFIG = {"owner": "example-org", "repository": "llamacpp-aks", "prodReviewers": {"users": [101], "teams": [7]}}
+CONFIG = {
+    "owner": "example-org",
+    "repository": "llamacpp-aks",
+    "prodReviewers": {"users": [101], "teams": [7]},
+    "prodRunnerLabel": "prod-deployer",
+}
 
 
 # --- pure ------------------------------------------------------------------------------------
 
 
-def test_preview_identity_trusts_only_this_repositorys_pull_requests():
+def test_preview_identity_trusts_only_the_preview_environment():
     c = plan.BootstrapConfig.model_validate(CONFIG)
-    assert plan.preview_subjects(c) == {"pull-requests": "repo:example-org/llamacpp-aks:pull_request"}
+    assert list(plan.preview_subjects(c).values()) == ["repo:example-org/llamacpp-aks:environment:dev-preview"]
 
 
 def test_deploy_identity_trusts_one_environment_per_stack():
@@ -41,6 +49,38 @@ def test_delegation_condition_limits_both_writes_and_deletes_to_the_given_roles(
     text = plan.delegation_condition(["b", "a"])
     assert text.count("GuidEquals {a, b}") == 2
     assert "roleAssignments/write" in text and "roleAssignments/delete" in text
+
+
+def test_stacks_deploy_from_main_prod_after_review_and_previews_from_any_branch_with_devs_passphrase():
+    c = plan.BootstrapConfig.model_validate(CONFIG)
+    assert plan.environments(c) == {
+        "dev": plan.Environment(stack="dev", reviewed=False, branch="main"),
+        "prod": plan.Environment(stack="prod", reviewed=True, branch="main"),
+        "dev-preview": plan.Environment(stack="dev", reviewed=False, branch=None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"protectedStacks": ["dev", "prod"]}, "protectedStacks must not include 'dev'"),
+        ({"stacks": ["prod"]}, "stacks must include 'dev'"),
+        ({"protectedStacks": ["staging"]}, r"protectedStacks \['staging'\] are not in stacks"),
+    ],
+)
+def test_config_rejects_stacks_the_workflows_cannot_use(change: dict[str, Any], message: str):
+    with pytest.raises(ValidationError, match=message):
+        plan.BootstrapConfig.model_validate({**CONFIG, **change})
+
+
+def test_config_requires_the_prod_runner_label():
+    with pytest.raises(ValidationError, match="prodRunnerLabel"):
+        plan.BootstrapConfig.model_validate({k: v for k, v in CONFIG.items() if k != "prodRunnerLabel"})
+
+
+def test_the_example_config_is_valid():
+    example = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.example.yaml").read_text())["config"]
+    plan.BootstrapConfig.model_validate({k.removeprefix(f"{PROJECT}:"): v for k, v in example.items()})
 
 
 def test_config_rejects_an_unknown_key():
@@ -135,10 +175,10 @@ def test_federated_credentials_use_githubs_issuer_and_the_entra_audience(bootstr
     credentials = of(
         bootstrap, "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential"
     )
-    assert sorted(c["subject"] for c in credentials.values()) == [
-        "repo:example-org/llamacpp-aks:environment:dev",
-        "repo:example-org/llamacpp-aks:environment:prod",
-        "repo:example-org/llamacpp-aks:pull_request",
+    assert sorted((c["applicationId"], c["subject"]) for c in credentials.values()) == [
+        ("id-deploy", "repo:example-org/llamacpp-aks:environment:dev"),
+        ("id-deploy", "repo:example-org/llamacpp-aks:environment:prod"),
+        ("id-preview", "repo:example-org/llamacpp-aks:environment:dev-preview"),
     ]
     assert {c["issuer"] for c in credentials.values()} == {plan.GITHUB_OIDC_ISSUER}
     assert {tuple(c["audiences"]) for c in credentials.values()} == {(plan.ENTRA_TOKEN_AUDIENCE,)}
@@ -151,38 +191,124 @@ def test_state_account_accepts_entra_id_only_and_keeps_versions(bootstrap: Boots
     assert blobs["isVersioningEnabled"] is True
 
 
-def test_prod_environment_requires_the_configured_reviewers_and_dev_none(bootstrap: BootstrapMocks):
+def test_prod_environment_requires_the_configured_reviewers_and_the_others_none(bootstrap: BootstrapMocks):
     environments = of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment")
-    assert environments["prod"]["reviewers"] == [{"users": [101], "teams": [7]}]
-    assert "reviewers" not in environments["dev"]
-
-
-def test_each_stack_environment_gets_the_deploy_identity_and_its_own_passphrase(bootstrap: BootstrapMocks):
-    variables = of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
-    secrets = of(bootstrap, "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret")
-    assert {v["environment"]: v["value"] for v in variables.values()} == {
-        "dev": "client-deploy",
-        "prod": "client-deploy",
+    assert {name: e.get("reviewers") for name, e in environments.items()} == {
+        "dev": None,
+        "prod": [{"users": [101], "teams": [7]}],
+        "dev-preview": None,
     }
+
+
+def test_only_main_deploys_to_the_stack_environments_and_any_branch_previews(bootstrap: BootstrapMocks):
+    environments = of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment")
+    policies = of(bootstrap, "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy")
+    assert {p["environment"]: p["branchPattern"] for p in policies.values()} == {"dev": "main", "prod": "main"}
+    for name in ("dev", "prod"):
+        assert environments[name]["deploymentBranchPolicy"] == {
+            "protectedBranches": False,
+            "customBranchPolicies": True,
+        }
+    assert "deploymentBranchPolicy" not in environments["dev-preview"]
+
+
+def test_each_environment_holds_its_stacks_passphrase_and_the_repository_none(bootstrap: BootstrapMocks):
+    secrets = of(bootstrap, "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret")
     assert {s["environment"]: unsecret(s["plaintextValue"]) for s in secrets.values()} == {
         "dev": "dev-pass",
         "prod": "prod-pass",
+        "dev-preview": "dev-pass",
     }
+    assert not of(bootstrap, "github:index/actionsSecret:ActionsSecret")
 
 
-def test_repository_variables_give_pull_requests_the_preview_identity(bootstrap: BootstrapMocks):
+def test_repository_variables_name_each_identity_and_the_prod_runner(bootstrap: BootstrapMocks):
     variables = of(bootstrap, "github:index/actionsVariable:ActionsVariable")
     values = {v["variableName"]: v["value"] for v in variables.values()}
-    assert values["AZURE_CLIENT_ID"] == "client-preview"
-    assert set(values) == {
-        "AZURE_CLIENT_ID",
-        "AZURE_TENANT_ID",
-        "AZURE_SUBSCRIPTION_ID",
-        "PULUMI_STATE_ACCOUNT",
-        "PULUMI_STATE_CONTAINER",
-    }
+    assert (values["AZURE_CLIENT_ID"], values["AZURE_PREVIEW_CLIENT_ID"]) == ("client-deploy", "client-preview")
+    assert values["PROD_RUNNER_LABEL"] == "prod-deployer"
+    assert not of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
 
 
 def test_github_resources_go_to_the_configured_owner(bootstrap: BootstrapMocks):
     providers = of(bootstrap, "pulumi:providers:github")
     assert [p["owner"] for p in providers.values()] == ["example-org"]
+
+
+# --- what the workflows read -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobReads:
+    job: str
+    # The environments the job runs in (one per matrix entry where it names one by the matrix).
+    environments: frozenset[str]
+    variables: frozenset[str]
+    secrets: frozenset[str]
+
+
+def workflow_reads() -> list[JobReads]:
+    """Every job's `vars.X` and `secrets.X`, with the environments it runs in; GITHUB_TOKEN is GitHub's own."""
+    reads = []
+    for workflow in sorted(WORKFLOWS.glob("*.yml")):
+        document = yaml.safe_load(workflow.read_text())
+        for name, job in document["jobs"].items():
+            text = json.dumps([document.get("env"), job])
+            environment = job.get("environment")
+            if isinstance(environment, dict):
+                environment = environment["name"]
+            if environment and (by_matrix := re.fullmatch(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", environment)):
+                matrix = job["strategy"]["matrix"]
+                names = set(matrix.get(by_matrix[1], [])) | {i[by_matrix[1]] for i in matrix.get("include", [])}
+            else:
+                names = {environment} if environment else set()
+            reads.append(
+                JobReads(
+                    job=f"{workflow.name}:{name}",
+                    environments=frozenset(names),
+                    variables=frozenset(re.findall(r"\bvars\.(\w+)", text)),
+                    secrets=frozenset(re.findall(r"\bsecrets\.(\w+)", text)) - {"GITHUB_TOKEN"},
+                )
+            )
+    return reads
+
+
+def test_every_variable_the_workflows_read_is_a_repository_variable_bootstrap_sets_and_no_other(
+    bootstrap: BootstrapMocks,
+):
+    created = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
+    read = set().union(*(r.variables for r in workflow_reads()))
+    assert read == created, f"read but not created: {sorted(read - created)}; created, unread: {sorted(created - read)}"
+
+
+def test_every_job_runs_in_an_environment_bootstrap_creates(bootstrap: BootstrapMocks):
+    created = {
+        e["environment"] for e in of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment").values()
+    }
+    for reads in workflow_reads():
+        assert reads.environments <= created, f"{reads.job} runs in {sorted(reads.environments - created)}"
+
+
+def test_every_secret_a_job_reads_is_in_each_of_its_environments_and_no_other(bootstrap: BootstrapMocks):
+    held: dict[str, set[str]] = {}
+    for s in of(bootstrap, "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret").values():
+        held.setdefault(s["environment"], set()).add(s["secretName"])
+    needed: dict[str, set[str]] = {}
+    for reads in workflow_reads():
+        assert reads.environments or not reads.secrets, (
+            f"{reads.job} reads {sorted(reads.secrets)} outside an environment"
+        )
+        for environment in reads.environments:
+            needed.setdefault(environment, set()).update(reads.secrets)
+    assert held == needed
+
+
+def test_readme_ci_section_names_every_variable_and_environment_bootstrap_creates(bootstrap: BootstrapMocks):
+    readme = (ROOT / "README.md").read_text()
+    (section,) = re.findall(r"^## CI/CD.*?(?=^## )", readme, flags=re.MULTILINE | re.DOTALL)
+    variables = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
+    environments = {
+        e["environment"] for e in of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment").values()
+    }
+    missing = sorted(name for name in variables | environments if f"`{name}`" not in section)
+    assert not missing, f"README's CI/CD section lacks {missing}"
