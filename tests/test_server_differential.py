@@ -19,7 +19,7 @@ from core import rules, sizing
 from core.config import StackConfig
 from core.server_args import ServerPaths, llama_server_args
 from tests.conftest import free_port, load_gguf, local, png, start, tiny_stack_config
-from tests.tiny_qwen2vl import TEXT, TEXT_HEAD32, TinyModel, write_tiny_qwen2vl
+from tests.tiny_qwen2vl import TEXT, TEXT_HEAD32, TEXT_KEYS16, TinyModel, write_tiny_qwen2vl
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +42,11 @@ def tiny16(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 @pytest.fixture(scope="module")
 def tiny32(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return write_tiny_qwen2vl(load_gguf(), tmp_path_factory.mktemp("tiny32"), shape=TEXT_HEAD32)
+
+
+@pytest.fixture(scope="module")
+def keys16(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    return write_tiny_qwen2vl(load_gguf(), tmp_path_factory.mktemp("keys16"), shape=TEXT_KEYS16)
 
 
 def stack(model: TinyModel, server: dict[str, Any]) -> StackConfig:
@@ -108,6 +113,15 @@ def test_server_clamps_a_batch_above_the_context_as_the_rule_says(binary, key_fi
         assert server.health[-1] == 200
     log = server.process.stderr.read()
     assert "n_batch               = 1024" in log, log[-3000:]
+
+
+def test_server_aborts_on_a_quantized_k_without_flash_attention_whose_keys_are_not_whole_blocks(
+    binary, key_file, keys16
+):
+    config = stack(keys16, {"cacheTypeK": "q8_0", "flashAttention": "off"})
+    assert rules.check(config, "dev")[0] == rules.quantized_k_heads_start_on_block_boundaries(config) != []
+    status, log = run_until_exit_or_ready(binary, server_args(config, keys16, key_file))
+    assert status not in (None, 0) and "GGML_ASSERT" in log, f"exit status {status}; log tail:\n{log[-2000:]}"
 
 
 KV_TYPES = st.sampled_from(["f16", "bf16", "q8_0", "q4_0"])

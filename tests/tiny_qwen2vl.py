@@ -16,9 +16,11 @@ import numpy as np
 
 # Sizes: small enough to load in well under a second, large enough to be a real transformer.
 # Head size 16 (64 / 4): below the 32-element block of q8_0 and q4_0, so no quantized KV cache
-# starts on it; TEXT_HEAD32 (64 / 2) is the variant on which they run.
+# starts on it with flash attention; TEXT_HEAD32 (64 / 2) is the variant on which they run.
+# TEXT_KEYS16 has one KV head of 16, so a layer's keys are not even one whole block.
 TEXT = {"embd": 64, "ff": 128, "layers": 2, "heads": 4, "kv_heads": 2}
 TEXT_HEAD32 = {"embd": 64, "ff": 128, "layers": 2, "heads": 2, "kv_heads": 1}
+TEXT_KEYS16 = {"embd": 32, "ff": 64, "layers": 2, "heads": 2, "kv_heads": 1}
 VISION = {"embd": 32, "ff": 64, "layers": 3, "heads": 2, "patch": 14, "image_size": 560}
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -42,7 +44,7 @@ class TinyModel:
     text: Path
     mmproj: Path
     max_context: int
-    shape: dict[str, int]  # TEXT or TEXT_HEAD32
+    shape: dict[str, int]  # TEXT, TEXT_HEAD32 or TEXT_KEYS16
 
     @property
     def head_dim(self) -> int:
