@@ -55,6 +55,11 @@ AKS_KUBERNETES_VERSIONS = ("1.35", "1.36", "1.37")
 # Bytes per element of llama.cpp KV cache types (ggml type sizes: q8_0 34 B / 32, q4_0 18 B / 32).
 KV_CACHE_TYPE_BYTES: dict[str, float] = {"f16": 2.0, "bf16": 2.0, "q8_0": 1.0625, "q4_0": 0.5625}
 
+# Elements per quantization block of each KV cache type: a quantized K or V row must hold whole
+# blocks, so the head size must be a multiple of it (ggml/src/ggml.c:693-697 and 737-740 of b11434,
+# QK4_0 = QK8_0 = 32 in ggml/src/ggml-common.h:194 and 251; f16 and bf16 are not blocked).
+KV_CACHE_BLOCK_SIZE: dict[str, int] = {"f16": 1, "bf16": 1, "q8_0": 32, "q4_0": 32}
+
 # llama.cpp pads each slot's context to a multiple of this (GGML_PAD(n_ctx_seq, 256) in llama-context.cpp).
 LLAMA_CTX_PAD = 256
 

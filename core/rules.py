@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from core import sizing
 from core.catalog import (
@@ -17,6 +18,7 @@ from core.catalog import (
     GB,
     GIB,
     GPU_VM_SIZES,
+    KV_CACHE_BLOCK_SIZE,
     GpuVmSize,
     cuda_limit_for,
 )
@@ -377,6 +379,121 @@ def internal_load_balancer_has_callers(c: StackConfig) -> list[str]:
     ]
 
 
+# --- rules that come from llama-server ------------------------------------------------------
+# What the pinned llama-server (b11434) refuses at start, or silently changes, for the flags
+# core/server_args.py renders. A refusal keeps the server's own words next to its rule, so the
+# end-to-end test can start the real server on a config that breaks only that rule and check
+# that it exits with them. Sources are files and lines of the release's tree.
+
+# src/llama-context.cpp:3849, in llama_init_from_model: -fa off with a quantized -ctv. With -fa
+# auto the server turns flash attention on instead (llama-context.cpp:3844-3846).
+SERVER_SAYS_QUANTIZED_V_NEEDS_FLASH_ATTENTION = "quantized V cache requires flash_attn to be enabled"
+# src/llama-context.cpp:3858 (K) and 3869 (V), in llama_init_from_model.
+SERVER_SAYS_BLOCK_DOES_NOT_DIVIDE_HEAD = (
+    "{cache} cache type {type} with block size {block} does not divide n_embd_head_{part}={head}"
+)
+
+
+def quantized_v_cache_needs_flash_attention(c: StackConfig) -> list[str]:
+    s = c.server
+    if KV_CACHE_BLOCK_SIZE[s.cache_type_v] == 1 or s.flash_attention != "off":
+        return []
+    return [
+        f"server.cacheTypeV={s.cache_type_v} with server.flashAttention=off: llama-server refuses a "
+        f'quantized V cache without flash attention ("{SERVER_SAYS_QUANTIZED_V_NEEDS_FLASH_ATTENTION}") '
+        f"and the pod would crash-loop; set server.flashAttention to on or auto, or server.cacheTypeV "
+        f"to f16 or bf16."
+    ]
+
+
+def _blocks_not_dividing_head(c: StackConfig) -> list[tuple[str, str, int]]:
+    """(K or V, cache type, block size) of each quantized cache the server checks against the head
+    size and refuses: only with flash attention on or auto (llama-context.cpp:3854 and 3865)."""
+    s, head = c.server, c.model.architecture.head_dim
+    if s.flash_attention == "off":
+        return []
+    found: list[tuple[str, str, int]] = []
+    for cache, kv_type in (("K", s.cache_type_k), ("V", s.cache_type_v)):
+        block = KV_CACHE_BLOCK_SIZE[kv_type]
+        if head % block:
+            found.append((cache, kv_type, block))
+    return found
+
+
+def cache_blocks_divide_head_size(c: StackConfig) -> list[str]:
+    head = c.model.architecture.head_dim
+    return [
+        f"server.cacheType{cache}={kv_type} stores blocks of {block} elements, which do not divide "
+        f'model.architecture.headDim={head}; llama-server refuses to start ("{server_block_message(cache, kv_type, block, head)}"). '
+        f"Set server.cacheType{cache} to f16 or bf16, or use a model whose head size is a multiple of {block}."
+        for cache, kv_type, block in _blocks_not_dividing_head(c)
+    ]
+
+
+def quantized_k_heads_start_on_block_boundaries(c: StackConfig) -> list[str]:
+    # With flash attention off the server checks nothing (llama-context.cpp:3854 needs it on), but
+    # each head's keys are a view of the K cache whose row step is ggml_row_size(type, head)
+    # (src/llama-kv-cache.cpp:1308-1310): for a head that is not whole blocks, that step lands
+    # inside a block (ggml_row_size's divisibility check is a plain assert, off in release
+    # builds: ggml/src/ggml.c:1342). The server then aborts at start when a layer's keys
+    # (heads x kvHeads) are not whole blocks either (GGML_ASSERT at ggml/src/ggml.c:1797, seen on
+    # head 16 x 1 KV head), and otherwise starts and reads every head but the first from the
+    # middle of a block (head 16 x 2 KV heads starts). Neither may reach a cluster.
+    s, a = c.server, c.model.architecture
+    block = KV_CACHE_BLOCK_SIZE[s.cache_type_k]
+    if s.flash_attention != "off" or a.head_dim % block == 0:
+        return []
+    return [
+        f"server.cacheTypeK={s.cache_type_k} with server.flashAttention=off stores blocks of {block} "
+        f"elements, which do not divide model.architecture.headDim={a.head_dim}: llama-server would "
+        f"abort at start or read each head's keys from the middle of a block (flash attention on is "
+        f"refused outright). Set server.cacheTypeK to f16 or bf16."
+    ]
+
+
+def server_block_message(cache: str, kv_type: str, block: int, head: int) -> str:
+    return SERVER_SAYS_BLOCK_DOES_NOT_DIVIDE_HEAD.format(
+        cache=cache, type=kv_type, block=block, part=cache.lower(), head=head
+    )
+
+
+def batch_within_context(c: StackConfig) -> list[str]:
+    # src/llama-context.cpp:248: with causal attention n_batch = min(-c, -b), before -c is padded;
+    # -ub is then clamped to it (line 250). Silent, so refused rather than rendered.
+    s = c.server
+    if s.batch_size <= s.context_size:
+        return []
+    return [
+        f"server.batchSize={s.batch_size} is above server.contextSize={s.context_size}; llama-server "
+        f"would silently use a batch of {s.context_size} (a batch never exceeds the context). Set "
+        f"server.batchSize <= {s.context_size}."
+    ]
+
+
+@dataclass(frozen=True)
+class ServerRefusal:
+    """A rule whose configs the pinned llama-server itself refuses: it exits at start, saying so."""
+
+    rule: Callable[[StackConfig], list[str]]
+    says: Callable[[StackConfig], str]  # the server's error line for a config only this rule refuses
+    source: str  # where the check is in the release's tree
+
+
+def _first_block_message(c: StackConfig) -> str:
+    cache, kv_type, block = _blocks_not_dividing_head(c)[0]  # the server checks K before V
+    return server_block_message(cache, kv_type, block, c.model.architecture.head_dim)
+
+
+SERVER_REFUSALS: tuple[ServerRefusal, ...] = (
+    ServerRefusal(
+        quantized_v_cache_needs_flash_attention,
+        lambda c: SERVER_SAYS_QUANTIZED_V_NEEDS_FLASH_ATTENTION,
+        "src/llama-context.cpp:3843-3851",
+    ),
+    ServerRefusal(cache_blocks_divide_head_size, _first_block_message, "src/llama-context.cpp:3854-3874"),
+)
+
+
 RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     gpu_vm_size_known,
     batch_holds_ubatch,
@@ -395,6 +512,10 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     cuda_within_driver,
     cuda_base_is_pinned,
     internal_load_balancer_has_callers,
+    quantized_v_cache_needs_flash_attention,
+    cache_blocks_divide_head_size,
+    quantized_k_heads_start_on_block_boundaries,
+    batch_within_context,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,

@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 
 # Sizes: small enough to load in well under a second, large enough to be a real transformer.
+# Head size 16 (64 / 4): below the 32-element block of q8_0 and q4_0, so no quantized KV cache
+# starts on it with flash attention; TEXT_HEAD32 (64 / 2) is the variant on which they run.
+# TEXT_KEYS16 has one KV head of 16, so a layer's keys are not even one whole block.
 TEXT = {"embd": 64, "ff": 128, "layers": 2, "heads": 4, "kv_heads": 2}
+TEXT_HEAD32 = {"embd": 64, "ff": 128, "layers": 2, "heads": 2, "kv_heads": 1}
+TEXT_KEYS16 = {"embd": 32, "ff": 64, "layers": 2, "heads": 2, "kv_heads": 1}
 VISION = {"embd": 32, "ff": 64, "layers": 3, "heads": 2, "patch": 14, "image_size": 560}
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -39,6 +44,11 @@ class TinyModel:
     text: Path
     mmproj: Path
     max_context: int
+    shape: dict[str, int]  # TEXT, TEXT_HEAD32 or TEXT_KEYS16
+
+    @property
+    def head_dim(self) -> int:
+        return self.shape["embd"] // self.shape["heads"]
 
 
 def byte_tokens() -> list[str]:
@@ -71,9 +81,9 @@ def _rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return (rng.standard_normal(shape) * 0.02).astype(np.float32)
 
 
-def write_text_model(gguf, path: Path, max_context: int, rng: np.random.Generator) -> None:
-    t = TEXT
+def write_text_model(gguf, path: Path, max_context: int, rng: np.random.Generator, t: dict[str, int]) -> None:
     head_dim = t["embd"] // t["heads"]
+    half = head_dim // 2
     tokens, types, merges = vocabulary()
     w = gguf.GGUFWriter(str(path), "qwen2vl")
     w.add_name("tiny-qwen2-vl-test")
@@ -85,8 +95,9 @@ def write_text_model(gguf, path: Path, max_context: int, rng: np.random.Generato
     w.add_head_count_kv(t["kv_heads"])
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(1_000_000.0)
-    # M-RoPE sections (temporal, height, width, unused) sum to head_dim / 2, as Qwen2-VL's [16, 24, 24].
-    w.add_rope_dimension_sections([2, 3, 3, 0])
+    # M-RoPE sections (temporal, height, width, unused) sum to head_dim / 2 in Qwen2-VL's
+    # proportions ([16, 24, 24] of 64).
+    w.add_rope_dimension_sections([half // 4, half * 3 // 8, half * 3 // 8, 0])
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
@@ -122,7 +133,7 @@ def write_text_model(gguf, path: Path, max_context: int, rng: np.random.Generato
     w.close()
 
 
-def write_mmproj(gguf, path: Path, rng: np.random.Generator) -> None:
+def write_mmproj(gguf, path: Path, rng: np.random.Generator, text_embd: int) -> None:
     v = VISION
     e, merged = v["embd"], v["embd"] * 4
     w = gguf.GGUFWriter(str(path), "clip")
@@ -131,7 +142,7 @@ def write_mmproj(gguf, path: Path, rng: np.random.Generator) -> None:
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_clip_has_vision_encoder(True)
     w.add_clip_projector_type("qwen2vl_merger")
-    w.add_vision_projection_dim(TEXT["embd"])
+    w.add_vision_projection_dim(text_embd)
     w.add_vision_image_size(v["image_size"])
     w.add_vision_patch_size(v["patch"])
     w.add_vision_embedding_length(e)
@@ -160,18 +171,22 @@ def write_mmproj(gguf, path: Path, rng: np.random.Generator) -> None:
     w.add_tensor("v.post_ln.bias", np.zeros(e, dtype=np.float32))
     w.add_tensor("mm.0.weight", _rand(rng, merged, merged))
     w.add_tensor("mm.0.bias", _rand(rng, merged))
-    w.add_tensor("mm.2.weight", _rand(rng, TEXT["embd"], merged))
-    w.add_tensor("mm.2.bias", _rand(rng, TEXT["embd"]))
+    w.add_tensor("mm.2.weight", _rand(rng, text_embd, merged))
+    w.add_tensor("mm.2.bias", _rand(rng, text_embd))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
 
 
-def write_tiny_qwen2vl(gguf, directory: Path, max_context: int = 4096, seed: int = 0) -> TinyModel:
+def write_tiny_qwen2vl(
+    gguf, directory: Path, max_context: int = 4096, seed: int = 0, shape: dict[str, int] = TEXT
+) -> TinyModel:
     """Writes the model and its projector into `directory`; `gguf` is the gguf-py module to use."""
     rng = np.random.default_rng(seed)
-    model = TinyModel(directory / "tiny-qwen2-vl.gguf", directory / "mmproj-tiny-qwen2-vl.gguf", max_context)
-    write_text_model(gguf, model.text, max_context, rng)
-    write_mmproj(gguf, model.mmproj, rng)
+    model = TinyModel(
+        directory / "tiny-qwen2-vl.gguf", directory / "mmproj-tiny-qwen2-vl.gguf", max_context, dict(shape)
+    )
+    write_text_model(gguf, model.text, max_context, rng, model.shape)
+    write_mmproj(gguf, model.mmproj, rng, model.shape["embd"])
     return model
