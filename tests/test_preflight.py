@@ -142,9 +142,17 @@ def test_a_configured_zone_without_the_gpu_size_is_a_problem(answers):
     assert "not offered in zone(s) 2, 3 of eastus" in problem
 
 
+def test_a_build_in_the_registry_needs_no_docker(answers):
+    assert config_of("dev").image.builder == "acr"
+    assert run(config_of("dev"), tools=tuple(t for t in TOOLS if t != "docker")) == []
+
+
 @pytest.mark.parametrize("tool", TOOLS)
 def test_a_missing_local_tool_is_named_with_how_to_install_it(answers, tool):
-    (problem,) = run(config_of("dev"), tools=tuple(t for t in TOOLS if t != tool))
+    config = config_of("dev")
+    if tool == "docker":  # only a local build needs it; the stacks build in the registry
+        config = config.model_copy(update={"image": config.image.model_copy(update={"builder": "local"})})
+    (problem,) = run(config, tools=tuple(t for t in TOOLS if t != tool))
     assert problem.startswith(f"{tool} is not on PATH;")
 
 
@@ -195,7 +203,7 @@ def test_command_prints_one_line_per_problem_then_the_time_to_first_token_and_ex
     assert preflight.main(["--stack", "prod", "--my-ip", INSIDE_PROD_RANGE]) == 1
     out = capsys.readouterr().out
     problems = [line for line in out.splitlines() if line.startswith("problem: ")]
-    assert len(problems) == 4  # the feature, pulumi, kubelogin, docker
+    assert len(problems) == 3  # the feature, pulumi, kubelogin (prod builds in the registry: no docker)
     assert "Expected time from `make up` to the first token on prod:" in out
 
 
