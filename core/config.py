@@ -180,7 +180,13 @@ Sha256 = Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
 KvType = Literal["f16", "bf16", "q8_0", "q4_0"]
 # An image reference pinned by digest, with its tag kept for people: `repo:tag@sha256:<64 hex>`.
 PinnedImage = Annotated[
-    str, Field(pattern=r"^[a-z0-9][a-z0-9.\-/]*:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}@sha256:[0-9a-f]{64}$")
+    str,
+    Field(max_length=400),
+    _matching(
+        r"[a-z0-9][a-z0-9./-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}",
+        "an image pinned by digest with its tag (registry/repository:tag@sha256:<64 hex digits>)",
+        "nvcr.io/nvidia/k8s-device-plugin:v0.20.0@sha256:a61ba9fd8efb82f3a79f877f7580e02c1e8e7593f62473644bc9c79e315c3312",
+    ),
 ]
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 

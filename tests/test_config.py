@@ -412,4 +412,4 @@ def test_rejects_a_cuda_version_without_pinned_base_image_digests():
 @pytest.mark.parametrize("key", ["devicePluginImage", "dcgmExporterImage"])
 def test_rejects_node_agent_images_not_pinned_by_digest(key):
     msg = only(preview_problems({"cluster": {key: "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"}}))
-    assert msg.startswith(f"cluster.{key}='nvcr.io/nvidia/k8s-device-plugin:v0.20.0' has the wrong form")
+    assert msg.startswith(f"cluster.{key}='nvcr.io/nvidia/k8s-device-plugin:v0.20.0' is not an image pinned by digest")
