@@ -115,6 +115,7 @@ class ListPrice:
     per: str  # "hour" or "month"
     source: str  # where the figure comes from, or why there is none
     as_of: str  # the date the source gives for the figure (ISO), or when we looked
+    url: str = ""  # the page the figure was read from; empty where none was recorded
 
     @property
     def hourly(self) -> float | None:
@@ -127,30 +128,63 @@ _NOT_FOUND = "not found in a citable source"
 
 # Region -> item -> price. Items: a VM size name, "aks-tier-<Free|Standard|Premium>",
 # "premium-ssd-<P tier>", "azure-files-premium-gib" (provisioned v1, per GiB-month).
-# Sources:
+#
+# Microsoft publishes these prices on azure.microsoft.com/pricing/details/... (virtual-machines/linux,
+# kubernetes-service, managed-disks, storage/files) and in the retail prices API. The pricing pages
+# fill their figures in with script: the one stored copy found (2026-11-25 search) shows "$-" where
+# each price goes (azure.microsoft.com/en-in/pricing/details/storage/unmanaged-disks/), and no stored
+# copy of the other pages, nor a dated copy of an API answer for these meters in eastus, was found.
+# Every figure below is therefore third-party unless it says otherwise; each names its source, and
+# its date where the source gives one.
 # - NV36ads: GPUFlow, "GPU rental pricing comparison 2026" (updated 2026-09-30), Azure East US
-#   Linux on-demand, read from azure.microsoft.com/pricing/details/virtual-machines/linux and
-#   the retail prices API.
-# - AKS Free tier: learn.microsoft.com/azure/aks/free-standard-pricing-tiers (2026-07-06): no
-#   cluster management charge. AKS Standard tier: techmarmot.com, "Architectural economics of
-#   Azure Kubernetes Service" (undated), quoting azure.microsoft.com/pricing/details/kubernetes-service.
-# - Premium SSD P10: TechTarget, "How does Azure Premium Storage billing work?" (undated, older).
-# - Not found (2026-11-25): the other A10 sizes, Standard_D4ds_v5, AKS Premium tier, Premium
-#   SSD P6, Azure Files premium per GiB in eastus.
+#   Linux on-demand, read by GPUFlow from azure.microsoft.com/pricing/details/virtual-machines/linux
+#   and the retail prices API. Third-party; its address was not recorded and was not found again.
+# - AKS Free tier: Microsoft, learn.microsoft.com/azure/aks/free-standard-pricing-tiers (ms.date
+#   2026-07-06): free cluster management.
+# - AKS Standard tier: techmarmot.com, "Architectural economics of Azure Kubernetes Service"
+#   (third-party, undated), quoting azure.microsoft.com/pricing/details/kubernetes-service. The same
+#   $0.10/hour is what a third-party audit read from the retail prices API on 2026-02-22 for the meter
+#   "Standard Uptime SLA" (github.com/ahmadabdalla/azure-cost-calculator/issues/200; no region stated).
+# - AKS Premium tier: not recorded. That audit also lists the meter "Standard Long Term Support" at
+#   $0.60/hour, but no source found says whether a Premium cluster is billed that meter alone or on
+#   top of "Standard Uptime SLA", so the Premium tier's hourly price is not taken from it.
+# - Premium SSD P10: TechTarget, "How does Azure Premium Storage billing work?" (third-party,
+#   undated, no region; a figure from Premium Storage's early price list).
+# - Not found (2026-11-25): NV6ads, NV12ads, NV18ads, NV36adms and NV72ads (a price scaled from
+#   another size would be a guess), Standard_D4ds_v5, Premium SSD P6, Azure Files premium per GiB.
+_GPUFLOW = "GPUFlow GPU price comparison (third-party)"
+_TECHMARMOT = (
+    "https://techmarmot.com/post/6188/architectural-economics-of-azure-kubernetes-service-a-comprehensive-"
+    "analysis-of-pricing-tiers-resource-consumption-and-cost-optimization-strategies/"
+)
 LIST_PRICES: dict[str, dict[str, ListPrice]] = {
     "eastus": {
-        "Standard_NV36ads_A10_v5": ListPrice(3.20, "hour", "GPUFlow GPU price comparison", "2026-09-30"),
+        "Standard_NV36ads_A10_v5": ListPrice(3.20, "hour", _GPUFLOW, "2026-09-30"),
         "Standard_NV6ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
         "Standard_NV12ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
         "Standard_NV18ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
         "Standard_NV36adms_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
         "Standard_NV72ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
         "Standard_D4ds_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
-        "aks-tier-Free": ListPrice(0.0, "hour", "AKS pricing tiers docs", "2026-07-06"),
-        "aks-tier-Standard": ListPrice(0.10, "hour", "techmarmot.com AKS pricing article, undated", PRICES_CHECKED),
+        "aks-tier-Free": ListPrice(
+            0.0,
+            "hour",
+            "Microsoft, AKS pricing tiers docs",
+            "2026-07-06",
+            "https://learn.microsoft.com/azure/aks/free-standard-pricing-tiers",
+        ),
+        "aks-tier-Standard": ListPrice(
+            0.10, "hour", "techmarmot.com AKS pricing article (third-party, undated)", PRICES_CHECKED, _TECHMARMOT
+        ),
         "aks-tier-Premium": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
         "premium-ssd-P6": ListPrice(None, "month", _NOT_FOUND, PRICES_CHECKED),
-        "premium-ssd-P10": ListPrice(19.71, "month", "TechTarget, undated, older figure", PRICES_CHECKED),
+        "premium-ssd-P10": ListPrice(
+            19.71,
+            "month",
+            "TechTarget (third-party, undated, no region, an early figure)",
+            PRICES_CHECKED,
+            "http://searchcloudcomputing.techtarget.com/answer/How-does-Azure-Premium-Storage-billing-work",
+        ),
         "azure-files-premium-gib": ListPrice(None, "month", _NOT_FOUND, PRICES_CHECKED),
     },
 }

@@ -60,7 +60,8 @@ def _note(price: ListPrice | None, region: str, item: str) -> str:
         return f"no list price for {item} in {region}"
     if price.usd is None:
         return f"no list price for {item}: {price.source} ({price.as_of})"
-    return f"${price.usd:.2f}/{price.per} ({price.source}, {price.as_of})"
+    source = f"[{price.source}]({price.url})" if price.url else price.source
+    return f"${price.usd:.2f}/{price.per} ({source}, {price.as_of})"
 
 
 def _line(item: str, what: str, region: str, key: str, low: float, high: float) -> CostLine:

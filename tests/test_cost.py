@@ -34,6 +34,11 @@ def test_every_recorded_price_has_a_source_and_a_date():
             assert len(price.as_of) == 10 and price.as_of[4] == "-", f"{region}/{item}: as_of {price.as_of!r}"
 
 
+def test_a_price_read_from_a_page_links_it_in_the_summary():
+    free = line(cost.estimate(stack(cluster={"tier": "Free"})), "Cluster management")
+    assert "](https://learn.microsoft.com/azure/aks/free-standard-pricing-tiers)" in free.note
+
+
 @pytest.mark.parametrize(("size_gi", "tier"), [(60, "P6"), (64, "P6"), (65, "P10"), (128, "P10"), (4096, "P50")])
 def test_a_premium_disk_is_billed_as_the_smallest_tier_that_holds_it(size_gi: int, tier: str):
     assert premium_ssd_tier(size_gi) == tier
