@@ -30,6 +30,7 @@ from tools.llama_build import build, source_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+WORKFLOWS = ROOT / ".github" / "workflows"
 
 
 def flat_config(raw: dict[str, Any]) -> dict[str, str]:

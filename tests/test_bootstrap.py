@@ -17,8 +17,7 @@ from pydantic import ValidationError
 
 from bootstrap import plan
 from core import catalog
-from tests.conftest import ROOT, unsecret
-from tests.test_workflows import WORKFLOWS
+from tests.conftest import ROOT, WORKFLOWS, unsecret
 
 PROJECT = "llamacpp-aks-bootstrap"
 CONFIG = {

@@ -121,3 +121,9 @@ def test_readme_layout_names_every_module_and_only_modules_that_exist():
         assert (
             any(p.name == name for pkg in (*PACKAGES, "bootstrap") for p in modules(pkg)) or (ROOT / name).exists()
         ), f"README's layout names {name}, which does not exist"
+
+
+def test_test_modules_share_helpers_through_conftest_not_through_each_other():
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        others = sorted(n for n in imported(path) if n.startswith("tests.test_"))
+        assert not others, f"{path.name} imports {others}; move the shared helper to tests/conftest.py"

@@ -10,9 +10,7 @@ from typing import Any
 import yaml
 
 from core import catalog
-from tests.conftest import ROOT
-
-WORKFLOWS = ROOT / ".github" / "workflows"
+from tests.conftest import ROOT, WORKFLOWS
 
 
 def jobs(name: str) -> dict[str, dict[str, Any]]:
