@@ -20,7 +20,7 @@ def test_defaults_reproduce_the_reference_deployment():
     assert StackConfig().model.storage.size_gi == 60
 
 
-def test_reference_config_is_valid_on_dev_and_prod_stack_rules():
+def test_reference_config_is_valid_and_warns_that_one_replica_recreates():
     config, warnings = load_config({}, "dev")
     assert config == StackConfig()
     assert any("Recreate" in w for w in warnings)
