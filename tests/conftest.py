@@ -1,16 +1,32 @@
-"""Shared helpers: run the real program under Pulumi's mocks, render stacks once per session."""
+"""Shared helpers: run the real program under Pulumi's mocks, render stacks once per session, and
+start the real llama-server (CPU build of the pinned release) on a tiny Qwen2-VL for the e2e tests."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pulumi
 import pytest
 
 from core.config import PROJECT
+from tests.tiny_qwen2vl import TEXT, TinyModel, vocabulary, write_tiny_qwen2vl
 from tools import render
+from tools.llama_build import build, source_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
@@ -84,3 +100,155 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         render.render(path, target)
         out[stack] = target
     return out
+
+
+# --- the real llama-server on a tiny Qwen2-VL (e2e) ---------------------------------------
+
+API_KEY = "e2e-test-key"
+# The stack under test: the reference layout, sized for the tiny model and a 2-core machine.
+BUDGET = {"images": 1, "imageMaxTokens": 256, "promptTokens": 400, "outputTokens": 300}
+
+
+def stack_config(model: TinyModel) -> dict:
+    head_dim = TEXT["embd"] // TEXT["heads"]
+    return {
+        "model": {
+            "file": model.text.name,
+            "sha256": hashlib.sha256(model.text.read_bytes()).hexdigest(),
+            "sizeBytes": model.text.stat().st_size,
+            "mmprojFile": model.mmproj.name,
+            "mmprojSha256": hashlib.sha256(model.mmproj.read_bytes()).hexdigest(),
+            "mmprojSizeBytes": model.mmproj.stat().st_size,
+            "architecture": {
+                "layers": TEXT["layers"],
+                "kvHeads": TEXT["kv_heads"],
+                "headDim": head_dim,
+                "maxContext": model.max_context,
+                "vocab": len(vocabulary()[0]),
+                "hidden": TEXT["embd"],
+            },
+            "storage": {"sizeGi": 1},
+        },
+        "server": {"contextSize": 2048, "parallel": 2, "threads": 2, "alias": "tiny-qwen2-vl", "requestBudget": BUDGET},
+    }
+
+
+def png(width: int, height: int) -> bytes:
+    rows = b"".join(
+        b"\x00" + bytes((x * 7 + y * 3) % 256 for x in range(width) for _ in range(3)) for y in range(height)
+    )
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen
+    health: list[int | None]  # what /health answered while starting (None: refused)
+    startup_seconds: float
+
+    def request(self, path: str, body: dict | None = None, key: str | None = API_KEY) -> tuple[int, dict | str]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                text = r.read().decode()
+                status = r.status
+        except urllib.error.HTTPError as err:
+            text, status = err.read().decode(), err.code
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def chat(
+        self,
+        images: list[bytes],
+        text: str = "Describe the image.",
+        max_tokens: int = 8,
+        key: str | None = API_KEY,
+        **extra: object,
+    ):
+        content = [{"type": "text", "text": text}]
+        content += [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(i).decode()}}
+            for i in images
+        ]
+        body = {
+            "model": "tiny-qwen2-vl",
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens,
+            "cache_prompt": False,
+            **extra,
+        }
+        return self.request("/v1/chat/completions", body, key)
+
+
+def start(binary: Path, args: list[str], log: Path | None = None) -> Iterator[Server]:
+    """Runs llama-server on a free loopback port until the caller is done; its stderr goes to `log`
+    when given (a file does not fill up as an unread pipe does at high verbosity)."""
+    port = free_port()
+    args = list(args)
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    started = time.monotonic()
+    stderr = log.open("w") if log else subprocess.PIPE
+    process = subprocess.Popen([str(binary), *args], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    base, health = f"http://127.0.0.1:{port}", []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = log.read_text() if log else process.stderr.read() if process.stderr else ""
+            pytest.fail(f"llama-server exited: {output[-3000:]}")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                health.append(r.status)
+                break
+        except urllib.error.HTTPError as err:
+            health.append(err.code)
+        except (urllib.error.URLError, ConnectionError):
+            health.append(None)
+        time.sleep(0.05)
+    server = Server(base, process, health, time.monotonic() - started)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if log:
+            stderr.close()
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    return build(cuda=False)
+
+
+def pinned_gguf() -> ModuleType:
+    """The gguf-py of the pinned release's own tree (it writes what that release reads)."""
+    gguf_py = str(source_tree() / "gguf-py")
+    sys.path.insert(0, gguf_py)
+    try:
+        import gguf
+    finally:
+        sys.path.remove(gguf_py)
+    return gguf
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    return write_tiny_qwen2vl(pinned_gguf(), tmp_path_factory.mktemp("tiny"))
