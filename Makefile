@@ -16,7 +16,7 @@ export PULUMI_BACKEND_URL
 CACHE_DIR ?= $(HOME)/.cache/llamacpp-aks
 export CACHE_DIR
 
-.PHONY: help venv up preview destroy render diff bootstrap test lint typecheck bench cuda-check clean
+.PHONY: help venv up preview destroy render diff bootstrap verify test lint typecheck bench cuda-check clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -54,6 +54,10 @@ render: $(VENV)/.installed ## offline render of CONFIG (default Pulumi.dev.yaml)
 diff: $(VENV)/.installed ## sizing and cost of STACK at BASE (a git ref) against the working tree
 	@test -n "$(BASE)" || { echo "make diff needs BASE, a git ref to compare against (e.g. BASE=origin/main)"; exit 1; }
 	$(PY) -m tools.diff --base "$(BASE)" --stack "$(STACK)"
+
+verify: $(VENV)/.installed ## compare the live server at URL (API_KEY_FILE) with CONFIG: slots, context, alias, projector, an image chat
+	@test -n "$(URL)" -a -n "$(API_KEY_FILE)" || { echo "make verify needs URL=<base url> API_KEY_FILE=<file> [CONFIG=Pulumi.<stack>.yaml]"; exit 1; }
+	$(PY) -m tools.verify --url "$(URL)" --api-key-file "$(API_KEY_FILE)" --config "$(CONFIG)"
 
 BOOTSTRAP_STACK ?= ci
 bootstrap: $(VENV)/.installed ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings
