@@ -22,8 +22,11 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from core.config import PROJECT
+from core.loading import load_config
+from core.server_args import ServerPaths, llama_server_args
 from tests.tiny_qwen2vl import TEXT, TinyModel, vocabulary, write_tiny_qwen2vl
 from tools import render
 from tools.llama_build import build, source_tree
@@ -252,3 +255,25 @@ def pinned_gguf() -> ModuleType:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return write_tiny_qwen2vl(pinned_gguf(), tmp_path_factory.mktemp("tiny"))
+
+
+def write_stack_file(directory: Path, raw: dict[str, Any], stack: str = "e2e") -> Path:
+    """A Pulumi.<stack>.yaml as a user keeps one: the project's keys under `config`."""
+    path = directory / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump({"config": {f"{PROJECT}:{k}": v for k, v in raw.items()}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def api_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    f = tmp_path_factory.mktemp("secrets") / "api-key"
+    f.write_text(API_KEY + "\n")
+    return f
+
+
+@pytest.fixture(scope="module")
+def config_server(binary: Path, tiny: TinyModel, api_key_file: Path) -> Iterator[Server]:
+    """llama-server started with the command line of the tiny model's stack config (stack_config)."""
+    config = load_config(stack_config(tiny), "e2e")[0]
+    paths = ServerPaths(model=str(tiny.text), mmproj=str(tiny.mmproj), api_key_file=str(api_key_file))
+    yield from start(binary, llama_server_args(config.server, paths))

@@ -4,43 +4,15 @@ naming the config key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from core.config import PROJECT
-from core.loading import load_config
-from core.server_args import ServerPaths, llama_server_args
-from tests.conftest import API_KEY, Server, stack_config, start
-from tests.tiny_qwen2vl import TinyModel
+from tests.conftest import Server, free_port, stack_config, write_stack_file
 from tools import verify
 
 pytestmark = pytest.mark.e2e
-
-
-def write_stack_file(directory: Path, raw: dict[str, Any]) -> Path:
-    """A Pulumi.<stack>.yaml as a user keeps one: the project's keys under `config`."""
-    path = directory / "Pulumi.e2e.yaml"
-    path.write_text(yaml.safe_dump({"config": {f"{PROJECT}:{k}": v for k, v in raw.items()}}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    f = tmp_path_factory.mktemp("secrets") / "api-key"
-    f.write_text(API_KEY + "\n")
-    return f
-
-
-@pytest.fixture(scope="module")
-def server(binary: Path, tiny: TinyModel, key_file: Path) -> Iterator[Server]:
-    """llama-server started with the command line of the tiny model's stack config."""
-    config = load_config(stack_config(tiny), "e2e")[0]
-    paths = ServerPaths(model=str(tiny.text), mmproj=str(tiny.mmproj), api_key_file=str(key_file))
-    yield from start(binary, llama_server_args(config.server, paths))
 
 
 def run_verify(server: Server, key_file: Path, raw: dict[str, Any], directory: Path) -> tuple[int, list[str]]:
@@ -56,8 +28,8 @@ def run_verify(server: Server, key_file: Path, raw: dict[str, Any], directory: P
     return rc, out.getvalue().splitlines()
 
 
-def test_config_that_describes_the_server_passes(server, key_file, tiny, tmp_path):
-    rc, lines = run_verify(server, key_file, stack_config(tiny), tmp_path)
+def test_config_that_describes_the_server_passes(config_server, api_key_file, tiny, tmp_path):
+    rc, lines = run_verify(config_server, api_key_file, stack_config(tiny), tmp_path)
     assert rc == 0, lines
     assert [line.split()[0] for line in lines] == ["ok"] * len(verify.CHECKS)
 
@@ -66,22 +38,22 @@ def test_config_that_describes_the_server_passes(server, key_file, tiny, tmp_pat
     ("key", "value"),
     [("parallel", 1), ("contextSize", 4096), ("alias", "qwen2-vl-72b")],
 )
-def test_config_that_differs_from_the_server_fails_naming_the_key(server, key_file, tiny, tmp_path, key, value):
+def test_config_that_differs_from_the_server_fails_naming_the_key(
+    config_server, api_key_file, tiny, tmp_path, key, value
+):
     raw = stack_config(tiny)
     raw["server"] = {**raw["server"], key: value}
-    rc, lines = run_verify(server, key_file, raw, tmp_path)
+    rc, lines = run_verify(config_server, api_key_file, raw, tmp_path)
     mismatches = [line for line in lines if line.startswith("MISMATCH")]
     assert rc == 1
     assert mismatches, lines
     assert all(f"server.{key}={value} " in line for line in mismatches), mismatches
 
 
-def test_an_unreachable_url_fails_saying_so(key_file, tiny, tmp_path):
+def test_an_unreachable_url_fails_saying_so(api_key_file, tiny, tmp_path):
     """Nothing listens on the port: verify says it cannot reach the URL."""
-    from tests.conftest import free_port
-
     server = Server(f"http://127.0.0.1:{free_port()}", None, [], 0.0)  # type: ignore[arg-type]
-    rc, lines = run_verify(server, key_file, stack_config(tiny), tmp_path)
+    rc, lines = run_verify(server, api_key_file, stack_config(tiny), tmp_path)
     assert rc == 1
     assert lines == [
         f"MISMATCH cannot reach {server.base} ([Errno 111] Connection refused); check the URL (port-forward running?)."
