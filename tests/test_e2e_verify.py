@@ -4,12 +4,16 @@ naming the config key."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Server, free_port, stack_config, write_stack_file
+from core.loading import load_config
+from core.server_args import ServerPaths, llama_server_args
+from tests.conftest import Server, free_port, stack_config, start, write_stack_file
 from tools import verify
 
 pytestmark = pytest.mark.e2e
@@ -17,9 +21,6 @@ pytestmark = pytest.mark.e2e
 
 def run_verify(server: Server, key_file: Path, raw: dict[str, Any], directory: Path) -> tuple[int, list[str]]:
     """Exit status and output lines of `make verify` for this config."""
-    import contextlib
-    import io
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         rc = verify.main(
@@ -58,3 +59,14 @@ def test_an_unreachable_url_fails_saying_so(api_key_file, tiny, tmp_path):
     assert lines == [
         f"MISMATCH cannot reach {server.base} ([Errno 111] Connection refused); check the URL (port-forward running?)."
     ]
+
+
+def test_a_server_without_the_projector_fails_naming_mmproj_file(binary, tiny, api_key_file, tmp_path):
+    config = load_config(stack_config(tiny), "e2e")[0]
+    args = llama_server_args(config.server, ServerPaths(str(tiny.text), str(tiny.mmproj), str(api_key_file)))
+    at = args.index("--mmproj")
+    del args[at : at + 2]
+    for server in start(binary, args):
+        rc, lines = run_verify(server, api_key_file, stack_config(tiny), tmp_path)
+    assert rc == 1
+    assert any(line.startswith(f"MISMATCH model.mmprojFile={tiny.mmproj.name} is not loaded") for line in lines), lines

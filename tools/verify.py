@@ -116,7 +116,7 @@ def check_image_chat(client: Client, c: StackConfig) -> list[str]:
         return [
             f"a chat within {budget} got HTTP {status} ({error}); the server cannot serve the budget the config promises."
         ]
-    usage: dict[str, Any] = answer.get("usage") or {} if isinstance(answer, dict) else {}
+    usage: dict[str, Any] = (answer.get("usage") or {}) if isinstance(answer, dict) else {}
     if not usage.get("prompt_tokens") or not usage.get("completion_tokens"):
         return [
             f"a chat within {budget} answered 200 without usage ({answer!r}); the server is not llama-server's OpenAI API."
