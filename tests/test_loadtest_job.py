@@ -15,10 +15,12 @@ import yaml
 
 from core.loading import load_config, split_pulumi_config
 from specs import serving
-from specs.k8s import restricted_container_security, restricted_pod_security
-from tests.conftest import STACK_FILES
+from specs.k8s import dns_egress, restricted_container_security, restricted_pod_security
+from tests.conftest import ROOT, STACK_FILES
 from tools import loadtest, loadtest_job
 from tools.render import stack_config
+
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
 def manifests(stack_file: Path) -> list[dict]:
@@ -37,6 +39,20 @@ def test_job_and_config_map_validate_against_the_stacks_kubernetes_version(stack
     version = load_config(split_pulumi_config(flat)[0], stack)[0].cluster.kubernetes_version
     for doc in manifests(stack_file):
         kubernetes_validate.validate(doc, f"{version}.0", strict=True)
+
+
+@pytest.mark.external
+def test_checkov_finds_no_failed_check_in_the_job(tmp_path):
+    (tmp_path / "loadtest.yaml").write_text(loadtest_job.job_manifests(STACK_FILES[0], 60, None))
+    result = subprocess.run(
+        [str(CHECKOV), "--skip-download", "--quiet", "--framework", "kubernetes", "-d", str(tmp_path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report = json.loads(result.stdout)
+    failed = [(c["check_id"], c["check_name"]) for c in report["results"]["failed_checks"]]
+    assert failed == []
 
 
 @pytest.mark.parametrize("stack_file", STACK_FILES, ids=lambda p: p.name)
@@ -69,6 +85,8 @@ def camel(value: object) -> object:
     """Pulumi SDK dict keys (run_as_non_root) as manifest keys (runAsNonRoot)."""
     if isinstance(value, dict):
         return {re.sub(r"_([a-z])", lambda g: g.group(1).upper(), k): camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel(v) for v in value]
     return value
 
 
@@ -76,6 +94,10 @@ def test_the_job_runs_under_the_security_contexts_the_serving_pods_use():
     pod = job_of(manifests(STACK_FILES[0]))["spec"]["template"]["spec"]
     assert pod["securityContext"] == camel(restricted_pod_security(loadtest_job.UID, fs_group=True))
     assert pod["containers"][0]["securityContext"] == camel(restricted_container_security())
+
+
+def test_the_jobs_dns_egress_is_the_serving_pods():
+    assert camel(dns_egress()) == loadtest_job.DNS_EGRESS
 
 
 def test_the_job_reads_the_servers_api_key_secret():
