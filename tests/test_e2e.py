@@ -136,12 +136,11 @@ def test_metrics_export_the_names_scraping_and_draining_use(server):
 
 def test_every_llama_server_metric_the_stack_queries_is_exported(server):
     """The dashboard, the alert rules and the autoscaler's triggers name only real metrics."""
-    from components.observability import DASHBOARD
     from core import metrics
 
     _, text = server.request("/metrics")
     exported = {line.split(" ")[0].split("{")[0] for line in text.splitlines() if line and not line.startswith("#")}
-    queries = DASHBOARD.read_text() + " ".join(
+    queries = metrics.DASHBOARD.read_text() + " ".join(
         (metrics.deferred_requests("ns"), metrics.processing_requests("ns"), metrics.deferred_alert("ns"))
     )
     queried = set(re.findall(r"llamacpp:[a-z_]+", queries))
