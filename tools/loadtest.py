@@ -61,6 +61,11 @@ class Plan:
     output_tokens: int  # server.requestBudget.outputTokens
 
 
+def plan_json(plan: Plan) -> str:
+    """The plan as the Job passes it (--plan)."""
+    return json.dumps(asdict(plan), sort_keys=True)
+
+
 def plan_from_config(path: Path) -> Plan:
     from tools.verify import load_stack
 
@@ -357,10 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"PROBLEM {problem}")
     return 1 if problems else 0
-
-
-def plan_json(plan: Plan) -> str:
-    return json.dumps(asdict(plan), sort_keys=True)
 
 
 if __name__ == "__main__":
