@@ -151,7 +151,7 @@ class ModelServer(pulumi.ComponentResource):
         api_key = self._api_key(name, args.api_key)
         api_key_secret = k8s.core.v1.Secret(
             f"{name}-api-key",
-            metadata=self._metadata(f"{self.server_name}-api-key"),
+            metadata=self._metadata(spec.api_key_secret_name(self.server_name)),
             type="Opaque",
             string_data={spec.API_KEY_FILE: api_key},
             opts=child,
@@ -197,7 +197,9 @@ class ModelServer(pulumi.ComponentResource):
             kind="PodMonitor",
             metadata=self._metadata(self.server_name),
             # llama-server guards /metrics with the API key like every route but /health.
-            spec=pod_monitor_spec(select, spec.PORT_NAME, (f"{self.server_name}-api-key", spec.API_KEY_FILE)),
+            spec=pod_monitor_spec(
+                select, spec.PORT_NAME, (spec.api_key_secret_name(self.server_name), spec.API_KEY_FILE)
+            ),
             opts=child,
         )
         return service

@@ -69,6 +69,11 @@ class DownloadInputs:
     hf_token_secret: pulumi.Input[str] | None = None  # name of the Hugging Face token Secret, if any
 
 
+def api_key_secret_name(server_name: str) -> str:
+    """The Secret holding the API key (the server mounts it; the scraper and the load test read it)."""
+    return f"{server_name}-api-key"
+
+
 def server_paths(model: ModelFiles) -> ServerPaths:
     return ServerPaths(
         model=f"{MODEL_DIR}/{model.file}",

@@ -22,9 +22,12 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from core.config import PROJECT
-from tests.tiny_qwen2vl import TinyModel, vocabulary
+from core.loading import load_config
+from core.server_args import ServerPaths, llama_server_args
+from tests.tiny_qwen2vl import TinyModel, vocabulary, write_tiny_qwen2vl
 from tools import render
 from tools.llama_build import build, source_tree
 
@@ -225,16 +228,19 @@ def local(args: list[str], port: int) -> list[str]:
     return args
 
 
-def start(binary: Path, args: list[str]) -> Iterator[Server]:
+def start(binary: Path, args: list[str], log: Path | None = None) -> Iterator[Server]:
+    """Runs llama-server on a free loopback port until the caller is done; its stderr goes to `log`
+    when given (a file does not fill up as an unread pipe does at high verbosity)."""
     port = free_port()
     started = time.monotonic()
-    process = subprocess.Popen(
-        [str(binary), *local(args, port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    stderr = log.open("w") if log else subprocess.PIPE
+    process = subprocess.Popen([str(binary), *local(args, port)], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     base, health = f"http://127.0.0.1:{port}", []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"llama-server exited: {process.stderr.read()[-3000:]}"
+        if process.poll() is not None:
+            output = log.read_text() if log else process.stderr.read() if process.stderr else ""
+            pytest.fail(f"llama-server exited: {output[-3000:]}")
         try:
             with urllib.request.urlopen(base + "/health", timeout=2) as r:
                 health.append(r.status)
@@ -250,6 +256,8 @@ def start(binary: Path, args: list[str]) -> Iterator[Server]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        if log:
+            stderr.close()
 
 
 @pytest.fixture(scope="session")
@@ -262,3 +270,23 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     f = tmp_path_factory.mktemp("secrets") / "api-key"
     f.write_text(API_KEY + "\n")
     return f
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    return write_tiny_qwen2vl(load_gguf(), tmp_path_factory.mktemp("tiny"))
+
+
+def write_stack_file(directory: Path, raw: dict[str, Any], stack: str = "e2e") -> Path:
+    """A Pulumi.<stack>.yaml as a user keeps one: the project's keys under `config`."""
+    path = directory / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump({"config": {f"{PROJECT}:{k}": v for k, v in raw.items()}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def config_server(binary: Path, tiny: TinyModel, key_file: Path) -> Iterator[Server]:
+    """llama-server started with the command line of the tiny model's stack config (tiny_stack_config)."""
+    config = load_config(tiny_stack_config(tiny), "e2e")[0]
+    paths = ServerPaths(model=str(tiny.text), mmproj=str(tiny.mmproj), api_key_file=str(key_file))
+    yield from start(binary, llama_server_args(config.server, paths))

@@ -15,18 +15,13 @@ import pytest
 
 from core import sizing
 from core.loading import load_config
-from tests.conftest import ROOT, Server, load_gguf, one, png, run_stack, start, tiny_stack_config
+from tests.conftest import ROOT, Server, one, png, run_stack, start, tiny_stack_config
 from tests.httpfiles import FileServer
-from tests.tiny_qwen2vl import TinyModel, write_tiny_qwen2vl
+from tests.tiny_qwen2vl import TinyModel
 
 pytestmark = pytest.mark.e2e
 
 HF = "https://huggingface.co"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    return write_tiny_qwen2vl(load_gguf(), tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,61 @@
+"""`make loadtest` (tools/loadtest.py: the slot probe, then AIPerf) run briefly against the real
+llama-server of the pinned release (CPU build) serving the tiny Qwen2-VL, with requests sized from
+the stack's requestBudget."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core import metrics as m
+from tests.conftest import Server, tiny_stack_config, write_stack_file
+from tests.tiny_qwen2vl import TinyModel
+from tests.tiny_tokenizer import write_tokenizer
+from tools import loadtest
+from tools.server_client import Client, read_key
+
+pytestmark = pytest.mark.e2e
+
+DURATION_SECONDS = 8
+
+
+@pytest.fixture(scope="module")
+def plan(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> loadtest.Plan:
+    return loadtest.plan_from_config(write_stack_file(tmp_path_factory.mktemp("stack"), tiny_stack_config(tiny)))
+
+
+@pytest.fixture(scope="module")
+def report(
+    config_server: Server, key_file: Path, plan: loadtest.Plan, tmp_path_factory: pytest.TempPathFactory
+) -> loadtest.Report:
+    tokenizer = write_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+    client = Client(config_server.base, read_key(key_file))
+    result = loadtest.run(client, plan, DURATION_SECONDS, plan.parallel, str(tokenizer), loadtest.aiperf_python())
+    return result
+
+
+def test_requests_within_the_budget_all_succeed(report, capsys):
+    with capsys.disabled():
+        print(f"\n[loadtest] CPU ({os.cpu_count()} cores), tiny model:\n{report.table()}")
+    assert report.requests > 0
+    assert report.errors == {}
+
+
+def test_parallel_requests_are_all_processed_without_deferral(report, plan):
+    assert (report.probe.processing_at_parallel, report.probe.deferred_at_parallel) == (plan.parallel, 0)
+
+
+def test_one_request_more_than_the_slots_is_deferred(report):
+    assert report.probe.deferred_with_one_more == 1
+
+
+def test_server_counted_every_answer_at_the_budgets_length(report, plan):
+    """ignore_eos makes each answer outputTokens long, so the server's counter grows by exactly that much."""
+    predicted = report.after[m.TOKENS_PREDICTED_TOTAL] - report.before[m.TOKENS_PREDICTED_TOTAL]
+    assert predicted == report.requests * plan.output_tokens
+
+
+def test_a_run_without_problems_reports_none(report):
+    assert report.problems() == []

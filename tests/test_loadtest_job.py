@@ -1,0 +1,108 @@
+"""The in-cluster load test (tools/loadtest_job.py): a ConfigMap and a Job that validate against the
+stack's Kubernetes version, run the tool from the ConfigMap alone, and load what the config says."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from core.loading import load_config, split_pulumi_config
+from specs import serving
+from specs.k8s import dns_egress, restricted_container_security, restricted_pod_security
+from tests.conftest import ROOT, STACK_FILES
+from tools import loadtest, loadtest_job
+from tools.render import stack_config
+
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+
+
+def manifests(stack_file: Path) -> list[dict]:
+    return list(yaml.safe_load_all(loadtest_job.job_manifests(stack_file, 60, None)))
+
+
+def job_of(docs: list[dict]) -> dict:
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    return job
+
+
+@pytest.mark.external
+@pytest.mark.parametrize("stack_file", STACK_FILES, ids=lambda p: p.name)
+def test_job_and_config_map_validate_against_the_stacks_kubernetes_version(stack_file):
+    stack, flat = stack_config(stack_file)
+    version = load_config(split_pulumi_config(flat)[0], stack)[0].cluster.kubernetes_version
+    for doc in manifests(stack_file):
+        kubernetes_validate.validate(doc, f"{version}.0", strict=True)
+
+
+@pytest.mark.external
+def test_checkov_finds_no_failed_check_in_the_job(tmp_path):
+    (tmp_path / "loadtest.yaml").write_text(loadtest_job.job_manifests(STACK_FILES[0], 60, None))
+    result = subprocess.run(
+        [str(CHECKOV), "--skip-download", "--quiet", "--framework", "kubernetes", "-d", str(tmp_path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report = json.loads(result.stdout)
+    failed = [(c["check_id"], c["check_name"]) for c in report["results"]["failed_checks"]]
+    assert failed == []
+
+
+@pytest.mark.parametrize("stack_file", STACK_FILES, ids=lambda p: p.name)
+def test_job_loads_the_plan_of_the_stack_config(stack_file):
+    env = {
+        e["name"]: e["value"] for e in job_of(manifests(stack_file))["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert loadtest.Plan(**json.loads(env["PLAN"])) == loadtest.plan_from_config(stack_file)
+
+
+def test_the_config_maps_files_are_all_the_tool_imports(tmp_path):
+    """Laid out as the Job mounts them, with nothing else on the path, the tool starts."""
+    (config_map,) = [d for d in manifests(STACK_FILES[0]) if d["kind"] == "ConfigMap"]
+    job = job_of(manifests(STACK_FILES[0]))
+    for item in job["spec"]["template"]["spec"]["volumes"][0]["configMap"]["items"]:
+        target = tmp_path / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(config_map["data"][item["key"]])
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", "import sys; sys.path.insert(0, '.'); import tools.loadtest"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def camel(value: object) -> object:
+    """Pulumi SDK dict keys (run_as_non_root) as manifest keys (runAsNonRoot)."""
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z])", lambda g: g.group(1).upper(), k): camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel(v) for v in value]
+    return value
+
+
+def test_the_job_runs_under_the_security_contexts_the_serving_pods_use():
+    pod = job_of(manifests(STACK_FILES[0]))["spec"]["template"]["spec"]
+    assert pod["securityContext"] == camel(restricted_pod_security(loadtest_job.UID, fs_group=True))
+    assert pod["containers"][0]["securityContext"] == camel(restricted_container_security())
+
+
+def test_the_jobs_dns_egress_is_the_serving_pods():
+    assert camel(dns_egress()) == loadtest_job.DNS_EGRESS
+
+
+def test_the_job_reads_the_servers_api_key_secret():
+    assert (loadtest_job.API_KEY_FILE, loadtest_job.SECRET_FILE_MODE) == (
+        serving.API_KEY_FILE,
+        serving.SECRET_FILE_MODE,
+    )
+    assert loadtest_job.api_key_secret_name("s") == serving.api_key_secret_name("s")
