@@ -44,7 +44,7 @@ venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create .venv and .venv-ch
 # Run it where pip sees only the public index: a local wheel folder in pip's config would lock in
 # hashes of files no other machine has.
 lock: $(VENV)/.installed ## after editing a requirements*.txt: pin every dependency with its hashes
-	for base in requirements requirements-dev requirements-checkov; do \
+	for base in requirements requirements-dev requirements-checkov requirements-aiperf; do \
 	  $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	    --no-emit-index-url --no-emit-trusted-host --no-emit-find-links --no-emit-options \
 	    --output-file "$$base.lock.txt" "$$base.txt"; \

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-SOURCES = ("requirements.txt", "requirements-dev.txt", "requirements-checkov.txt")
+SOURCES = ("requirements.txt", "requirements-dev.txt", "requirements-checkov.txt", "requirements-aiperf.txt")
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==(\S+)")
 
 

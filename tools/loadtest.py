@@ -38,7 +38,8 @@ from core import metrics as m
 from tools.server_client import Client, chat_body, image_side_for, png, read_key
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = ROOT / "requirements-aiperf.txt"
+# What the venv installs: every package pinned with its hashes (make lock writes it).
+LOCK = ROOT / "requirements-aiperf.lock.txt"
 CACHE = Path(os.environ.get("CACHE_DIR") or Path.home() / ".cache" / "llamacpp-aks")
 # Chat template tokens around the prompt (<|im_start|>user ... <|im_end|> <|im_start|>assistant):
 # kept out of the text so a request stays within server.requestBudget.promptTokens.
@@ -151,18 +152,18 @@ def probe_slots(client: Client, plan: Plan) -> Probe:
 
 
 def aiperf_python() -> Path:
-    """The Python of a venv holding AIPerf from requirements-aiperf.txt, made once under $CACHE_DIR.
+    """The Python of a venv holding AIPerf from its hashed lock file, made once under $CACHE_DIR.
 
     Its own venv: AIPerf brings about 115 packages (transformers, pandas, scipy, dash, ...) that
     nothing else here needs.
     """
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:12]
     venv = CACHE / f"venv-aiperf-{digest}"
     python = venv / "bin" / "python"
     if not (venv / ".installed").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
+        subprocess.run([*pip, "--require-hashes", "-r", str(LOCK)], check=True)
         (venv / ".installed").touch()
     return python
 

@@ -39,7 +39,7 @@ FILES = (
     "core/__init__.py",
     "core/catalog.py",
     "core/metrics.py",
-    "requirements-aiperf.txt",
+    "requirements-aiperf.lock.txt",
 )
 # What the serving pods use (specs/k8s.py, specs/serving.py), written out because tools do not
 # import specs (tests/test_layout.py); tests/test_loadtest_job.py fails if they drift apart.
@@ -110,7 +110,7 @@ def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> 
     url = f"http://{server}.{namespace}.svc.cluster.local:{c.service.port}"
     venv = f"{WORK_DIR}/venv"
     script = (
-        f"mkdir -p {WORK_DIR}/tmp && python -m venv {venv} && {venv}/bin/pip install --quiet --no-cache-dir -r {APP_DIR}/requirements-aiperf.txt"
+        f"mkdir -p {WORK_DIR}/tmp && python -m venv {venv} && {venv}/bin/pip install --quiet --no-cache-dir --require-hashes -r {APP_DIR}/requirements-aiperf.lock.txt"
         f' && cd {APP_DIR} && {venv}/bin/python -m tools.loadtest --url "$URL" --api-key-file {SECRET_DIR}/{API_KEY_FILE}'
         f' --plan "$PLAN" --duration {duration} --concurrency {concurrency or plan.parallel} --python {venv}/bin/python'
     )
