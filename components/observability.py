@@ -7,13 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumiverse_time as time
 from pulumi_azure_native import alertsmanagement, authorization, dashboard, monitor
 
 from components.cluster import AksCluster
 from components.serving import ModelServer
 from core import catalog, labels, metrics
 from specs import observability as spec
-from specs.azure import role_assignment
+from specs.azure import role_assignment, role_propagation_wait
 
 # Entra ID application of Azure Managed Grafana: the audience of tokens for its HTTP API
 # (learn.microsoft.com/azure/managed-grafana/how-to-api-calls).
@@ -127,10 +128,16 @@ class ManagedPrometheus(pulumi.ComponentResource):
             **role_assignment(
                 role=catalog.GRAFANA_ADMIN,
                 principal_id=cluster.deployer_object_id,
-                principal_type=None,
+                principal_type=cluster.deployer_principal_type,
                 scope=instance.id,
                 subscription_id=cluster.subscription_id,
             ),
+            opts=child,
+        )
+        # The dashboard call is the Grafana Admin role's first use: wait for it to take effect.
+        admin_ready = time.Sleep(
+            f"{name}-deployer-grafana-admin-propagation",
+            **role_propagation_wait(cluster.role_propagation_seconds, admin.id),
             opts=child,
         )
         token = authorization.get_client_token_output(
@@ -141,7 +148,7 @@ class ManagedPrometheus(pulumi.ComponentResource):
             f"{name}-grafana-api",
             url=endpoint,
             auth=pulumi.Output.secret(token),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[admin]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[admin_ready]),
         )
         grafana.oss.Dashboard(
             f"{name}-dashboard",

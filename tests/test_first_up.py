@@ -1,0 +1,168 @@
+"""Issue 13: what only a real first `pulumi up` would reveal, from a laptop and from CI: the
+deployer's principal type, waiting for new roles to take effect, Container Insights with managed
+identity, alerts that notify someone, a prod admin group, no silent drop of unreachable resources."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pulumi.runtime.mocks
+import pytest
+from pulumi.runtime import MockCallArgs
+
+from core import catalog
+from core.identity import deployer_principal_type, principal_type_from_token
+from tests.conftest import of_type, one, run_stack
+from tools.render import RenderMocks
+
+ROLE = "azure-native:authorization:RoleAssignment"
+SLEEP = "time:index/sleep:Sleep"
+DEPLOYER_ROLES = (catalog.ACR_PUSH, catalog.AKS_RBAC_CLUSTER_ADMIN, catalog.GRAFANA_ADMIN)
+GRAFANA = {"autoscaling": {"grafana": True}}
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    """An unsigned token with these claims, shaped like the ARM tokens Entra ID issues."""
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+PERSON = jwt({"oid": "22222222-2222-2222-2222-222222222222", "scp": "user_impersonation"})
+# What azure/login's OIDC federation, a client secret or a managed identity gets: app-only.
+CI = jwt({"oid": "22222222-2222-2222-2222-222222222222", "idtyp": "app", "roles": []})
+
+
+class SignedInAs(RenderMocks):
+    """Mocks whose ARM token is `token`, as azure-native would get it for that principal."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def answer(self, args: MockCallArgs) -> dict[str, Any]:
+        if args.token == "azure-native:authorization:getClientToken":
+            return {"token": self.token}
+        return super().answer(args)
+
+
+def deployer_assignments(mocks: RenderMocks) -> dict[str, dict[str, Any]]:
+    roles = {r.inputs["roleDefinitionId"].rsplit("/", 1)[-1]: r.inputs for r in of_type(mocks, ROLE)}
+    return {role: roles[role] for role in DEPLOYER_ROLES}
+
+
+@contextmanager
+def recording_dependencies() -> Iterator[dict[str, set[str]]]:
+    """Resource name -> names of the resources it waits for (inputs and depends_on), as the
+    engine receives them; Pulumi's mocks do not pass them on to `new_resource`."""
+    found: dict[str, set[str]] = {}
+    register = pulumi.runtime.mocks.MockMonitor.RegisterResource
+
+    def record(monitor: Any, request: Any) -> Any:
+        found[request.name] = {urn.rsplit("::", 1)[-1] for urn in request.dependencies}
+        return register(monitor, request)
+
+    pulumi.runtime.mocks.MockMonitor.RegisterResource = record  # type: ignore[method-assign]
+    try:
+        yield found
+    finally:
+        pulumi.runtime.mocks.MockMonitor.RegisterResource = register  # type: ignore[method-assign]
+
+
+# --- 1. the deployer's principal type -------------------------------------------------------
+
+
+def test_token_with_delegated_scopes_is_a_person():
+    assert principal_type_from_token(PERSON) == "User"
+
+
+@pytest.mark.parametrize(
+    "claims", [{"idtyp": "app", "roles": []}, {"roles": ["x"]}, {"oid": "x"}], ids=["idtyp", "roles", "bare"]
+)
+def test_app_only_token_is_a_service_principal(claims):
+    assert principal_type_from_token(jwt(claims)) == "ServicePrincipal"
+
+
+@pytest.mark.parametrize("token", ["", "opaque", "a.!!!.c", f"a.{base64.urlsafe_b64encode(b'[1]').decode()}.c"])
+def test_token_that_is_not_a_jwt_tells_nothing(token):
+    assert principal_type_from_token(token) is None
+
+
+def test_configured_principal_type_wins_over_the_token():
+    assert deployer_principal_type("ServicePrincipal", PERSON) == "ServicePrincipal"
+
+
+def test_auto_with_an_unreadable_token_names_the_key_to_set():
+    with pytest.raises(ValueError, match=r"set cluster\.deployerPrincipalType to User or ServicePrincipal"):
+        deployer_principal_type("auto", "opaque")
+
+
+@pytest.mark.parametrize(("token", "expected"), [(PERSON, "User"), (CI, "ServicePrincipal")], ids=["laptop", "ci"])
+def test_deployer_roles_name_the_principal_type_of_whoever_runs_up(token, expected):
+    mocks = run_stack(GRAFANA, "dev", mocks=SignedInAs(token))
+    types = {role: a.get("principalType") for role, a in deployer_assignments(mocks).items()}
+    assert types == dict.fromkeys(DEPLOYER_ROLES, expected)
+
+
+def test_configured_deployer_principal_type_reaches_the_role_assignments():
+    config = {**GRAFANA, "cluster": {"deployerPrincipalType": "ServicePrincipal"}}
+    mocks = run_stack(config, "dev", mocks=SignedInAs(PERSON))
+    types = {role: a.get("principalType") for role, a in deployer_assignments(mocks).items()}
+    assert types == dict.fromkeys(DEPLOYER_ROLES, "ServicePrincipal")
+
+
+# --- 2. waiting for new roles to take effect -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grafana_dependencies() -> Iterator[tuple[RenderMocks, dict[str, set[str]]]]:
+    with recording_dependencies() as found:
+        mocks = run_stack(GRAFANA, "dev")
+    yield mocks, found
+
+
+@pytest.mark.parametrize(
+    ("user", "wait", "assignment"),
+    [
+        ("cluster-k8s", "cluster-deployer-admin-propagation", "cluster-deployer-admin"),
+        (
+            "observability-grafana-api",
+            "observability-deployer-grafana-admin-propagation",
+            "observability-deployer-grafana-admin",
+        ),
+        ("image-image", "cluster-acr-push-propagation", "cluster-acr-push"),
+    ],
+    ids=["kubernetes-provider", "grafana-provider", "image-push"],
+)
+def test_first_use_of_a_new_role_waits_for_it_to_propagate(grafana_dependencies, user, wait, assignment):
+    _, found = grafana_dependencies
+    assert wait in found[user], f"{user} does not wait for {wait}: {sorted(found[user])}"
+    assert assignment in found[wait], f"{wait} does not follow {assignment}"
+
+
+def test_propagation_wait_is_ten_minutes_and_restarts_with_a_new_assignment(grafana_dependencies):
+    mocks, _ = grafana_dependencies
+    waits = {r.name: r.inputs for r in of_type(mocks, SLEEP)}
+    assert {w["createDuration"] for w in waits.values()} == {"600s"}
+    trigger = waits["cluster-deployer-admin-propagation"]["triggers"]["roleAssignmentId"]
+    assert trigger.endswith("/roleAssignments/cluster-deployer-admin")
+
+
+def test_role_propagation_wait_follows_config():
+    mocks = run_stack({"cluster": {"rolePropagationSeconds": 120}}, "dev")
+    assert {r.inputs["createDuration"] for r in of_type(mocks, SLEEP)} == {"120s"}
+
+
+# --- 7. an unreachable cluster fails the run -------------------------------------------------
+
+
+def test_kubernetes_provider_never_drops_unreachable_resources_from_state(monkeypatch):
+    monkeypatch.delenv("PULUMI_K8S_DELETE_UNREACHABLE", raising=False)
+    provider = one(run_stack({}, "dev"), "pulumi:providers:kubernetes")
+    assert provider.get("deleteUnreachable") in (None, "false", False)
