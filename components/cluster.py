@@ -13,6 +13,7 @@ from pulumi_azure_native import (
     authorization,
     containerregistry,
     containerservice,
+    monitor,
     operationalinsights,
     resources,
 )
@@ -85,6 +86,8 @@ class AksCluster(pulumi.ComponentResource):
             # The GPU pool is its own AgentPool resource; inline pools are fragile to edit later.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
         )
+        if workspace is not None:
+            self._container_insights(name, stack, c, workspace)
         self.gpu_pool = self._gpu_pool(name, c, tags)
         self.registry = self._registry(name, stack, c, args.registry)
         self.login_server = self.registry.login_server
@@ -137,6 +140,30 @@ class AksCluster(pulumi.ComponentResource):
             retention_in_days=LOG_RETENTION_DAYS,
             tags=labels.tags(stack, "cluster"),
             opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _container_insights(self, name: str, stack: str, c: Cluster, workspace: operationalinsights.Workspace) -> None:
+        """The data collection rule that Container Insights' managed identity sends by, and its
+        association with the cluster."""
+        child = pulumi.ResourceOptions(parent=self)
+        rule = monitor.DataCollectionRule(
+            f"{name}-insights-dcr",
+            data_collection_rule_name=labels.name(stack, "insights-dcr"),
+            kind="Linux",
+            data_sources=spec.container_insights_data_sources(),
+            destinations=spec.container_insights_destination(workspace.id),
+            data_flows=spec.container_insights_data_flows(),
+            resource_group_name=self.resource_group_name,
+            location=c.location,
+            tags=labels.tags(stack, "cluster"),
+            opts=child,
+        )
+        monitor.DataCollectionRuleAssociation(
+            f"{name}-insights-dcra",
+            association_name=spec.CONTAINER_INSIGHTS_ASSOCIATION,
+            resource_uri=self.cluster.id,
+            data_collection_rule_id=rule.id,
+            opts=child,
         )
 
     def _roles(self, name: str) -> tuple[authorization.RoleAssignment, ...]:

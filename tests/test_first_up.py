@@ -166,3 +166,54 @@ def test_kubernetes_provider_never_drops_unreachable_resources_from_state(monkey
     monkeypatch.delenv("PULUMI_K8S_DELETE_UNREACHABLE", raising=False)
     provider = one(run_stack({}, "dev"), "pulumi:providers:kubernetes")
     assert provider.get("deleteUnreachable") in (None, "false", False)
+
+
+# --- 3. Container Insights signs in with its managed identity ------------------------------
+
+MC = "azure-native:containerservice:ManagedCluster"
+DCR = "azure-native:monitor:DataCollectionRule"
+DCRA = "azure-native:monitor:DataCollectionRuleAssociation"
+
+
+@pytest.fixture(scope="module")
+def dev() -> RenderMocks:
+    return run_stack({}, "dev")
+
+
+def insights_rule(mocks: RenderMocks) -> dict[str, Any]:
+    (rule,) = [r.inputs for r in of_type(mocks, DCR) if r.name == "cluster-insights-dcr"]
+    return rule
+
+
+def test_container_insights_uses_managed_identity_auth(dev):
+    config = one(dev, MC)["addonProfiles"]["omsagent"]["config"]
+    assert config["useAADAuth"] == "true"
+
+
+def test_container_insights_rule_sends_the_default_stream_group_to_the_log_workspace(dev):
+    rule = insights_rule(dev)
+    workspace = one(dev, "azure-native:operationalinsights:Workspace")
+    (destination,) = rule["destinations"]["logAnalytics"]
+    assert destination["workspaceResourceId"].endswith(f"/workspaces/{workspace['workspaceName']}")
+    (extension,) = rule["dataSources"]["extensions"]
+    assert (extension["extensionName"], extension["streams"]) == (
+        "ContainerInsights",
+        ["Microsoft-ContainerInsights-Group-Default"],
+    )
+    assert rule["dataFlows"] == [
+        {"streams": ["Microsoft-ContainerInsights-Group-Default"], "destinations": [destination["name"]]}
+    ]
+
+
+def test_container_insights_rule_is_associated_with_the_cluster(dev):
+    (association,) = [r.inputs for r in of_type(dev, DCRA) if r.name == "cluster-insights-dcra"]
+    assert association["associationName"] == "ContainerInsightsExtension"
+    assert association["resourceUri"].endswith(f"/managedClusters/{one(dev, MC)['resourceName']}")
+    assert association["dataCollectionRuleId"].endswith(
+        f"/dataCollectionRules/{insights_rule(dev)['dataCollectionRuleName']}"
+    )
+
+
+def test_without_monitoring_there_is_no_container_insights_rule():
+    mocks = run_stack({"cluster": {"monitoring": False}}, "dev")
+    assert not [r for r in of_type(mocks, DCR) if r.name == "cluster-insights-dcr"]
