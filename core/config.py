@@ -421,6 +421,20 @@ class Autoscaling(Model):
         return self.max_replicas if self.enabled else starting
 
 
+# --- alerts --------------------------------------------------------------------------------
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+HttpsUrl = Annotated[str, Field(pattern=r"^https://[^\s/]+(/\S*)?$", max_length=2048)]
+
+
+class Alerts(Model):
+    """Who the alert rules notify, through one Azure Monitor action group (with `cluster.monitoring`)."""
+
+    emails: Annotated[list[Email], Field(max_length=100)] = []
+    # Each gets every alert as a POST in Azure Monitor's common alert schema.
+    webhooks: Annotated[list[HttpsUrl], Field(max_length=10)] = []
+
+
 class StackConfig(Model):
     cluster: Cluster = Cluster()
     registry: Registry = Registry()
@@ -429,6 +443,7 @@ class StackConfig(Model):
     server: Server = Server()
     service: Service = Service()
     autoscaling: Autoscaling = Autoscaling()
+    alerts: Alerts = Alerts()
 
     @property
     def max_replicas(self) -> int:

@@ -16,7 +16,9 @@ from pulumi.runtime import MockCallArgs
 
 from core import catalog
 from core.identity import deployer_principal_type, principal_type_from_token
-from tests.conftest import of_type, one, run_stack
+from core.loading import load_config
+from specs import observability as observability_spec
+from tests.conftest import of_type, one, only, preview_problems, run_stack
 from tools.render import RenderMocks
 
 ROLE = "azure-native:authorization:RoleAssignment"
@@ -217,3 +219,91 @@ def test_container_insights_rule_is_associated_with_the_cluster(dev):
 def test_without_monitoring_there_is_no_container_insights_rule():
     mocks = run_stack({"cluster": {"monitoring": False}}, "dev")
     assert not [r for r in of_type(mocks, DCR) if r.name == "cluster-insights-dcr"]
+
+
+# --- 5. prod has a break-glass admin group --------------------------------------------------
+
+PROD_REACHABLE = {
+    "cluster": {"production": True, "authorizedIpRanges": ["203.0.113.0/24"]},
+    "alerts": {"emails": ["oncall@example.com"]},
+}
+EXAMPLE_GROUP = "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb"  # Microsoft's documentation example object id
+
+
+def test_prod_without_an_admin_group_fails_preview_naming_the_key():
+    assert only(preview_problems(PROD_REACHABLE, "prod")) == (
+        "cluster.entraAdminGroupObjectIds is empty with cluster.production=true (stack prod): cluster "
+        "admin would belong only to whoever ran `pulumi up` last; list the object id of a break-glass "
+        "Entra ID group in cluster.entraAdminGroupObjectIds."
+    )
+
+
+def test_prod_admin_group_administers_the_cluster():
+    config = {**PROD_REACHABLE, "cluster": {**PROD_REACHABLE["cluster"], "entraAdminGroupObjectIds": [EXAMPLE_GROUP]}}
+    mocks = run_stack(config, "prod")
+    assert one(mocks, MC)["aadProfile"]["adminGroupObjectIDs"] == [EXAMPLE_GROUP]
+
+
+def test_a_stack_that_is_not_production_needs_no_admin_group():
+    config, _ = load_config({"alerts": {"emails": ["oncall@example.com"]}}, "prod")
+    assert config.cluster.entra_admin_group_object_ids == []
+
+
+# --- 6. alerts notify the configured receivers ----------------------------------------------
+
+ACTION_GROUP = "azure-native:monitor:ActionGroup"
+RULE_GROUP = "azure-native:alertsmanagement:PrometheusRuleGroup"
+RECEIVERS = {"alerts": {"emails": ["oncall@example.com"], "webhooks": ["https://hooks.example.com/llm?k=1"]}}
+
+
+@pytest.fixture(scope="module")
+def notified() -> RenderMocks:
+    return run_stack(RECEIVERS, "dev")
+
+
+def test_action_group_is_global_with_the_configured_receivers(notified):
+    group = one(notified, ACTION_GROUP)
+    assert group["location"] == "global"
+    assert len(group["groupShortName"]) <= 12
+    assert [r["emailAddress"] for r in group["emailReceivers"]] == ["oncall@example.com"]
+    assert [r["serviceUri"] for r in group["webhookReceivers"]] == ["https://hooks.example.com/llm?k=1"]
+
+
+def test_every_alert_rule_notifies_the_given_action_group():
+    rules = observability_spec.alert_rules("ns", "server", "/actionGroups/receivers")
+    assert [r["actions"] for r in rules] == [[{"action_group_id": "/actionGroups/receivers"}]] * len(rules)
+
+
+def test_alert_rules_of_a_stack_with_receivers_all_notify_its_one_action_group(notified):
+    actions = [r["actions"] for r in one(notified, RULE_GROUP)["rules"]]
+    assert len({json.dumps(a) for a in actions}) == 1 and len(actions[0]) == 1
+
+
+def test_without_receivers_there_is_no_action_group(dev):
+    assert not of_type(dev, ACTION_GROUP)
+
+
+def test_a_stack_that_is_not_production_is_warned_that_alerts_notify_nobody():
+    _, warnings = load_config({}, "dev")
+    assert any(w.startswith("alerts.emails and alerts.webhooks are empty: the alert rules fire") for w in warnings)
+
+
+def test_prod_alerts_without_receivers_fail_preview():
+    config = {
+        "cluster": {
+            "production": True,
+            "authorizedIpRanges": ["203.0.113.0/24"],
+            "entraAdminGroupObjectIds": [EXAMPLE_GROUP],
+        }
+    }
+    assert only(preview_problems(config, "prod")).startswith(
+        "alerts.emails and alerts.webhooks are empty with cluster.production=true (stack prod): the alert "
+        "rules would fire and notify nobody"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("webhooks", "http://hooks.example.com/x"), ("emails", "oncall")], ids=["http", "no-at"]
+)
+def test_alert_receivers_must_be_https_and_email_addresses(key, value):
+    assert only(preview_problems({"alerts": {key: [value]}})).startswith(f"alerts.{key}[0]={value!r}")
