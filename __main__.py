@@ -64,7 +64,9 @@ if c.monitoring:
     DcgmExporter("gpu-metrics", DcgmExporterArgs(stack=stack, image=c.dcgm_exporter_image, cluster=cluster))
     metrics = ManagedPrometheus(
         "observability",
-        ManagedPrometheusArgs(stack=stack, cluster=cluster, server=server, grafana=config.autoscaling.grafana),
+        ManagedPrometheusArgs(
+            stack=stack, cluster=cluster, server=server, grafana=config.autoscaling.grafana, alerts=config.alerts
+        ),
     )
     pulumi.export("prometheusQueryEndpoint", metrics.query_endpoint)
     if metrics.grafana_endpoint is not None:

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import pulumiverse_time as time
 from pulumi_azure_native import (
     authorization,
     containerregistry,
     containerservice,
+    monitor,
     operationalinsights,
     resources,
 )
@@ -19,10 +21,11 @@ from pulumi_azure_native import (
 from core import catalog, labels
 from core.catalog import GPU_VM_SIZES
 from core.config import Cluster, Registry
+from core.identity import PrincipalType, deployer_principal_type
 from core.kubeconfig import decode, with_login_mode
 from core.skips import skip
 from specs import cluster as spec
-from specs.azure import role_assignment
+from specs.azure import role_assignment, role_propagation_wait
 
 LOG_RETENTION_DAYS = 30
 REGISTRY_SUFFIX_LENGTH = 6
@@ -49,6 +52,8 @@ class AksCluster(pulumi.ComponentResource):
         self.tenant_id = client.tenant_id
         self.subscription_id = client.subscription_id
         self.deployer_object_id = client.object_id
+        self.deployer_principal_type = self._deployer_principal_type(c)
+        self.role_propagation_seconds = c.role_propagation_seconds
 
         self.resource_group = resources.ResourceGroup(
             f"{name}-rg", resource_group_name=labels.name(stack, "rg"), location=c.location, tags=tags, opts=child
@@ -81,10 +86,15 @@ class AksCluster(pulumi.ComponentResource):
             # The GPU pool is its own AgentPool resource; inline pools are fragile to edit later.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
         )
+        if workspace is not None:
+            self._container_insights(name, stack, c, workspace)
         self.gpu_pool = self._gpu_pool(name, c, tags)
         self.registry = self._registry(name, stack, c, args.registry)
         self.login_server = self.registry.login_server
         self.acr_pull, self.acr_push, self.deployer_admin = self._roles(name)
+        # What uses the deployer's new roles waits for them to take effect.
+        self.acr_push_ready = self._role_wait(f"{name}-acr-push", self.acr_push)
+        self.deployer_admin_ready = self._role_wait(f"{name}-deployer-admin", self.deployer_admin)
         self.kubeconfig, self.provider = self._kubernetes(name, c.kubelogin_mode)
         self.oidc_issuer = self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
         self.register_outputs(
@@ -132,6 +142,30 @@ class AksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def _container_insights(self, name: str, stack: str, c: Cluster, workspace: operationalinsights.Workspace) -> None:
+        """The data collection rule that Container Insights' managed identity sends by, and its
+        association with the cluster."""
+        child = pulumi.ResourceOptions(parent=self)
+        rule = monitor.DataCollectionRule(
+            f"{name}-insights-dcr",
+            data_collection_rule_name=labels.name(stack, "insights-dcr"),
+            kind="Linux",
+            data_sources=spec.container_insights_data_sources(),
+            destinations=spec.container_insights_destination(workspace.id),
+            data_flows=spec.container_insights_data_flows(),
+            resource_group_name=self.resource_group_name,
+            location=c.location,
+            tags=labels.tags(stack, "cluster"),
+            opts=child,
+        )
+        monitor.DataCollectionRuleAssociation(
+            f"{name}-insights-dcra",
+            association_name=spec.CONTAINER_INSIGHTS_ASSOCIATION,
+            resource_uri=self.cluster.id,
+            data_collection_rule_id=rule.id,
+            opts=child,
+        )
+
     def _roles(self, name: str) -> tuple[authorization.RoleAssignment, ...]:
         """AcrPull for the kubelet; AcrPush and cluster admin for whoever runs `pulumi up`."""
         child = pulumi.ResourceOptions(parent=self)
@@ -153,7 +187,7 @@ class AksCluster(pulumi.ComponentResource):
             **role_assignment(
                 role=catalog.ACR_PUSH,
                 principal_id=self.deployer_object_id,
-                principal_type=None,
+                principal_type=self.deployer_principal_type,
                 scope=self.registry.id,
                 subscription_id=self.subscription_id,
             ),
@@ -165,7 +199,7 @@ class AksCluster(pulumi.ComponentResource):
             **role_assignment(
                 role=catalog.AKS_RBAC_CLUSTER_ADMIN,
                 principal_id=self.deployer_object_id,
-                principal_type=None,
+                principal_type=self.deployer_principal_type,
                 scope=self.cluster.id,
                 subscription_id=self.subscription_id,
             ),
@@ -173,6 +207,27 @@ class AksCluster(pulumi.ComponentResource):
         )
 
         return acr_pull, acr_push, deployer_admin
+
+    def _deployer_principal_type(self, c: Cluster) -> pulumi.Output[PrincipalType]:
+        """User or ServicePrincipal: configured, or read from the ARM token azure-native signs in with."""
+        token = authorization.get_client_token_output(opts=pulumi.InvokeOutputOptions(parent=self)).token
+
+        def decide(value: str) -> PrincipalType:
+            try:
+                return deployer_principal_type(c.deployer_principal_type, value)
+            except ValueError as err:
+                raise pulumi.RunError(str(err)) from None
+
+        return token.apply(decide)
+
+    def _role_wait(self, name: str, assignment: authorization.RoleAssignment) -> time.Sleep:
+        """A bounded, visible wait (`cluster.rolePropagationSeconds`) after a new role assignment;
+        whatever needs the role depends on it."""
+        return time.Sleep(
+            f"{name}-propagation",
+            **role_propagation_wait(self.role_propagation_seconds, assignment.id),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _kubernetes(self, name: str, login_mode: str) -> tuple[pulumi.Output[str], k8s.Provider]:
         """The user kubeconfig, rewritten to log in without a person, and a provider built on it."""
@@ -185,11 +240,12 @@ class AksCluster(pulumi.ComponentResource):
         kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
             credentials.kubeconfigs.apply(lambda kcs: with_login_mode(decode(kcs[0].value), login_mode))
         )
+        # No delete_unreachable: an unreachable cluster must fail a run, never drop resources from
+        # state. A one-off `destroy` of a deleted cluster opts in with PULUMI_K8S_DELETE_UNREACHABLE=true.
         provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=kubeconfig,
-            delete_unreachable=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gpu_pool, self.deployer_admin]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gpu_pool, self.deployer_admin_ready]),
         )
         return kubeconfig, provider
 

@@ -130,7 +130,7 @@ class LlamaCppImage(pulumi.ComponentResource):
             # A new content tag is a new build; an unchanged image/ is no diff.
             triggers=[tag],
             # Running a task in the registry needs the deployer's roles on it.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.acr_push]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.acr_push_ready]),
         )
         # Deploy by digest: a re-pushed tag can never change what runs.
         return pulumi.Output.all(login_server, build.stdout).apply(
@@ -166,8 +166,8 @@ class LlamaCppImage(pulumi.ComponentResource):
             # pulumi-docker ignores username/password changes in its diff (pulumi-docker#498),
             # so a fresh token each run is no change.
             registry={"server": login_server, "username": ACR_TOKEN_USER, "password": secret_token},
-            # The push needs the deployer's AcrPush role.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.acr_push]),
+            # The push needs the deployer's AcrPush role, in effect.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.acr_push_ready]),
         )
         # Deploy by digest: a re-pushed tag can never change what runs.
         return built.repo_digest

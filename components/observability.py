@@ -1,19 +1,21 @@
 """ManagedPrometheus: the Azure Monitor workspace that managed Prometheus writes llama-server's
-metrics to (with its collection endpoint, rule and cluster association), the alert rules, and,
-when enabled, Azure Managed Grafana with the llama-server dashboard."""
+metrics to (with its collection endpoint, rule and cluster association), the alert rules and the
+action group they notify, and, when enabled, Azure Managed Grafana with the llama-server dashboard."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
+import pulumiverse_time as time
 from pulumi_azure_native import alertsmanagement, authorization, dashboard, monitor
 
 from components.cluster import AksCluster
 from components.serving import ModelServer
 from core import catalog, labels, metrics
+from core.config import Alerts
 from specs import observability as spec
-from specs.azure import role_assignment
+from specs.azure import role_assignment, role_propagation_wait
 
 # Entra ID application of Azure Managed Grafana: the audience of tokens for its HTTP API
 # (learn.microsoft.com/azure/managed-grafana/how-to-api-calls).
@@ -26,6 +28,7 @@ class ManagedPrometheusArgs:
     cluster: AksCluster  # whose managed Prometheus add-on scrapes into the workspace
     server: ModelServer  # what the alert rules watch (its namespace and Deployment)
     grafana: bool  # config `autoscaling.grafana`: Managed Grafana with the dashboard
+    alerts: Alerts  # config `alerts`: who the alert rules notify
 
 
 class ManagedPrometheus(pulumi.ComponentResource):
@@ -74,6 +77,7 @@ class ManagedPrometheus(pulumi.ComponentResource):
             data_collection_rule_id=rule.id,
             opts=child,
         )
+        action_group = self._action_group(name, stack, rg, tags, args.alerts)
         alertsmanagement.PrometheusRuleGroup(
             f"{name}-alerts",
             rule_group_name=labels.name(stack, "alerts"),
@@ -82,7 +86,9 @@ class ManagedPrometheus(pulumi.ComponentResource):
             interval="PT1M",
             enabled=True,
             description="llama-server: queue and availability",
-            rules=spec.alert_rules(args.server.namespace_name, args.server.server_name),
+            rules=spec.alert_rules(
+                args.server.namespace_name, args.server.server_name, action_group.id if action_group else None
+            ),
             resource_group_name=rg,
             location=location,
             tags=tags,
@@ -93,6 +99,25 @@ class ManagedPrometheus(pulumi.ComponentResource):
         if args.grafana:
             self.grafana_endpoint = self._grafana(name, args, tags)
         self.register_outputs({"queryEndpoint": self.query_endpoint})
+
+    def _action_group(
+        self, name: str, stack: str, rg: pulumi.Input[str], tags: dict[str, str], alerts: Alerts
+    ) -> monitor.ActionGroup | None:
+        """The receivers of `alerts`, in one action group; none without receivers."""
+        if not alerts.emails and not alerts.webhooks:
+            return None
+        return monitor.ActionGroup(
+            f"{name}-action-group",
+            action_group_name=labels.name(stack, "alert-receivers"),
+            group_short_name=spec.action_group_short_name(stack),
+            enabled=True,
+            email_receivers=spec.email_receivers(alerts),
+            webhook_receivers=spec.webhook_receivers(alerts),
+            resource_group_name=rg,
+            location=spec.ACTION_GROUP_LOCATION,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _grafana(self, name: str, args: ManagedPrometheusArgs, tags: dict[str, str]) -> pulumi.Output[str]:
         """Managed Grafana on the workspace, and the dashboard posted through its API."""
@@ -127,10 +152,16 @@ class ManagedPrometheus(pulumi.ComponentResource):
             **role_assignment(
                 role=catalog.GRAFANA_ADMIN,
                 principal_id=cluster.deployer_object_id,
-                principal_type=None,
+                principal_type=cluster.deployer_principal_type,
                 scope=instance.id,
                 subscription_id=cluster.subscription_id,
             ),
+            opts=child,
+        )
+        # The dashboard call is the Grafana Admin role's first use: wait for it to take effect.
+        admin_ready = time.Sleep(
+            f"{name}-deployer-grafana-admin-propagation",
+            **role_propagation_wait(cluster.role_propagation_seconds, admin.id),
             opts=child,
         )
         token = authorization.get_client_token_output(
@@ -141,7 +172,7 @@ class ManagedPrometheus(pulumi.ComponentResource):
             f"{name}-grafana-api",
             url=endpoint,
             auth=pulumi.Output.secret(token),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[admin]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[admin_ready]),
         )
         grafana.oss.Dashboard(
             f"{name}-dashboard",

@@ -245,6 +245,12 @@ class Cluster(Model):
     # How the Kubernetes provider logs in with kubelogin: azurecli works locally and in CI after
     # `az login` / azure/login; workloadidentity suits a runner with a federated identity.
     kubelogin_mode: Literal["azurecli", "workloadidentity", "msi", "spn"] = "azurecli"
+    # Whoever runs `pulumi up` gets roles; ARM needs to know if that is a person or a service
+    # principal. `auto` reads it from the ARM token azure-native signs in with (core/identity.py).
+    deployer_principal_type: Literal["auto", "User", "ServicePrincipal"] = "auto"
+    # Seconds to wait after granting a role before a provider relies on it: Azure RBAC changes
+    # take up to 10 minutes to take effect (learn.microsoft.com/azure/role-based-access-control/troubleshooting).
+    role_propagation_seconds: Annotated[int, Field(ge=0, le=1800)] = 600
     # Pinned by digest (the multi-arch index; the tag is for people), so a re-pushed tag never
     # changes what runs. Index digests as NVIDIA publishes them (see README, "Supply chain").
     device_plugin_image: PinnedImage = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0@sha256:a61ba9fd8efb82f3a79f877f7580e02c1e8e7593f62473644bc9c79e315c3312"
@@ -421,6 +427,20 @@ class Autoscaling(Model):
         return self.max_replicas if self.enabled else starting
 
 
+# --- alerts --------------------------------------------------------------------------------
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+HttpsUrl = Annotated[str, Field(pattern=r"^https://[^\s/]+(/\S*)?$", max_length=2048)]
+
+
+class Alerts(Model):
+    """Who the alert rules notify, through one Azure Monitor action group (with `cluster.monitoring`)."""
+
+    emails: Annotated[list[Email], Field(max_length=100)] = []
+    # Each gets every alert as a POST in Azure Monitor's common alert schema.
+    webhooks: Annotated[list[HttpsUrl], Field(max_length=10)] = []
+
+
 class StackConfig(Model):
     cluster: Cluster = Cluster()
     registry: Registry = Registry()
@@ -429,6 +449,7 @@ class StackConfig(Model):
     server: Server = Server()
     service: Service = Service()
     autoscaling: Autoscaling = Autoscaling()
+    alerts: Alerts = Alerts()
 
     @property
     def max_replicas(self) -> int:

@@ -379,6 +379,27 @@ def internal_load_balancer_has_callers(c: StackConfig) -> list[str]:
     ]
 
 
+def prod_has_admin_group(c: StackConfig, stack: str) -> list[str]:
+    if not c.cluster.production or c.cluster.entra_admin_group_object_ids:
+        return []
+    return [
+        f"cluster.entraAdminGroupObjectIds is empty with cluster.production=true (stack {stack}): cluster "
+        f"admin would belong only to whoever ran `pulumi up` last; list the object id of a break-glass "
+        f"Entra ID group in cluster.entraAdminGroupObjectIds."
+    ]
+
+
+def prod_alerts_notify_someone(c: StackConfig, stack: str) -> list[str]:
+    a = c.alerts
+    if not c.cluster.production or not c.cluster.monitoring or a.emails or a.webhooks:
+        return []
+    return [
+        f"alerts.emails and alerts.webhooks are empty with cluster.production=true (stack {stack}): the "
+        f"alert rules would fire and notify nobody; add an on-call address to alerts.emails or an HTTPS "
+        f"endpoint to alerts.webhooks."
+    ]
+
+
 # --- rules that come from llama-server ------------------------------------------------------
 # What the pinned llama-server (b11434) refuses at start, or silently changes, for the flags
 # core/server_args.py renders. A refusal keeps the server's own words next to its rule, so the
@@ -521,6 +542,8 @@ STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,
     private_or_authorized,
     prod_api_server_not_open_to_all,
+    prod_has_admin_group,
+    prod_alerts_notify_someone,
 )
 
 
@@ -550,6 +573,11 @@ def warnings(c: StackConfig, stack: str) -> list[str]:
                 f"autoscaling.minReplicas=0 with cluster.gpuPool.minCount={c.cluster.gpu_pool.min_count}: "
                 f"the GPU nodes stay (and cost) while no replica runs; set cluster.gpuPool.minCount=0."
             )
+    if c.cluster.monitoring and not c.alerts.emails and not c.alerts.webhooks and not c.cluster.production:
+        out.append(
+            "alerts.emails and alerts.webhooks are empty: the alert rules fire but notify nobody; "
+            "add an address to alerts.emails or an HTTPS endpoint to alerts.webhooks."
+        )
     if c.max_replicas == 1:
         out.append(
             "server.replicas=1: updates use the Recreate strategy (the GPU is freed before the "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import containerregistry, containerservice
+from pulumi_azure_native import containerregistry, containerservice, monitor
 
 from core import labels
 from core.catalog import GpuVmSize
@@ -83,16 +83,61 @@ def api_server_access(c: Cluster) -> containerservice.ManagedClusterAPIServerAcc
 def addon_profiles(
     c: Cluster, workspace_id: pulumi.Input[str] | None
 ) -> dict[str, containerservice.ManagedClusterAddonProfileArgsDict]:
-    """Azure Policy and Container Insights (`omsagent`, into the Log Analytics workspace if any)."""
+    """Azure Policy and Container Insights (`omsagent`, into the Log Analytics workspace if any).
+
+    Container Insights signs in with the add-on's managed identity (`useAADAuth`), the only way
+    AKS supports now that workspace keys are retired; it sends what its data collection rule says
+    (`container_insights_*` below). Microsoft's ARM onboarding template sets the same:
+    github.com/microsoft/Docker-Provider, scripts/onboarding/aks/onboarding-using-msi-auth/existingClusterOnboarding.json;
+    learn.microsoft.com/azure/azure-monitor/containers/kubernetes-monitoring-enable.
+    """
+    oms: containerservice.ManagedClusterAddonProfileArgsDict = {"enabled": False, "config": {}}
+    if workspace_id is not None:
+        oms = {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": workspace_id, "useAADAuth": "true"}}
     return {
         "azurepolicy": {"enabled": c.azure_policy},
         # Gone since Kubernetes 1.19; stated so that no template can turn it back on.
         "kubeDashboard": {"enabled": False},
-        "omsagent": {
-            "enabled": workspace_id is not None,
-            "config": {"logAnalyticsWorkspaceResourceID": workspace_id} if workspace_id is not None else {},
-        },
+        "omsagent": oms,
     }
+
+
+# Container Insights' data collection rule, as Microsoft's onboarding template writes it: the
+# ContainerInsights extension's default stream group into the Log Analytics workspace, and the
+# association's fixed name, which the portal and `az aks` look for.
+CONTAINER_INSIGHTS_STREAM = "Microsoft-ContainerInsights-Group-Default"
+CONTAINER_INSIGHTS_DESTINATION = "ciworkspace"
+CONTAINER_INSIGHTS_ASSOCIATION = "ContainerInsightsExtension"
+
+
+def container_insights_data_sources() -> monitor.DataCollectionRuleDataSourcesArgsDict:
+    """Inventory, metrics, events and container logs (ContainerLogV2) of every namespace, each minute."""
+    return {
+        "extensions": [
+            {
+                "name": "ContainerInsightsExtension",
+                "extension_name": "ContainerInsights",
+                "streams": [CONTAINER_INSIGHTS_STREAM],
+                "extension_settings": {
+                    "dataCollectionSettings": {
+                        "interval": "1m",
+                        "namespaceFilteringMode": "Off",
+                        "enableContainerLogV2": True,
+                    }
+                },
+            }
+        ]
+    }
+
+
+def container_insights_destination(
+    workspace_id: pulumi.Input[str],
+) -> monitor.DataCollectionRuleDestinationsArgsDict:
+    return {"log_analytics": [{"name": CONTAINER_INSIGHTS_DESTINATION, "workspace_resource_id": workspace_id}]}
+
+
+def container_insights_data_flows() -> list[monitor.DataFlowArgsDict]:
+    return [{"streams": [CONTAINER_INSIGHTS_STREAM], "destinations": [CONTAINER_INSIGHTS_DESTINATION]}]
 
 
 def auto_upgrade(c: Cluster) -> containerservice.ManagedClusterAutoUpgradeProfileArgsDict:

@@ -112,11 +112,17 @@ def test_scale_to_zero_wakes_in_active_hours():
 
 
 def test_metrics_pipeline_sends_the_clusters_prometheus_to_the_workspace(scaled):
-    rule = one(scaled, "azure-native:monitor:DataCollectionRule")
+    (rule,) = [
+        r.inputs for r in of_type(scaled, "azure-native:monitor:DataCollectionRule") if r.name == "observability-dcr"
+    ]
     amw_id = rule["destinations"]["monitoringAccounts"][0]["accountResourceId"]
     assert amw_id.endswith("/accounts/llamacpp-dev-amw")
     assert rule["dataFlows"] == [{"destinations": ["MonitoringAccount"], "streams": ["Microsoft-PrometheusMetrics"]}]
-    association = one(scaled, "azure-native:monitor:DataCollectionRuleAssociation")
+    (association,) = [
+        r.inputs
+        for r in of_type(scaled, "azure-native:monitor:DataCollectionRuleAssociation")
+        if r.name == "observability-dcra"
+    ]
     assert association["resourceUri"].endswith("/managedClusters/llamacpp-dev-aks")
 
 

@@ -189,10 +189,18 @@ def test_rejects_cuda_newer_than_the_a10_driver_supports():
     assert unpinned.startswith("image.cudaVersion=13.0.1 has no pinned base image digests")
 
 
+# What production needs besides the rule a test is about: a break-glass admin group (Microsoft's
+# documentation example id) and an alert receiver (tests/test_first_up.py).
+EXAMPLE_GROUP = "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb"
+PRODUCTION = {"production": True, "entraAdminGroupObjectIds": [EXAMPLE_GROUP]}
+ALERTED = {"alerts": {"emails": ["oncall@example.com"]}}
+
+
 def test_production_must_pin_model_digests():
     raw = {
+        **ALERTED,
         "model": {"sha256": "", "mmprojSha256": ""},
-        "cluster": {"production": True, "authorizedIpRanges": ["203.0.113.0/24"]},
+        "cluster": {**PRODUCTION, "authorizedIpRanges": ["203.0.113.0/24"]},
     }
     problems = preview_problems(raw, stack="prod")
     assert problems == [
@@ -207,14 +215,14 @@ def test_dev_with_empty_digests_warns_instead():
 
 
 def test_production_must_not_expose_the_api_server_to_everyone():
-    msg = only(preview_problems({"cluster": {"production": True}}, stack="prod"))
+    msg = only(preview_problems({**ALERTED, "cluster": PRODUCTION}, stack="prod"))
     assert msg.startswith(
         "cluster.authorizedIpRanges is empty and cluster.privateCluster is false with cluster.production=true (stack prod)"
     )
 
 
 def test_production_rules_follow_the_config_switch_whatever_the_stack_is_called():
-    msg = only(preview_problems({"cluster": {"production": True}}, stack="production"))
+    msg = only(preview_problems({**ALERTED, "cluster": PRODUCTION}, stack="production"))
     assert msg.startswith("cluster.authorizedIpRanges is empty")
 
 
@@ -225,7 +233,7 @@ def test_a_stack_named_prod_without_the_switch_gets_no_production_rules():
 
 @pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0"])
 def test_production_refuses_an_authorized_range_open_to_every_address(everyone):
-    raw = {"cluster": {"production": True, "authorizedIpRanges": ["203.0.113.0/24", everyone]}}
+    raw = {**ALERTED, "cluster": {**PRODUCTION, "authorizedIpRanges": ["203.0.113.0/24", everyone]}}
     msg = only(preview_problems(raw, stack="prod"))
     assert msg.startswith(f"cluster.authorizedIpRanges[1]={everyone} admits every address with cluster.production=true")
     assert "list your own networks" in msg

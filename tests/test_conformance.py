@@ -158,9 +158,10 @@ def test_grafana_properties_are_not_nested_twice(rendered):
 
 
 def test_data_collection_rule_association_is_scoped_to_the_cluster_not_given_it_as_a_property(rendered):
-    (association,) = resources_of(rendered, "prod", "Microsoft.Insights/dataCollectionRuleAssociations")
-    assert association["scope"].endswith("/managedClusters/llamacpp-prod-aks")
-    assert "resourceUri" not in association["properties"]
+    # Managed Prometheus's and Container Insights'.
+    associations = resources_of(rendered, "prod", "Microsoft.Insights/dataCollectionRuleAssociations")
+    assert [a["scope"].endswith("/managedClusters/llamacpp-prod-aks") for a in associations] == [True, True]
+    assert [a["properties"] for a in associations if "resourceUri" in a["properties"]] == []
 
 
 def test_a_version_no_package_models_is_checked_against_the_nearest_published_one_and_says_so():

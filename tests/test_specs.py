@@ -222,7 +222,10 @@ def test_registry_is_zone_redundant_only_on_premium_with_zones():
 def test_container_insights_is_on_exactly_when_there_is_a_workspace():
     assert cluster.addon_profiles(Cluster(), None)["omsagent"] == {"enabled": False, "config": {}}
     on = cluster.addon_profiles(Cluster(), "/workspaces/logs")["omsagent"]
-    assert on == {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": "/workspaces/logs"}}
+    assert on == {
+        "enabled": True,
+        "config": {"logAnalyticsWorkspaceResourceID": "/workspaces/logs", "useAADAuth": "true"},
+    }
 
 
 def test_dcgm_exporter_runs_as_its_own_non_root_user():

@@ -61,6 +61,7 @@ NEAREST: dict[tuple[str, str], str] = {
     ("Microsoft.OperationalInsights/workspaces", "2023-09-01"): "2022-10-01",  # azure-mgmt-loganalytics 13.0.0b7
     ("Microsoft.Dashboard/grafana", "2024-10-01"): "2023-09-01",  # azure-mgmt-dashboard 1.1.0
     ("Microsoft.Monitor/accounts", "2023-04-03"): "2021-06-03-preview",  # azure-mgmt-monitor 6.0.2
+    ("Microsoft.Insights/actionGroups", "2024-10-01-preview"): "2023-01-01",  # azure-mgmt-monitor 6.0.2
 }
 # API versions that no azure-mgmt-* release on PyPI models (checked 2026-11 with
 # `pip index versions --pre` and each candidate wheel's api versions). Anything not listed here
@@ -81,6 +82,9 @@ UNPUBLISHED: dict[tuple[str, str], str] = {
     ("Microsoft.Monitor/accounts", "2023-04-03"): (
         "only azure-mgmt-monitor 7.x models 2023-04-03, and it drops the 2022-06-01 data collection models"
         " that 6.0.2 (pinned) has"
+    ),
+    ("Microsoft.Insights/actionGroups", "2024-10-01-preview"): (
+        "azure-mgmt-monitor 6.0.2 and 7.0.0 model action groups at 2023-01-01; 8.0.0b3 has none"
     ),
 }
 # The ARM template's own keys around a resource body (learn.microsoft.com/azure/azure-resource-manager/

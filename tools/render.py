@@ -182,7 +182,10 @@ class RenderMocks(Mocks):
         if args.token == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": SUBSCRIPTION, "tenantId": TENANT, "objectId": DEPLOYER, "clientId": DEPLOYER}
         if args.token == "azure-native:authorization:getClientToken":
-            return {"token": "render-placeholder-token"}
+            # An unsigned JWT shaped like a person's ARM token (`scp` set): the deployer renders as a User.
+            return {
+                "token": "eyJhbGciOiJub25lIn0.eyJzY3AiOiJ1c2VyX2ltcGVyc29uYXRpb24iLCJyZW5kZXIiOiJwbGFjZWhvbGRlciJ9."
+            }
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             return {
                 "kubeconfigs": [

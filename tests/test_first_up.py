@@ -1,0 +1,309 @@
+"""Issue 13: what only a real first `pulumi up` would reveal, from a laptop and from CI: the
+deployer's principal type, waiting for new roles to take effect, Container Insights with managed
+identity, alerts that notify someone, a prod admin group, no silent drop of unreachable resources."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pulumi.runtime.mocks
+import pytest
+from pulumi.runtime import MockCallArgs
+
+from core import catalog
+from core.identity import deployer_principal_type, principal_type_from_token
+from core.loading import load_config
+from specs import observability as observability_spec
+from tests.conftest import of_type, one, only, preview_problems, run_stack
+from tools.render import RenderMocks
+
+ROLE = "azure-native:authorization:RoleAssignment"
+SLEEP = "time:index/sleep:Sleep"
+DEPLOYER_ROLES = (catalog.ACR_PUSH, catalog.AKS_RBAC_CLUSTER_ADMIN, catalog.GRAFANA_ADMIN)
+GRAFANA = {"autoscaling": {"grafana": True}}
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    """An unsigned token with these claims, shaped like the ARM tokens Entra ID issues."""
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+PERSON = jwt({"oid": "22222222-2222-2222-2222-222222222222", "scp": "user_impersonation"})
+# What azure/login's OIDC federation, a client secret or a managed identity gets: app-only.
+CI = jwt({"oid": "22222222-2222-2222-2222-222222222222", "idtyp": "app", "roles": []})
+
+
+class SignedInAs(RenderMocks):
+    """Mocks whose ARM token is `token`, as azure-native would get it for that principal."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def answer(self, args: MockCallArgs) -> dict[str, Any]:
+        if args.token == "azure-native:authorization:getClientToken":
+            return {"token": self.token}
+        return super().answer(args)
+
+
+def deployer_assignments(mocks: RenderMocks) -> dict[str, dict[str, Any]]:
+    roles = {r.inputs["roleDefinitionId"].rsplit("/", 1)[-1]: r.inputs for r in of_type(mocks, ROLE)}
+    return {role: roles[role] for role in DEPLOYER_ROLES}
+
+
+@contextmanager
+def recording_dependencies() -> Iterator[dict[str, set[str]]]:
+    """Resource name -> names of the resources it waits for (inputs and depends_on), as the
+    engine receives them; Pulumi's mocks do not pass them on to `new_resource`."""
+    found: dict[str, set[str]] = {}
+    register = pulumi.runtime.mocks.MockMonitor.RegisterResource
+
+    def record(monitor: Any, request: Any) -> Any:
+        found[request.name] = {urn.rsplit("::", 1)[-1] for urn in request.dependencies}
+        return register(monitor, request)
+
+    pulumi.runtime.mocks.MockMonitor.RegisterResource = record  # type: ignore[method-assign]
+    try:
+        yield found
+    finally:
+        pulumi.runtime.mocks.MockMonitor.RegisterResource = register  # type: ignore[method-assign]
+
+
+# --- 1. the deployer's principal type -------------------------------------------------------
+
+
+def test_token_with_delegated_scopes_is_a_person():
+    assert principal_type_from_token(PERSON) == "User"
+
+
+@pytest.mark.parametrize(
+    "claims", [{"idtyp": "app", "roles": []}, {"roles": ["x"]}, {"oid": "x"}], ids=["idtyp", "roles", "bare"]
+)
+def test_app_only_token_is_a_service_principal(claims):
+    assert principal_type_from_token(jwt(claims)) == "ServicePrincipal"
+
+
+@pytest.mark.parametrize("token", ["", "opaque", "a.!!!.c", f"a.{base64.urlsafe_b64encode(b'[1]').decode()}.c"])
+def test_token_that_is_not_a_jwt_tells_nothing(token):
+    assert principal_type_from_token(token) is None
+
+
+def test_configured_principal_type_wins_over_the_token():
+    assert deployer_principal_type("ServicePrincipal", PERSON) == "ServicePrincipal"
+
+
+def test_auto_with_an_unreadable_token_names_the_key_to_set():
+    with pytest.raises(ValueError, match=r"set cluster\.deployerPrincipalType to User or ServicePrincipal"):
+        deployer_principal_type("auto", "opaque")
+
+
+@pytest.mark.parametrize(("token", "expected"), [(PERSON, "User"), (CI, "ServicePrincipal")], ids=["laptop", "ci"])
+def test_deployer_roles_name_the_principal_type_of_whoever_runs_up(token, expected):
+    mocks = run_stack(GRAFANA, "dev", mocks=SignedInAs(token))
+    types = {role: a.get("principalType") for role, a in deployer_assignments(mocks).items()}
+    assert types == dict.fromkeys(DEPLOYER_ROLES, expected)
+
+
+def test_configured_deployer_principal_type_reaches_the_role_assignments():
+    config = {**GRAFANA, "cluster": {"deployerPrincipalType": "ServicePrincipal"}}
+    mocks = run_stack(config, "dev", mocks=SignedInAs(PERSON))
+    types = {role: a.get("principalType") for role, a in deployer_assignments(mocks).items()}
+    assert types == dict.fromkeys(DEPLOYER_ROLES, "ServicePrincipal")
+
+
+# --- 2. waiting for new roles to take effect -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grafana_dependencies() -> Iterator[tuple[RenderMocks, dict[str, set[str]]]]:
+    with recording_dependencies() as found:
+        mocks = run_stack(GRAFANA, "dev")
+    yield mocks, found
+
+
+@pytest.mark.parametrize(
+    ("user", "wait", "assignment"),
+    [
+        ("cluster-k8s", "cluster-deployer-admin-propagation", "cluster-deployer-admin"),
+        (
+            "observability-grafana-api",
+            "observability-deployer-grafana-admin-propagation",
+            "observability-deployer-grafana-admin",
+        ),
+        ("image-image", "cluster-acr-push-propagation", "cluster-acr-push"),
+    ],
+    ids=["kubernetes-provider", "grafana-provider", "image-push"],
+)
+def test_first_use_of_a_new_role_waits_for_it_to_propagate(grafana_dependencies, user, wait, assignment):
+    _, found = grafana_dependencies
+    assert wait in found[user], f"{user} does not wait for {wait}: {sorted(found[user])}"
+    assert assignment in found[wait], f"{wait} does not follow {assignment}"
+
+
+def test_propagation_wait_is_ten_minutes_and_restarts_with_a_new_assignment(grafana_dependencies):
+    mocks, _ = grafana_dependencies
+    waits = {r.name: r.inputs for r in of_type(mocks, SLEEP)}
+    assert {w["createDuration"] for w in waits.values()} == {"600s"}
+    trigger = waits["cluster-deployer-admin-propagation"]["triggers"]["roleAssignmentId"]
+    assert trigger.endswith("/roleAssignments/cluster-deployer-admin")
+
+
+def test_role_propagation_wait_follows_config():
+    mocks = run_stack({"cluster": {"rolePropagationSeconds": 120}}, "dev")
+    assert {r.inputs["createDuration"] for r in of_type(mocks, SLEEP)} == {"120s"}
+
+
+# --- 7. an unreachable cluster fails the run -------------------------------------------------
+
+
+def test_kubernetes_provider_never_drops_unreachable_resources_from_state(monkeypatch):
+    monkeypatch.delenv("PULUMI_K8S_DELETE_UNREACHABLE", raising=False)
+    provider = one(run_stack({}, "dev"), "pulumi:providers:kubernetes")
+    assert provider.get("deleteUnreachable") in (None, "false", False)
+
+
+# --- 3. Container Insights signs in with its managed identity ------------------------------
+
+MC = "azure-native:containerservice:ManagedCluster"
+DCR = "azure-native:monitor:DataCollectionRule"
+DCRA = "azure-native:monitor:DataCollectionRuleAssociation"
+
+
+@pytest.fixture(scope="module")
+def dev() -> RenderMocks:
+    return run_stack({}, "dev")
+
+
+def insights_rule(mocks: RenderMocks) -> dict[str, Any]:
+    (rule,) = [r.inputs for r in of_type(mocks, DCR) if r.name == "cluster-insights-dcr"]
+    return rule
+
+
+def test_container_insights_uses_managed_identity_auth(dev):
+    config = one(dev, MC)["addonProfiles"]["omsagent"]["config"]
+    assert config["useAADAuth"] == "true"
+
+
+def test_container_insights_rule_sends_the_default_stream_group_to_the_log_workspace(dev):
+    rule = insights_rule(dev)
+    workspace = one(dev, "azure-native:operationalinsights:Workspace")
+    (destination,) = rule["destinations"]["logAnalytics"]
+    assert destination["workspaceResourceId"].endswith(f"/workspaces/{workspace['workspaceName']}")
+    (extension,) = rule["dataSources"]["extensions"]
+    assert (extension["extensionName"], extension["streams"]) == (
+        "ContainerInsights",
+        ["Microsoft-ContainerInsights-Group-Default"],
+    )
+    assert rule["dataFlows"] == [
+        {"streams": ["Microsoft-ContainerInsights-Group-Default"], "destinations": [destination["name"]]}
+    ]
+
+
+def test_container_insights_rule_is_associated_with_the_cluster(dev):
+    (association,) = [r.inputs for r in of_type(dev, DCRA) if r.name == "cluster-insights-dcra"]
+    assert association["associationName"] == "ContainerInsightsExtension"
+    assert association["resourceUri"].endswith(f"/managedClusters/{one(dev, MC)['resourceName']}")
+    assert association["dataCollectionRuleId"].endswith(
+        f"/dataCollectionRules/{insights_rule(dev)['dataCollectionRuleName']}"
+    )
+
+
+def test_without_monitoring_there_is_no_container_insights_rule():
+    mocks = run_stack({"cluster": {"monitoring": False}}, "dev")
+    assert not [r for r in of_type(mocks, DCR) if r.name == "cluster-insights-dcr"]
+
+
+# --- 5. prod has a break-glass admin group --------------------------------------------------
+
+PROD_REACHABLE = {
+    "cluster": {"production": True, "authorizedIpRanges": ["203.0.113.0/24"]},
+    "alerts": {"emails": ["oncall@example.com"]},
+}
+EXAMPLE_GROUP = "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb"  # Microsoft's documentation example object id
+
+
+def test_prod_without_an_admin_group_fails_preview_naming_the_key():
+    assert only(preview_problems(PROD_REACHABLE, "prod")) == (
+        "cluster.entraAdminGroupObjectIds is empty with cluster.production=true (stack prod): cluster "
+        "admin would belong only to whoever ran `pulumi up` last; list the object id of a break-glass "
+        "Entra ID group in cluster.entraAdminGroupObjectIds."
+    )
+
+
+def test_prod_admin_group_administers_the_cluster():
+    config = {**PROD_REACHABLE, "cluster": {**PROD_REACHABLE["cluster"], "entraAdminGroupObjectIds": [EXAMPLE_GROUP]}}
+    mocks = run_stack(config, "prod")
+    assert one(mocks, MC)["aadProfile"]["adminGroupObjectIDs"] == [EXAMPLE_GROUP]
+
+
+def test_a_stack_that_is_not_production_needs_no_admin_group():
+    config, _ = load_config({"alerts": {"emails": ["oncall@example.com"]}}, "prod")
+    assert config.cluster.entra_admin_group_object_ids == []
+
+
+# --- 6. alerts notify the configured receivers ----------------------------------------------
+
+ACTION_GROUP = "azure-native:monitor:ActionGroup"
+RULE_GROUP = "azure-native:alertsmanagement:PrometheusRuleGroup"
+RECEIVERS = {"alerts": {"emails": ["oncall@example.com"], "webhooks": ["https://hooks.example.com/llm?k=1"]}}
+
+
+@pytest.fixture(scope="module")
+def notified() -> RenderMocks:
+    return run_stack(RECEIVERS, "dev")
+
+
+def test_action_group_is_global_with_the_configured_receivers(notified):
+    group = one(notified, ACTION_GROUP)
+    assert group["location"] == "global"
+    assert len(group["groupShortName"]) <= 12
+    assert [r["emailAddress"] for r in group["emailReceivers"]] == ["oncall@example.com"]
+    assert [r["serviceUri"] for r in group["webhookReceivers"]] == ["https://hooks.example.com/llm?k=1"]
+
+
+def test_every_alert_rule_notifies_the_given_action_group():
+    rules = observability_spec.alert_rules("ns", "server", "/actionGroups/receivers")
+    assert [r["actions"] for r in rules] == [[{"action_group_id": "/actionGroups/receivers"}]] * len(rules)
+
+
+def test_alert_rules_of_a_stack_with_receivers_all_notify_its_one_action_group(notified):
+    actions = [r["actions"] for r in one(notified, RULE_GROUP)["rules"]]
+    assert len({json.dumps(a) for a in actions}) == 1 and len(actions[0]) == 1
+
+
+def test_without_receivers_there_is_no_action_group(dev):
+    assert not of_type(dev, ACTION_GROUP)
+
+
+def test_a_stack_that_is_not_production_is_warned_that_alerts_notify_nobody():
+    _, warnings = load_config({}, "dev")
+    assert any(w.startswith("alerts.emails and alerts.webhooks are empty: the alert rules fire") for w in warnings)
+
+
+def test_prod_alerts_without_receivers_fail_preview():
+    config = {
+        "cluster": {
+            "production": True,
+            "authorizedIpRanges": ["203.0.113.0/24"],
+            "entraAdminGroupObjectIds": [EXAMPLE_GROUP],
+        }
+    }
+    assert only(preview_problems(config, "prod")).startswith(
+        "alerts.emails and alerts.webhooks are empty with cluster.production=true (stack prod): the alert "
+        "rules would fire and notify nobody"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("webhooks", "http://hooks.example.com/x"), ("emails", "oncall")], ids=["http", "no-at"]
+)
+def test_alert_receivers_must_be_https_and_email_addresses(key, value):
+    assert only(preview_problems({"alerts": {key: [value]}})).startswith(f"alerts.{key}[0]={value!r}")
