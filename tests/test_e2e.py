@@ -15,9 +15,10 @@ import pytest
 
 from core import sizing
 from core.loading import load_config
-from tests.conftest import ROOT, Server, one, png, run_stack, start, tiny_stack_config
+from tests.conftest import ROOT, Server, one, run_stack, start, tiny_stack_config
 from tests.httpfiles import FileServer
 from tests.tiny_qwen2vl import TinyModel
+from tools.server_client import png
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from core import rules, sizing
 from core.config import StackConfig
 from core.server_args import ServerPaths, llama_server_args
-from tests.conftest import free_port, load_gguf, local, png, start, tiny_stack_config
+from tests.conftest import free_port, load_gguf, local, start, tiny_stack_config
 from tests.tiny_qwen2vl import TEXT, TEXT_HEAD32, TEXT_KEYS16, TinyModel, write_tiny_qwen2vl
+from tools.server_client import png
 
 pytestmark = pytest.mark.e2e
 
