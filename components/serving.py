@@ -74,9 +74,9 @@ class ModelServer(pulumi.ComponentResource):
             server_name=self.server_name,
             service_account=account.metadata["name"],
             api_key_secret=api_key_secret.metadata["name"],
-            # The hash of a random 48-character key reveals nothing; as a plain value it shows in previews.
-            api_key_sha256=pulumi.Output.unsecret(api_key.apply(lambda k: hashlib.sha256(k.encode()).hexdigest())),
+            api_key_sha256=self._key_fingerprint(name, api_key),
         )
+        rollout_wait = f"{s.startup_timeout_seconds + spec.ROLLOUT_WAIT_MARGIN_SECONDS}s"
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=self._metadata(self.server_name),
@@ -86,6 +86,9 @@ class ModelServer(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     depends_on=[download],
                     ignore_changes=["spec.replicas"] if args.autoscaling.enabled else None,
+                    # Ready only once the model is loaded: wait as long as the startup probe allows,
+                    # plus a GPU node, the image pull and the digest check.
+                    custom_timeouts=pulumi.CustomTimeouts(create=rollout_wait, update=rollout_wait),
                 )
             ),
         )
@@ -203,6 +206,15 @@ class ModelServer(pulumi.ComponentResource):
             opts=child,
         )
         return service
+
+    def _key_fingerprint(self, name: str, api_key: pulumi.Output[str]) -> pulumi.Output[str]:
+        """sha256 of a random salt (kept in the state) and the key: it changes with the key, so the
+        pods roll, and shows in previews without letting anyone test guesses of a weak key."""
+        salt = random.RandomId(f"{name}-api-key-salt", byte_length=32, opts=pulumi.ResourceOptions(parent=self))
+        fingerprint = pulumi.Output.all(salt.hex, api_key).apply(
+            lambda v: hashlib.sha256(f"{v[0]}:{v[1]}".encode()).hexdigest()
+        )
+        return pulumi.Output.unsecret(fingerprint)
 
     def _api_key(self, name: str, configured: pulumi.Input[str] | None) -> pulumi.Output[str]:
         """The configured API key, or a generated one kept in the stack's state."""

@@ -373,8 +373,8 @@ def internal_load_balancer_has_callers(c: StackConfig) -> list[str]:
     return [
         "service.type=InternalLoadBalancer with service.allowedCidrs=[]: the server's NetworkPolicy "
         "admits no address outside the cluster, so every caller through the load balancer would be "
-        "dropped; list the ranges callers arrive from in service.allowedCidrs (their VNet ranges, and "
-        "the node subnet while the Service keeps externalTrafficPolicy Cluster), or set "
+        "dropped; list the ranges callers arrive from in service.allowedCidrs (their VNet ranges: "
+        "the Service keeps callers' addresses with externalTrafficPolicy Local), or set "
         "service.type=ClusterIP."
     ]
 

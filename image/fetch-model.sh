@@ -9,6 +9,9 @@
 #   - DEST missing or wrong: download to DEST.part, resuming a partial file; verify; rename into place.
 #   - SHA256 empty: the first download's digest is recorded in DEST.sha256 and checked on every
 #     later start, so a file that changes on disk is caught.
+#   - VERIFY_ONLY=1: a check and nothing more (the server pod, which has no egress): a missing or
+#     wrong DEST fails with a message and is left as it is; nothing is deleted or downloaded. The
+#     one writer is the download Job, which a server pod of another model revision must not undo.
 #   - HF_TOKEN_FILE (optional): a file holding a Hugging Face token; sent only when set and not
 #     empty. The header goes to curl on a pipe (curl's `-H @-`): it is never written to disk and
 #     never shows in a process's argument list.
@@ -46,6 +49,7 @@ retry_delay=${FETCH_RETRY_DELAY:-5}
 total_seconds=${FETCH_TOTAL_SECONDS:-7200}
 lock_wait=${FETCH_LOCK_WAIT:-7300}
 verify_on_start=${VERIFY_ON_START:-1}
+verify_only=${VERIFY_ONLY:-0}
 
 log() { echo "fetch-model: $name: $*" >&2; }
 digest_of() { sha256sum "$1" | cut -d' ' -f1; }
@@ -70,6 +74,32 @@ cleanup() {
 trap cleanup EXIT
 # A pod being stopped sends TERM: stop curl too, and leave (the EXIT trap cleans up).
 trap 'log "stopped by a signal; nothing was put in place"; exit 143' TERM INT HUP
+
+if [ "$verify_only" = "1" ]; then
+  if [ ! -f "$dest" ]; then
+    log "not on the volume: the download Job of this model revision has not put it there; run pulumi up to run that Job (its logs say why it failed)"
+    exit 1
+  fi
+  recorded=$(cat "$record" 2>/dev/null || true)
+  expected=${want:-$recorded}
+  if [ "$verify_on_start" = "0" ] && [ -n "$expected" ] && [ "$recorded" = "$expected" ]; then
+    log "present, recorded as $expected; not re-hashed (VERIFY_ON_START=0)"
+    exit 0
+  fi
+  actual=$(digest_of "$dest")
+  if [ -z "$expected" ]; then
+    record_digest "$actual"
+    log "present without a recorded digest: recorded $actual"
+    exit 0
+  fi
+  if [ "$actual" != "$expected" ]; then
+    log "sha256 is $actual, not $expected: not the pinned file (another model revision is being downloaded, or the file is damaged); left in place, and this pod downloads nothing"
+    exit 1
+  fi
+  [ "$recorded" = "$actual" ] || record_digest "$actual"
+  log "present and verified"
+  exit 0
+fi
 
 # One writer per file. The lock is the open file description: the kernel (or the NFS/SMB server)
 # releases it when this process dies, so a killed fetch never blocks the next one.

@@ -119,12 +119,19 @@ def dcgm_network_policy() -> k8s.networking.v1.NetworkPolicySpecArgsDict:
 # names them (NVIDIA_VISIBLE_DEVICES=all), whether or not it asked the device plugin for one.
 # The DCGM exporter needs that to read the GPUs; no other pod may use it.
 GPU_ENV = "NVIDIA_VISIBLE_DEVICES"
+# The values that hand over no GPU (NVIDIA container toolkit: `void` and `none`); always allowed.
+NO_GPUS = "void"
+NO_GPU_VALUES = ("void", "none")
 # Namespaces AKS manages (its GPU driver and add-ons) are left to AKS.
 GPU_ENV_EXEMPT = ("kube-system",)
 
 
 def gpu_env_policy_spec(exempt_namespace: str) -> k8s.admissionregistration.v1.ValidatingAdmissionPolicySpecArgsDict:
-    """Refuses any pod but the exporter's that sets NVIDIA_VISIBLE_DEVICES in its containers."""
+    """Refuses any pod but the exporter's that names GPUs in NVIDIA_VISIBLE_DEVICES (`void`/`none` pass).
+
+    Out of its reach: a value baked into a container image's environment (every nvidia/cuda image
+    sets `all`), which admission never sees; our own CUDA-image containers that need no GPU set
+    `void` (specs/serving.py)."""
     containers = "object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : [])"
     return {
         "failure_policy": "Fail",
@@ -144,8 +151,11 @@ def gpu_env_policy_spec(exempt_namespace: str) -> k8s.admissionregistration.v1.V
         },
         "validations": [
             {
-                "expression": f"({containers}).all(c, !has(c.env) || c.env.all(e, e.name != '{GPU_ENV}'))",
-                "message": f"only the DCGM exporter may set {GPU_ENV}; request nvidia.com/gpu instead",
+                "expression": (
+                    f"({containers}).all(c, !has(c.env) || c.env.all(e, e.name != '{GPU_ENV}'"
+                    f" || (has(e.value) && e.value in {list(NO_GPU_VALUES)})))"
+                ),
+                "message": f"only the DCGM exporter may set {GPU_ENV} to GPUs; request nvidia.com/gpu instead",
             }
         ],
     }

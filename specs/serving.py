@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 
 from core.config import ModelFiles, Server, Service
 from core.server_args import ServerPaths, llama_server_args
+from specs.gpu import GPU_ENV, NO_GPUS
 from specs.k8s import (
     SERVER_UID,
     dns_egress,
@@ -35,13 +36,16 @@ PROBE_PERIOD_SECONDS = 10
 # stop sending requests, then polls; its polling budget is what is left of the grace period.
 DRAIN_SETTLE_SECONDS = 5
 SECRET_FILE_MODE = 0o440
-# The sha256 of the API key, on the pod template: a new key rolls the pods.
+# A salted sha256 of the API key, on the pod template: a new key rolls the pods.
 API_KEY_HASH_ANNOTATION = "llamacpp-aks/api-key-sha256"
 # Retries of the download Job's pod; fetch-model.sh resumes the partial file each time.
 DOWNLOAD_RETRIES = 3
 # How long, beyond the download's own deadline, Pulumi waits for the Job: a GPU node to start
 # from zero (about 5-10 minutes with the driver) and the image to be pulled.
 DOWNLOAD_WAIT_MARGIN_SECONDS = 1200
+# How long, beyond the startup probe's budget, Pulumi waits for the Deployment: a GPU node, the
+# image pull and the digest check of both files come before the load.
+ROLLOUT_WAIT_MARGIN_SECONDS = 1200
 TMP_SIZE = "1Gi"
 FETCH_RESOURCES: k8s.core.v1.ResourceRequirementsArgsDict = {
     "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -128,7 +132,9 @@ def fetch_container(
         "image_pull_policy": "Always",
         "command": ["/usr/local/bin/fetch-model.sh"],
         "args": [url, f"{MODEL_DIR}/{file}", sha256],
-        "env": env,
+        # The CUDA base image sets NVIDIA_VISIBLE_DEVICES=all, which the NVIDIA runtime honours for
+        # any container on a GPU node; `void` keeps every GPU away from a container that needs none.
+        "env": [{"name": GPU_ENV, "value": NO_GPUS}, *env],
         "security_context": restricted_container_security(SERVER_UID),
         "resources": FETCH_RESOURCES,
         "volume_mounts": mounts,
@@ -144,7 +150,10 @@ def download_containers(
     model: ModelFiles, image: pulumi.Input[str], hf_token: bool
 ) -> list[k8s.core.v1.ContainerArgsDict]:
     """The Job's downloaders: the only writers of the model volume, and the only pods with egress."""
-    env: list[k8s.core.v1.EnvVarArgsDict] = []
+    # Each file may take the Job's whole deadline (fetch-model.sh's own bound is per file).
+    env: list[k8s.core.v1.EnvVarArgsDict] = [
+        {"name": "FETCH_TOTAL_SECONDS", "value": str(model.download_timeout_seconds)}
+    ]
     if hf_token:
         env.append({"name": "HF_TOKEN_FILE", "value": f"{HF_TOKEN_DIR}/{HF_TOKEN_FILE}"})
     return [
@@ -157,7 +166,9 @@ def verify_containers(model: ModelFiles, image: pulumi.Input[str]) -> list[k8s.c
     """The server pod's checks of what the Job downloaded: no token, no network, nothing written
     but the digest record of a file that had none."""
     env: list[k8s.core.v1.EnvVarArgsDict] = [
-        {"name": "VERIFY_ON_START", "value": "1" if model.verify_on_start else "0"}
+        # Never delete or download: a pod of another model revision must not undo the Job's work.
+        {"name": "VERIFY_ONLY", "value": "1"},
+        {"name": "VERIFY_ON_START", "value": "1" if model.verify_on_start else "0"},
     ]
     return [
         fetch_container(f"verify-{role}", image, model.url(file), file, sha, env)
@@ -291,7 +302,8 @@ def download_job_spec(
     model_container, mmproj_container = download_containers(model, inputs.image, bool(secrets))
     return {
         "backoff_limit": DOWNLOAD_RETRIES,
-        "active_deadline_seconds": model.download_timeout_seconds,
+        # The deadline runs from the Job's creation: a GPU node from zero and the image pull come first.
+        "active_deadline_seconds": model.download_timeout_seconds + DOWNLOAD_WAIT_MARGIN_SECONDS,
         "template": {
             "metadata": {"labels": meta},
             "spec": {
@@ -353,11 +365,18 @@ def service_annotations(service: Service) -> dict[str, str]:
 
 
 def service_spec(service: Service, selector: dict[str, str]) -> k8s.core.v1.ServiceSpecArgsDict:
-    return {
+    spec: k8s.core.v1.ServiceSpecArgsDict = {
         "type": "LoadBalancer" if service.type == "InternalLoadBalancer" else "ClusterIP",
         "selector": selector,
         "ports": [{"name": PORT_NAME, "port": service.port, "target_port": PORT_NAME, "protocol": "TCP"}],
     }
+    if service.type == "InternalLoadBalancer":
+        # Local: callers keep their own address (so service.allowedCidrs matches them in the
+        # NetworkPolicy), and Azure's probe asks the node's health port, which no pod policy blocks.
+        # With Cluster the probe and forwarded callers come from node addresses, which Cilium's
+        # ipBlock does not match by default (docs.cilium.io, network policy: ipBlock and nodes).
+        spec["external_traffic_policy"] = "Local"
+    return spec
 
 
 def disruption_budget_spec(selector: dict[str, str]) -> k8s.policy.v1.PodDisruptionBudgetSpecArgsDict:

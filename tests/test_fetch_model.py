@@ -281,3 +281,28 @@ def test_a_killed_fetch_leaves_no_token_anywhere_and_stops_at_once(server, volum
     assert fetching.returncode == 143, err
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and p != token and b"hf_killed_token" in p.read_bytes()]
     assert leaked == []
+
+
+def test_verify_only_leaves_a_file_of_another_revision_in_place_and_downloads_nothing(server, volume):
+    other = b"the file of another model revision"
+    (volume / "model.gguf").write_bytes(other)
+    result = fetch(server, volume, env={"VERIFY_ONLY": "1"})
+    assert result.returncode == 1
+    assert "not the pinned file" in result.stderr and "downloads nothing" in result.stderr
+    assert (volume / "model.gguf").read_bytes() == other
+    assert server.requests == []
+
+
+def test_verify_only_fails_on_a_missing_file_naming_the_download_job(server, volume):
+    result = fetch(server, volume, env={"VERIFY_ONLY": "1"})
+    assert result.returncode == 1
+    assert "the download Job of this model revision has not put it there" in result.stderr
+    assert server.requests == [] and not (volume / "model.gguf").exists()
+
+
+def test_verify_only_passes_the_pinned_file(server, volume):
+    assert fetch(server, volume).returncode == 0
+    server.requests.clear()
+    result = fetch(server, volume, env={"VERIFY_ONLY": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "present and verified" in result.stderr and server.requests == []

@@ -60,12 +60,15 @@ def test_download_fetches_model_then_projector_with_their_digests():
     assert (first["name"], second["name"]) == ("fetch-model", "fetch-mmproj")
     assert first["args"] == [model.url(model.file), f"/models/{model.file}", model.sha256]
     assert second["args"] == [model.url(model.mmproj_file), f"/models/{model.mmproj_file}", model.mmproj_sha256]
-    assert first["env"] == []
+    assert first["env"] == [
+        {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
+        {"name": "FETCH_TOTAL_SECONDS", "value": str(model.download_timeout_seconds)},
+    ]
 
 
 def test_download_reads_the_token_from_a_file_when_there_is_one():
     (first, _) = serving.download_containers(ModelFiles(), "img", hf_token=True)
-    assert first["env"] == [{"name": "HF_TOKEN_FILE", "value": "/var/run/secrets/huggingface/token"}]
+    assert first["env"][-1] == {"name": "HF_TOKEN_FILE", "value": "/var/run/secrets/huggingface/token"}
     assert {"name": "hf-token", "mount_path": "/var/run/secrets/huggingface", "read_only": True} in first[
         "volume_mounts"
     ]
@@ -75,10 +78,15 @@ def test_server_pod_only_verifies_and_holds_no_token():
     pod = serving.pod_spec(Server(), ModelFiles(), POD, SELECT, 1)
     assert [c["name"] for c in pod["init_containers"]] == ["verify-model", "verify-mmproj"]
     for c in pod["init_containers"]:
-        assert c["env"] == [{"name": "VERIFY_ON_START", "value": "1"}]
+        # A check only: a pod of another model revision never deletes or downloads the Job's files.
+        assert c["env"] == [
+            {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
+            {"name": "VERIFY_ONLY", "value": "1"},
+            {"name": "VERIFY_ON_START", "value": "1"},
+        ]
     assert "hf-token" not in [v["name"] for v in pod["volumes"]]
     skip = serving.verify_containers(ModelFiles(verifyOnStart=False), "img")
-    assert skip[0]["env"] == [{"name": "VERIFY_ON_START", "value": "0"}]
+    assert skip[0]["env"][-1] == {"name": "VERIFY_ON_START", "value": "0"}
 
 
 def test_download_job_name_changes_with_the_model_revision_only():
@@ -90,7 +98,9 @@ def test_download_job_name_changes_with_the_model_revision_only():
 
 def test_download_job_is_bounded_in_time_and_retries_and_mounts_the_token_only_if_set():
     job = serving.download_job_spec(ModelFiles(downloadTimeoutSeconds=900), DOWNLOAD, {}, SELECT)
-    assert (job["active_deadline_seconds"], job["backoff_limit"]) == (900, serving.DOWNLOAD_RETRIES)
+    # The deadline counts from the Job's creation: a GPU node from zero and the image pull come first.
+    assert job["active_deadline_seconds"] == 900 + serving.DOWNLOAD_WAIT_MARGIN_SECONDS
+    assert job["backoff_limit"] == serving.DOWNLOAD_RETRIES
     pod = job["template"]["spec"]
     assert pod["restart_policy"] == "Never" and pod["automount_service_account_token"] is False
     assert [v["name"] for v in pod["volumes"]] == ["models", "tmp"]
@@ -140,9 +150,13 @@ def test_pod_template_carries_the_api_key_hash():
     assert spec["template"]["metadata"]["annotations"] == {serving.API_KEY_HASH_ANNOTATION: "h"}
 
 
-def test_internal_load_balancer_service_is_annotated():
-    internal = Service(type="InternalLoadBalancer")
-    assert serving.service_spec(internal, SELECT)["type"] == "LoadBalancer"
+def test_internal_load_balancer_service_is_annotated_and_keeps_callers_addresses():
+    internal = Service(type="InternalLoadBalancer", allowedCidrs=["10.1.0.0/16"])
+    spec = serving.service_spec(internal, SELECT)
+    assert spec["type"] == "LoadBalancer"
+    # Local: callers' own addresses reach the NetworkPolicy, and the LB probes the node's health port.
+    assert spec["external_traffic_policy"] == "Local"
+    assert "external_traffic_policy" not in serving.service_spec(Service(), SELECT)
     assert serving.service_annotations(internal) == serving.INTERNAL_LB_ANNOTATION
     assert serving.service_annotations(Service()) == {}
 
@@ -185,6 +199,10 @@ def test_gpu_env_policy_denies_every_pod_that_names_the_gpus_itself():
 
     gpus = [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]
     assert allowed({"containers": [{"name": "app", "env": [{"name": "A", "value": "1"}]}]})
+    # Taking GPUs away (a CUDA image sets `all` in its own environment) is always allowed.
+    for none in ("void", "none"):
+        assert allowed({"containers": [{"name": "app", "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": none}]}]})
+    assert not allowed({"containers": [{"name": "app", "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "0"}]}]})
     assert not allowed({"containers": [{"name": "app", "env": gpus}]})
     assert not allowed({"containers": [{"name": "app"}], "initContainers": [{"name": "init", "env": gpus}]})
     exempt = gpu.gpu_env_policy_spec("nvidia-dcgm-exporter")["match_constraints"]["namespace_selector"]

@@ -162,6 +162,8 @@ class RenderMocks(Mocks):
             outputs["loginServer"] = f"{inputs['registryName']}.azurecr.io"
         if args.typ == "random:index/randomString:RandomString":
             outputs["result"] = "r3nd3r"[: int(inputs.get("length", 6))]
+        if args.typ == "random:index/randomId:RandomId":
+            outputs["hex"] = "5a17" * (int(inputs.get("byteLength", 8)) // 2)
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "render-placeholder-api-key"
         if args.typ == "docker:index/image:Image":
