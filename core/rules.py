@@ -550,6 +550,13 @@ STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
 def warnings(c: StackConfig, stack: str) -> list[str]:
     out = []
     p = c.cluster.gpu_pool
+    if c.model.storage.access_mode == "ReadWriteOnce" and p.max_count > 1:
+        out.append(
+            f"model.storage.accessMode=ReadWriteOnce with cluster.gpuPool.maxCount={p.max_count}: a new "
+            f"model revision's download Job prefers the running server's node, but if it lands on another "
+            f"GPU node it waits on a Multi-Attach error until its deadline; use ReadWriteMany "
+            f"(azurefile-csi-premium) or cluster.gpuPool.maxCount=1."
+        )
     if p.spot and p.min_count > 0:
         out.append(
             f"cluster.gpuPool.spot=true with minCount={p.min_count}: Azure may evict spot GPU "

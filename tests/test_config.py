@@ -421,3 +421,10 @@ def test_rejects_a_cuda_version_without_pinned_base_image_digests():
 def test_rejects_node_agent_images_not_pinned_by_digest(key):
     msg = only(preview_problems({"cluster": {key: "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"}}))
     assert msg.startswith(f"cluster.{key}='nvcr.io/nvidia/k8s-device-plugin:v0.20.0' is not an image pinned by digest")
+
+
+def test_a_read_write_once_volume_on_a_pool_of_several_gpu_nodes_warns_about_the_download_job():
+    _, warnings = load_config({"cluster": {"gpuPool": {"maxCount": 2}}}, "dev")
+    assert any("ReadWriteOnce with cluster.gpuPool.maxCount=2" in w and "Multi-Attach" in w for w in warnings)
+    _, single = load_config({}, "dev")
+    assert not any("Multi-Attach" in w for w in single)
