@@ -12,6 +12,7 @@ from components.cluster import AksCluster, AksClusterArgs
 from components.gpu import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.gpu_metrics import DcgmExporter, DcgmExporterArgs
 from components.image import LlamaCppImage, LlamaCppImageArgs
+from components.ingress import PublicEndpoint, PublicEndpointArgs
 from components.observability import ManagedPrometheus, ManagedPrometheusArgs
 from components.serving import ModelServer, ModelServerArgs
 from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
@@ -56,6 +57,7 @@ server = ModelServer(
         image=image,
         cluster=cluster,
         device_plugin=device_plugin,
+        public=config.ingress.enabled,
         api_key=secrets.get("apiKey"),
         hf_token=secrets.get("hfToken"),
     ),
@@ -78,6 +80,18 @@ if c.monitoring:
                 stack=stack, autoscaling=config.autoscaling, cluster=cluster, metrics=metrics, server=server
             ),
         )
+
+if config.ingress.enabled:
+    public = PublicEndpoint(
+        "ingress",
+        PublicEndpointArgs(
+            stack=stack, ingress=config.ingress, budget=config.server.request_budget, cluster=cluster, server=server
+        ),
+    )
+    pulumi.export("publicUrl", public.url)
+    # Point a CNAME from ingress.hostname at this name; the certificate follows once it resolves.
+    pulumi.export("ingressFrontendFqdn", public.frontend_fqdn)
+    pulumi.export("publicCurlExample", public.curl_example)
 
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("resourceGroup", cluster.resource_group_name)

@@ -13,7 +13,9 @@ from pulumi_azure_native import (
     authorization,
     containerregistry,
     containerservice,
+    managedidentity,
     monitor,
+    network,
     operationalinsights,
     resources,
 )
@@ -60,6 +62,8 @@ class AksCluster(pulumi.ComponentResource):
         )
         self.resource_group_name = self.resource_group.name
         workspace = self._log_workspace(name, stack, c) if c.monitoring else None
+        self.vnet, self.node_subnet = self._network(name, stack, c, tags)
+        identity, identity_ready = self._control_plane_identity(name, stack, c, tags)
         self._skip_cluster_checks(f"{name}-aks", c)
         self.cluster = containerservice.ManagedCluster(
             f"{name}-aks",
@@ -69,7 +73,12 @@ class AksCluster(pulumi.ComponentResource):
             dns_prefix=labels.name(stack, "aks"),
             kubernetes_version=c.kubernetes_version,
             sku={"name": "Base", "tier": c.tier},
-            identity={"type": containerservice.ResourceIdentityType.SYSTEM_ASSIGNED},
+            # User-assigned, so that it holds Network Contributor on the node subnet before the
+            # cluster exists: AKS joins the subnet and places internal load balancers there.
+            identity={
+                "type": containerservice.ResourceIdentityType.USER_ASSIGNED,
+                "user_assigned_identities": [identity.id],
+            },
             enable_rbac=True,
             disable_local_accounts=c.local_accounts_disabled,
             aad_profile=spec.aad_profile(c, client.tenant_id),
@@ -81,10 +90,12 @@ class AksCluster(pulumi.ComponentResource):
             addon_profiles=spec.addon_profiles(c, workspace.id if workspace else None),
             azure_monitor_profile={"metrics": {"enabled": c.monitoring}},
             workload_auto_scaler_profile={"keda": {"enabled": args.keda_addon}},
-            agent_pool_profiles=[spec.system_pool(c)],
+            agent_pool_profiles=[spec.system_pool(c, self.node_subnet.id)],
             tags=tags,
             # The GPU pool is its own AgentPool resource; inline pools are fragile to edit later.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["agentPoolProfiles[0].count"], depends_on=[identity_ready]
+            ),
         )
         if workspace is not None:
             self._container_insights(name, stack, c, workspace)
@@ -114,7 +125,7 @@ class AksCluster(pulumi.ComponentResource):
             resource_name_=self.cluster.name,
             resource_group_name=self.resource_group_name,
             tags=tags,
-            **spec.gpu_pool(c, GPU_VM_SIZES[c.gpu_pool.vm_size]),
+            **spec.gpu_pool(c, GPU_VM_SIZES[c.gpu_pool.vm_size], self.node_subnet.id),
             # The cluster autoscaler owns the node count once the pool exists.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]),
         )
@@ -128,6 +139,60 @@ class AksCluster(pulumi.ComponentResource):
                 opts=child,
             )
         return pool
+
+    def _network(
+        self, name: str, stack: str, c: Cluster, tags: dict[str, str]
+    ) -> tuple[network.VirtualNetwork, network.Subnet]:
+        """The cluster's VNet and its node subnet; the ingress subnet is added by the public endpoint.
+
+        Subnets are their own resources, never inline in the VNet, so that adding one is no VNet diff.
+        """
+        vnet = network.VirtualNetwork(
+            f"{name}-vnet",
+            virtual_network_name=labels.name(stack, "vnet"),
+            resource_group_name=self.resource_group_name,
+            location=c.location,
+            address_space=spec.vnet_address_space(),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["subnets"]),
+        )
+        subnet = network.Subnet(
+            f"{name}-nodes",
+            subnet_name="nodes",
+            virtual_network_name=vnet.name,
+            resource_group_name=self.resource_group_name,
+            address_prefix=spec.NODE_SUBNET_CIDR,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return vnet, subnet
+
+    def _control_plane_identity(
+        self, name: str, stack: str, c: Cluster, tags: dict[str, str]
+    ) -> tuple[managedidentity.UserAssignedIdentity, time.Sleep]:
+        """The cluster's own identity, with Network Contributor on the node subnet
+        (learn.microsoft.com/azure/aks/configure-azure-cni: the cluster identity needs it on a
+        custom subnet), and the wait for that role to take effect before the cluster is created."""
+        child = pulumi.ResourceOptions(parent=self)
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-control-plane",
+            resource_name_=labels.name(stack, "aks-identity"),
+            resource_group_name=self.resource_group_name,
+            location=c.location,
+            tags=tags,
+            opts=child,
+        )
+        subnet_role = authorization.RoleAssignment(
+            f"{name}-subnet-network",
+            **role_assignment(
+                role=catalog.NETWORK_CONTRIBUTOR,
+                principal_id=identity.principal_id,
+                principal_type="ServicePrincipal",
+                scope=self.node_subnet.id,
+                subscription_id=self.subscription_id,
+            ),
+            opts=child,
+        )
+        return identity, self._role_wait(f"{name}-subnet-network", subnet_role)
 
     def _log_workspace(self, name: str, stack: str, c: Cluster) -> operationalinsights.Workspace:
         """Where Container Insights sends the cluster's logs."""

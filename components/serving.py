@@ -31,6 +31,7 @@ class ModelServerArgs:
     image: LlamaCppImage  # the image the pods run
     cluster: AksCluster  # its Kubernetes provider, and the registry pull role the pods need
     device_plugin: NvidiaDevicePlugin  # without it no node advertises a GPU
+    public: bool = False  # config `ingress.enabled`: the public gateway's proxies may reach the pods
     api_key: pulumi.Input[str] | None = None  # secret config `apiKey`; generated when absent
     hf_token: pulumi.Input[str] | None = None  # secret config `hfToken`, for gated models
 
@@ -94,6 +95,8 @@ class ModelServer(pulumi.ComponentResource):
         )
         self.deployment_name = self.deployment.metadata["name"]
         service = self._access(name, args, max_replicas, child)
+        self.service_name: pulumi.Output[str] = service.metadata["name"]
+        self.port = args.service.port
 
         self.endpoint = pulumi.Output.concat(
             "http://", service.metadata["name"], ".", self.namespace, ".svc.cluster.local:", str(args.service.port)
@@ -191,7 +194,7 @@ class ModelServer(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol",
             metadata=self._metadata(self.server_name),
-            spec=spec.network_policy_spec(args.server, args.service, select),
+            spec=spec.network_policy_spec(args.server, args.service, select, public=args.public),
             opts=child,
         )
         k8s.apiextensions.CustomResource(

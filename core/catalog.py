@@ -96,8 +96,30 @@ ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"
 GRAFANA_ADMIN = "22926164-76b3-42b3-bc55-97df8dab3e41"
+NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+# Application Gateway for Containers' own role: its data actions are in neither Owner nor
+# Contributor (learn.microsoft.com/azure/application-gateway/for-containers/application-gateway-for-containers-components).
+AGC_CONFIGURATION_MANAGER = "fbc52c3f-28ad-4303-a892-8a056630b8f1"
 # Every role the stack assigns: CI's deploy identity may assign these and no other (bootstrap/).
-STACK_GRANTED_ROLES = (ACR_PULL, ACR_PUSH, AKS_RBAC_CLUSTER_ADMIN, MONITORING_DATA_READER, GRAFANA_ADMIN)
+STACK_GRANTED_ROLES = (
+    ACR_PULL,
+    ACR_PUSH,
+    AKS_RBAC_CLUSTER_ADMIN,
+    MONITORING_DATA_READER,
+    GRAFANA_ADMIN,
+    NETWORK_CONTRIBUTOR,
+    READER,
+    AGC_CONFIGURATION_MANAGER,
+)
+
+# Helm charts of the public endpoint (ingress.enabled), pinned by version.
+# ALB controller 1.12.1: Gateway API v1.5.1 (HTTPRoute timeouts since 1.11.1), Kubernetes 1.32 or
+# later; Azure CNI Overlay needs 1.5.0 or later (alb-controller-release-notes.md and
+# container-networking.md in MicrosoftDocs/azure-docs, articles/application-gateway/for-containers).
+ALB_CONTROLLER_CHART = ("oci://mcr.microsoft.com/application-lb/charts/alb-controller", "1.12.1")
+# cert-manager v1.21.1 (2026-08), from its OCI registry (cert-manager.io/docs/installation/helm).
+CERT_MANAGER_CHART = ("oci://quay.io/jetstack/charts/cert-manager", "v1.21.1")
 # --- list prices (the cost in summary.md) ---------------------------------------------------
 # Pay-as-you-go list prices in USD, Linux, before tax, discounts, reservations or savings plans.
 # A price we could not find from a citable source is recorded as None with the reason: the

@@ -441,6 +441,33 @@ class Alerts(Model):
     webhooks: Annotated[list[HttpsUrl], Field(max_length=10)] = []
 
 
+# A public DNS name: lowercase labels of letters, digits and inner '-', and a letter-only top label.
+Hostname = Annotated[
+    str,
+    Field(max_length=253),
+    _matching(
+        r"(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+        "a public DNS host name in lowercase (labels of letters, digits and '-', joined by '.')",
+        "llm.example.com",
+    ),
+]
+
+
+class Ingress(Model):
+    """A public HTTPS endpoint: Application Gateway for Containers with Azure WAF in front of the
+    server, and a Let's Encrypt certificate from cert-manager. Off by default."""
+
+    enabled: bool = False
+    # The name callers use; point a CNAME at the `ingressFrontendFqdn` stack output.
+    hostname: Hostname | None = None
+    # Let's Encrypt's account address: expiry and problem notices go there.
+    acme_email: Email | None = None
+    # staging: Let's Encrypt's test CA (untrusted certificates, generous rate limits) for trials.
+    acme_server: Literal["production", "staging"] = "production"
+    # Requests one client address may make per minute; the WAF blocks the rest (403) for the minute.
+    requests_per_minute: Annotated[int, Field(ge=1, le=100000)] = 120
+
+
 class StackConfig(Model):
     cluster: Cluster = Cluster()
     registry: Registry = Registry()
@@ -450,6 +477,7 @@ class StackConfig(Model):
     service: Service = Service()
     autoscaling: Autoscaling = Autoscaling()
     alerts: Alerts = Alerts()
+    ingress: Ingress = Ingress()
 
     @property
     def max_replicas(self) -> int:

@@ -379,6 +379,33 @@ def internal_load_balancer_has_callers(c: StackConfig) -> list[str]:
     ]
 
 
+def ingress_is_complete(c: StackConfig) -> list[str]:
+    """A public endpoint needs a name for its certificate, an address for Let's Encrypt, and the
+    workload identity its controller signs in to Azure with."""
+    i = c.ingress
+    if not i.enabled:
+        return []
+    out = []
+    if i.hostname is None:
+        out.append(
+            "ingress.hostname is not set with ingress.enabled=true: the certificate and the route need "
+            "the name callers use; set ingress.hostname to a name you control, such as llm.example.com, "
+            "and point its CNAME at the ingressFrontendFqdn stack output."
+        )
+    if i.acme_email is None:
+        out.append(
+            "ingress.acmeEmail is not set with ingress.enabled=true: Let's Encrypt sends expiry and "
+            "problem notices there; set ingress.acmeEmail to a monitored address."
+        )
+    if not c.cluster.workload_identity:
+        out.append(
+            "cluster.workloadIdentity=false with ingress.enabled=true: the Application Gateway for "
+            "Containers controller signs in to Azure with a workload identity; set "
+            "cluster.workloadIdentity=true or ingress.enabled=false."
+        )
+    return out
+
+
 def prod_has_admin_group(c: StackConfig, stack: str) -> list[str]:
     if not c.cluster.production or c.cluster.entra_admin_group_object_ids:
         return []
@@ -537,6 +564,7 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     cache_blocks_divide_head_size,
     quantized_k_heads_start_on_block_boundaries,
     batch_within_context,
+    ingress_is_complete,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,
@@ -584,6 +612,14 @@ def warnings(c: StackConfig, stack: str) -> list[str]:
         out.append(
             "alerts.emails and alerts.webhooks are empty: the alert rules fire but notify nobody; "
             "add an address to alerts.emails or an HTTPS endpoint to alerts.webhooks."
+        )
+    timeout = sizing.request_timeout_seconds(c.server.request_budget.output_tokens)
+    if c.ingress.enabled and timeout > sizing.AGC_STREAM_IDLE_TIMEOUT_SECONDS:
+        out.append(
+            f"ingress.enabled=true with server.requestBudget.outputTokens="
+            f"{c.server.request_budget.output_tokens}: an answer may take up to {timeout} s, but Application "
+            f"Gateway for Containers closes a connection idle for {sizing.AGC_STREAM_IDLE_TIMEOUT_SECONDS} s; "
+            f'callers of long answers must stream ("stream": true), which sends bytes as tokens come.'
         )
     if c.max_replicas == 1:
         out.append(

@@ -153,6 +153,44 @@ def worst_case_request_tokens(images: int, image_max_tokens: int, prompt: int, o
     return images * worst_case_image_tokens(image_max_tokens) + prompt + output
 
 
+# --- what a public endpoint must let through ------------------------------------------------
+# An image at its token cap, sent the way OpenAI clients send it: 24-bit pixels stored without
+# compression (the worst a PNG can be; a photo's JPEG is far smaller), as base64 in the JSON body.
+IMAGE_BYTES_PER_PIXEL = 3
+IMAGE_FILE_OVERHEAD_BYTES = 64 * 1024  # headers, metadata, PNG filter bytes and chunk framing
+BASE64_NUMERATOR, BASE64_DENOMINATOR = 4, 3
+# Prompt text in JSON: a token is about 4 characters of English; escaped non-ASCII (\uXXXX)
+# takes up to 6 bytes a character, so 32 bytes a token is a ceiling, not an average.
+JSON_BYTES_PER_PROMPT_TOKEN = 32
+JSON_ENVELOPE_BYTES = 16 * 1024  # the request's keys, sampling settings, role markers
+# The slowest generation a caller must still see finish: a floor per slot when every slot is
+# busy (an assumption, not a measurement: an A10 decodes Qwen2-VL 7B Q4_K_M faster than this even
+# with 8 busy slots), after the prompt and its images are read.
+MIN_DECODE_TOKENS_PER_SECOND = 5
+PROMPT_ALLOWANCE_SECONDS = 60
+# Application Gateway for Containers closes an HTTP stream idle this long, and it cannot be set
+# (learn.microsoft.com/azure/application-gateway/for-containers/application-gateway-for-containers-components,
+# "Request timeouts": stream idle timeout 5 minutes).
+AGC_STREAM_IDLE_TIMEOUT_SECONDS = 300
+
+
+def image_max_bytes(image_max_tokens: int) -> int:
+    """Bytes of the largest image file that still holds no more pixels than the token cap allows."""
+    pixels = image_max_tokens * QWEN2VL_PIXELS_PER_TOKEN_SIDE**2
+    return pixels * IMAGE_BYTES_PER_PIXEL + IMAGE_FILE_OVERHEAD_BYTES
+
+
+def request_body_bytes(images: int, image_max_tokens: int, prompt_tokens: int) -> int:
+    """Largest chat request body within the request budget: every image at its cap in base64, the prompt as JSON."""
+    image = -(-image_max_bytes(image_max_tokens) * BASE64_NUMERATOR // BASE64_DENOMINATOR)
+    return images * image + prompt_tokens * JSON_BYTES_PER_PROMPT_TOKEN + JSON_ENVELOPE_BYTES
+
+
+def request_timeout_seconds(output_tokens: int) -> int:
+    """How long a proxy must wait for one whole answer of `output_tokens` at the slowest decode rate."""
+    return PROMPT_ALLOWANCE_SECONDS + -(-output_tokens // MIN_DECODE_TOKENS_PER_SECOND)
+
+
 MAX_PARALLEL = 256
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import containerregistry, containerservice, monitor
+from pulumi_azure_native import containerregistry, containerservice, monitor, network
 
 from core import labels
 from core.catalog import GpuVmSize
@@ -14,6 +14,11 @@ from core.config import Cluster, GpuPool, MaintenanceWindow, Registry
 
 # Overlay networking: pods get addresses outside the VNet; these ranges must not clash with it.
 POD_CIDR, SERVICE_CIDR, DNS_SERVICE_IP = "10.244.0.0/16", "10.0.0.0/16", "10.0.0.10"
+# The cluster's own VNet: nodes in one subnet, Application Gateway for Containers (ingress) in
+# another. With Azure CNI Overlay the gateway's subnet must be in the nodes' VNet (peering is not
+# supported) and exactly /24 (learn.microsoft.com/azure/application-gateway/for-containers/container-networking).
+VNET_CIDR, NODE_SUBNET_CIDR, INGRESS_SUBNET_CIDR = "10.224.0.0/12", "10.224.0.0/16", "10.225.0.0/24"
+INGRESS_SUBNET_DELEGATION = "Microsoft.ServiceNetworking/trafficControllers"
 # AKS's max pods per node default for Azure CNI overlay; checkov CKV_AZURE_168 wants at least 50.
 MAX_PODS = 110
 SYSTEM_OS_DISK_GB = 64
@@ -24,9 +29,10 @@ MAINTENANCE_SCHEDULES = (
 )
 
 
-def system_pool(c: Cluster) -> containerservice.ManagedClusterAgentPoolProfileArgsDict:
+def system_pool(c: Cluster, subnet_id: pulumi.Input[str]) -> containerservice.ManagedClusterAgentPoolProfileArgsDict:
     """The system pool, inline in the cluster and tainted so that only critical add-ons run there."""
     return {
+        "vnet_subnet_id": subnet_id,
         "name": "system",
         "mode": "System",
         "vm_size": c.system_pool.vm_size,
@@ -151,10 +157,11 @@ def gpu_pool_spot(pool: GpuPool) -> dict[str, Any]:
     return {"scale_set_priority": "Spot", "scale_set_eviction_policy": "Delete", "spot_max_price": pool.spot_max_price}
 
 
-def gpu_pool(c: Cluster, vm: GpuVmSize) -> dict[str, Any]:
+def gpu_pool(c: Cluster, vm: GpuVmSize, subnet_id: pulumi.Input[str]) -> dict[str, Any]:
     """Inputs of the GPU AgentPool: tainted, labelled, autoscaled, with the NVIDIA driver."""
     pool = c.gpu_pool
     return {
+        "vnet_subnet_id": subnet_id,
         "agent_pool_name": "gpu",
         "mode": "User",
         "vm_size": vm.name,
@@ -201,3 +208,12 @@ def registry_policies(r: Registry) -> containerregistry.PoliciesArgsDict:
 def registry_zone_redundant(r: Registry, c: Cluster) -> bool:
     """Zone redundancy needs the Premium SKU and zones to spread over."""
     return r.sku == "Premium" and bool(c.zones)
+
+
+def vnet_address_space() -> network.AddressSpaceArgsDict:
+    return {"address_prefixes": [VNET_CIDR]}
+
+
+def ingress_subnet_delegations() -> list[network.DelegationArgsDict]:
+    """The gateway's subnet belongs to Application Gateway for Containers and nothing else."""
+    return [{"name": "agc", "service_name": INGRESS_SUBNET_DELEGATION}]

@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 from core.config import ModelFiles, Server, Service
 from core.server_args import ServerPaths, llama_server_args
 from specs.gpu import GPU_ENV, NO_GPUS
+from specs.ingress import gateway_peer
 from specs.k8s import (
     SERVER_UID,
     dns_egress,
@@ -384,14 +385,17 @@ def disruption_budget_spec(selector: dict[str, str]) -> k8s.policy.v1.PodDisrupt
 
 
 def network_policy_spec(
-    server: Server, service: Service, selector: dict[str, str]
+    server: Server, service: Service, selector: dict[str, str], *, public: bool = False
 ) -> k8s.networking.v1.NetworkPolicySpecArgsDict:
-    """Callers in: the serving namespace, the allowed namespaces and ranges, the metrics scraper.
+    """Callers in: the serving namespace, the allowed namespaces and ranges, the metrics scraper,
+    and with `public` the public gateway's proxies (ingress.enabled).
     Out: nothing (the model is on the volume), unless remote images are on: then DNS and public HTTPS."""
     peers: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [{"pod_selector": {}}]  # the namespace itself
     peers += [namespace_peer(n) for n in service.allowed_namespaces]
     peers += scraper_peers()
     peers += [{"ip_block": {"cidr": cidr}} for cidr in service.allowed_cidrs]
+    if public:
+        peers.append(gateway_peer())
     egress: list[k8s.networking.v1.NetworkPolicyEgressRuleArgsDict] = []
     if server.remote_images:
         egress = [dns_egress(), public_https_egress()]

@@ -31,6 +31,8 @@ from tools.llama_build import build, source_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+# The repo's stacks and a test stack with the public endpoint on: every render check runs on these.
+RENDERED_STACK_FILES = [*STACK_FILES, ROOT / "tests" / "fixtures" / "Pulumi.public.yaml"]
 WORKFLOWS = ROOT / ".github" / "workflows"
 
 
@@ -94,9 +96,9 @@ def unsecret(value: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every stack in the repo rendered once: stack name -> render directory."""
+    """Every stack in the repo, and the public-endpoint test stack, rendered once: stack name -> render directory."""
     out = {}
-    for path in STACK_FILES:
+    for path in RENDERED_STACK_FILES:
         stack = path.name.split(".")[1]
         target = tmp_path_factory.mktemp(f"render-{stack}")
         render.render(path, target)

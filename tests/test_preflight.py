@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from core.config import StackConfig
+from core.config import Ingress, StackConfig
 from core.first_token import Step, timeline_markdown, total_s
 from core.loading import load_config, split_pulumi_config
 from tests.conftest import ROOT
@@ -233,3 +233,14 @@ def test_every_first_token_figure_says_whether_it_was_measured_and_where_it_come
 
 def test_readme_shows_the_dev_time_to_first_token_table():
     assert timeline_markdown(config_of("dev")) in (ROOT / "README.md").read_text()
+
+
+def test_public_endpoint_stacks_need_the_service_networking_provider(answers):
+    """Application Gateway for Containers lives in Microsoft.ServiceNetworking, unregistered on a new subscription."""
+    public = config_of("dev").model_copy(
+        update={"ingress": Ingress(enabled=True, hostname="llm.example.com", acmeEmail="ops@example.com")}
+    )
+    (problem,) = run(public)
+    assert "Microsoft.ServiceNetworking is not registered" in problem
+    assert "az provider register --namespace Microsoft.ServiceNetworking" in problem
+    assert run(config_of("dev")) == []

@@ -356,3 +356,23 @@ def test_changing_only_parallel_changes_only_the_deployment():
     assert a.keys() == b.keys()
     changed = sorted(key for key in a if a[key] != b[key])
     assert changed == [(DEPLOYMENT, "server-deployment")]
+
+
+def test_cluster_runs_in_its_own_vnet_as_an_identity_that_may_join_the_node_subnet(dev):
+    from core.catalog import NETWORK_CONTRIBUTOR
+
+    (nodes,) = of_type(dev, "azure-native:network:Subnet")
+    vnet = one(dev, "azure-native:network:VirtualNetwork")
+    assert nodes.inputs["virtualNetworkName"] == vnet["virtualNetworkName"]
+    subnet_id = f"/virtualNetworks/{vnet['virtualNetworkName']}/subnets/nodes"
+    mc = one(dev, MC)
+    assert mc["agentPoolProfiles"][0]["vnetSubnetID"].endswith(subnet_id)
+    assert one(dev, POOL)["vnetSubnetID"].endswith(subnet_id)
+    (identity_id,) = mc["identity"]["userAssignedIdentities"]
+    assert mc["identity"]["type"] == "UserAssigned" and identity_id.endswith("/llamacpp-dev-aks-identity")
+    (subnet_role,) = [r.inputs for r in of_type(dev, ROLE) if r.inputs["scope"].endswith(subnet_id)]
+    assert subnet_role["roleDefinitionId"].endswith(NETWORK_CONTRIBUTOR)
+    assert subnet_role["principalType"] == "ServicePrincipal"
+    # The role must take effect before the cluster joins the subnet: a wait keyed on the assignment.
+    waits = [r.inputs for r in of_type(dev, "time:index/sleep:Sleep") if r.name == "cluster-subnet-network-propagation"]
+    assert len(waits) == 1

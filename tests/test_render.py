@@ -10,14 +10,27 @@ from pathlib import Path
 import yaml
 
 from core.loading import load_config, split_pulumi_config
-from tests.conftest import ROOT, STACK_FILES
+from tests.conftest import RENDERED_STACK_FILES, ROOT, STACK_FILES
 from tools.render import stack_config
 
 ARM_FIELDS = {"type", "apiVersion", "name", "properties"}  # location only where the API has one
 
 
 def test_every_stack_in_the_repo_renders(rendered):
-    assert set(rendered) == {p.name.split(".")[1] for p in STACK_FILES} >= {"dev", "prod"}
+    assert {p.name.split(".")[1] for p in STACK_FILES} >= {"dev", "prod"}
+    assert set(rendered) == {p.name.split(".")[1] for p in RENDERED_STACK_FILES}
+
+
+def test_helm_releases_render_as_chart_version_and_values(rendered):
+    """The public endpoint's charts show in the render with their pinned versions; stacks
+    without the endpoint install no chart."""
+    releases = {f.stem: yaml.safe_load(f.read_text()) for f in sorted((rendered["public"] / "helm").glob("*.yaml"))}
+    assert set(releases) == {"alb-controller", "cert-manager"}
+    assert releases["alb-controller"]["chart"].startswith("oci://mcr.microsoft.com/")
+    assert releases["cert-manager"]["values"]["config"]["enableGatewayAPI"] is True
+    assert all(r["version"] for r in releases.values())
+    for stack in ("dev", "prod"):
+        assert not list((rendered[stack] / "helm").glob("*.yaml")), stack
 
 
 def test_manifests_are_applyable_objects(rendered):

@@ -180,6 +180,12 @@ def test_network_policy_admits_allowed_namespaces_ranges_and_only_the_scraper_po
     assert {"ip_block": {"cidr": "10.1.0.0/16"}} in peers
 
 
+def test_only_a_public_server_admits_the_gateway_subnet():
+    gateway = {"ip_block": {"cidr": cluster.INGRESS_SUBNET_CIDR}}
+    assert gateway not in serving.network_policy_spec(Server(), Service(), SELECT)["ingress"][0]["from_"]
+    assert gateway in serving.network_policy_spec(Server(), Service(), SELECT, public=True)["ingress"][0]["from_"]
+
+
 def test_server_pod_has_no_egress_unless_remote_images_are_on():
     assert serving.network_policy_spec(Server(), Service(), SELECT)["egress"] == []
     _dns, https = serving.network_policy_spec(Server(remoteImages=True), Service(), SELECT)["egress"]
@@ -217,17 +223,33 @@ def test_pod_monitor_sends_a_bearer_token_only_when_given_one():
 
 
 def test_system_pool_is_tainted_for_critical_addons_only():
-    pool = cluster.system_pool(Cluster())
+    pool = cluster.system_pool(Cluster(), "subnet-id")
     assert pool["mode"] == "System" and pool["node_taints"] == ["CriticalAddonsOnly=true:NoSchedule"]
+    assert pool["vnet_subnet_id"] == "subnet-id"
+
+
+def test_the_vnet_holds_both_subnets_and_clashes_with_no_overlay_range():
+    import ipaddress
+
+    vnet = ipaddress.ip_network(cluster.VNET_CIDR)
+    nodes, ingress = ipaddress.ip_network(cluster.NODE_SUBNET_CIDR), ipaddress.ip_network(cluster.INGRESS_SUBNET_CIDR)
+    assert nodes.subnet_of(vnet) and ingress.subnet_of(vnet) and not nodes.overlaps(ingress)
+    # Azure CNI Overlay: the gateway's subnet must be exactly /24.
+    assert ingress.prefixlen == 24
+    for overlay in (cluster.POD_CIDR, cluster.SERVICE_CIDR):
+        assert not vnet.overlaps(ipaddress.ip_network(overlay)), overlay
+    assert cluster.vnet_address_space() == {"address_prefixes": [cluster.VNET_CIDR]}
+    assert cluster.ingress_subnet_delegations()[0]["service_name"] == "Microsoft.ServiceNetworking/trafficControllers"
 
 
 def test_gpu_pool_is_tainted_labelled_and_spot_only_when_asked():
     vm = GPU_VM_SIZES["Standard_NV36ads_A10_v5"]
-    regular = cluster.gpu_pool(Cluster(), vm)
+    regular = cluster.gpu_pool(Cluster(), vm, "subnet-id")
+    assert regular["vnet_subnet_id"] == "subnet-id"
     assert regular["node_taints"] == ["sku=gpu:NoSchedule"]
     assert regular["node_labels"] == {"llamacpp-aks/pool": "gpu"}
     assert "scale_set_priority" not in regular
-    spot = cluster.gpu_pool(Cluster(gpuPool=GpuPool(spot=True, minCount=0)), vm)
+    spot = cluster.gpu_pool(Cluster(gpuPool=GpuPool(spot=True, minCount=0)), vm, "subnet-id")
     assert (spot["scale_set_priority"], spot["spot_max_price"]) == ("Spot", -1)
 
 

@@ -53,6 +53,20 @@ MODELS: dict[str, tuple[str, ...]] = {
     "Microsoft.OperationalInsights/workspaces": ("azure.mgmt.loganalytics", "Workspace", "workspaces"),
     "Microsoft.Dashboard/grafana": ("azure.mgmt.dashboard", "ManagedGrafana"),
     "Microsoft.Monitor/accounts": ("azure.mgmt.monitor", "AzureMonitorWorkspaceResource"),
+    "Microsoft.Network/virtualNetworks": ("azure.mgmt.network", "VirtualNetwork", "virtual_networks"),
+    "Microsoft.Network/virtualNetworks/subnets": ("azure.mgmt.network", "Subnet", "subnets"),
+    "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies": (
+        "azure.mgmt.network",
+        "WebApplicationFirewallPolicy",
+        "web_application_firewall_policies",
+    ),
+    "Microsoft.ServiceNetworking/trafficControllers": ("azure.mgmt.servicenetworking", "TrafficController"),
+    "Microsoft.ServiceNetworking/trafficControllers/frontends": ("azure.mgmt.servicenetworking", "Frontend"),
+    "Microsoft.ServiceNetworking/trafficControllers/associations": ("azure.mgmt.servicenetworking", "Association"),
+    "Microsoft.ServiceNetworking/trafficControllers/securityPolicies": (
+        "azure.mgmt.servicenetworking",
+        "SecurityPolicy",
+    ),
 }
 # Where no package models the exact version, the nearest published one still catches keys in the
 # wrong place (a Log Analytics sku outside `properties`, Grafana's `properties` nested twice):
@@ -62,6 +76,11 @@ NEAREST: dict[tuple[str, str], str] = {
     ("Microsoft.Dashboard/grafana", "2024-10-01"): "2023-09-01",  # azure-mgmt-dashboard 1.1.0
     ("Microsoft.Monitor/accounts", "2023-04-03"): "2021-06-03-preview",  # azure-mgmt-monitor 6.0.2
     ("Microsoft.Insights/actionGroups", "2024-10-01-preview"): "2023-01-01",  # azure-mgmt-monitor 6.0.2
+    # azure-mgmt-servicenetworking 1.0.0; its 2.x (2025-01-01 and later) has TypeSpec models
+    # without the msrest _attribute_map this checker reads.
+    ("Microsoft.ServiceNetworking/trafficControllers", "2025-01-01"): "2023-11-01",
+    ("Microsoft.ServiceNetworking/trafficControllers/frontends", "2025-01-01"): "2023-11-01",
+    ("Microsoft.ServiceNetworking/trafficControllers/associations", "2025-01-01"): "2023-11-01",
 }
 # API versions that no azure-mgmt-* release on PyPI models (checked 2026-11 with
 # `pip index versions --pre` and each candidate wheel's api versions). Anything not listed here
@@ -85,6 +104,19 @@ UNPUBLISHED: dict[tuple[str, str], str] = {
     ),
     ("Microsoft.Insights/actionGroups", "2024-10-01-preview"): (
         "azure-mgmt-monitor 6.0.2 and 7.0.0 model action groups at 2023-01-01; 8.0.0b3 has none"
+    ),
+    ("Microsoft.ServiceNetworking/trafficControllers", "2025-01-01"): (
+        "azure-mgmt-servicenetworking 2.0.0 models 2025-01-01 as TypeSpec models, which this checker does not read"
+    ),
+    ("Microsoft.ServiceNetworking/trafficControllers/frontends", "2025-01-01"): (
+        "azure-mgmt-servicenetworking 2.0.0 models 2025-01-01 as TypeSpec models, which this checker does not read"
+    ),
+    ("Microsoft.ServiceNetworking/trafficControllers/associations", "2025-01-01"): (
+        "azure-mgmt-servicenetworking 2.0.0 models 2025-01-01 as TypeSpec models, which this checker does not read"
+    ),
+    ("Microsoft.ServiceNetworking/trafficControllers/securityPolicies", "2025-01-01"): (
+        "security policies first appear in azure-mgmt-servicenetworking 2.0.0, as TypeSpec models this checker does"
+        " not read; 1.0.0 (2023-11-01) has none"
     ),
 }
 # The ARM template's own keys around a resource body (learn.microsoft.com/azure/azure-resource-manager/
@@ -129,8 +161,15 @@ def models_module(package: str, api_version: str, operations: str | None = None)
         return None
     defaults = set(re.findall(r'pop\("api_version", "([^"]+)"\)', inspect.getsource(config)))
     if not defaults and operations:
-        ops = importlib.import_module(f"{package}.operations._{operations}_operations")
-        defaults = set(re.findall(r'"api-version", "([^"]+)"', inspect.getsource(ops)))
+        try:
+            ops = importlib.import_module(f"{package}.operations._{operations}_operations")
+            defaults = set(re.findall(r'"api-version", "([^"]+)"', inspect.getsource(ops)))
+        except ModuleNotFoundError:
+            # Packages that keep every group in one `_operations` module (azure-mgmt-network 28):
+            # the version the group's create request sends.
+            ops = importlib.import_module(f"{package}.operations._operations")
+            build = getattr(ops, f"build_{operations}_create_or_update_request")
+            defaults = set(re.findall(r'"api-version", "([^"]+)"', inspect.getsource(build)))
     return importlib.import_module(f"{package}.models") if defaults == {api_version} else None
 
 

@@ -45,6 +45,7 @@ PROVIDERS = (
     "Microsoft.ManagedIdentity",
 )
 GRAFANA_PROVIDER = "Microsoft.Dashboard"
+INGRESS_PROVIDER = "Microsoft.ServiceNetworking"  # Application Gateway for Containers (ingress.enabled)
 # learn.microsoft.com/azure/virtual-machines/disks-enable-host-based-encryption-cli
 ENCRYPTION_AT_HOST = ("Microsoft.Compute", "EncryptionAtHost")
 # A service that answers with the caller's public address as plain text.
@@ -74,7 +75,11 @@ def public_ip(url: str = IP_ECHO_URL, timeout_s: float = 10) -> str:
 
 
 def check_providers(config: StackConfig, az: Az) -> list[str]:
-    wanted = [*PROVIDERS, *([GRAFANA_PROVIDER] if config.autoscaling.grafana else [])]
+    wanted = [
+        *PROVIDERS,
+        *([GRAFANA_PROVIDER] if config.autoscaling.grafana else []),
+        *([INGRESS_PROVIDER] if config.ingress.enabled else []),
+    ]
     states = {p["namespace"].lower(): p.get("registrationState") for p in az("provider", "list")}
     return [
         f"resource provider {ns} is {states.get(ns.lower()) or 'not registered'} on this subscription; "

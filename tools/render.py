@@ -87,6 +87,26 @@ ARM_TYPES: dict[str, ArmType] = {
         ("resourceName", "federatedIdentityCredentialResourceName"),
     ),
     "azure-native:dashboard:Grafana": ArmType("Microsoft.Dashboard/grafana", ("workspaceName",)),
+    "azure-native:network:VirtualNetwork": ArmType("Microsoft.Network/virtualNetworks", ("virtualNetworkName",)),
+    "azure-native:network:Subnet": ArmType(
+        "Microsoft.Network/virtualNetworks/subnets", ("virtualNetworkName", "subnetName")
+    ),
+    "azure-native:network:WebApplicationFirewallPolicy": ArmType(
+        "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies", ("policyName",)
+    ),
+    "azure-native:servicenetworking:TrafficControllerInterface": ArmType(
+        "Microsoft.ServiceNetworking/trafficControllers", ("trafficControllerName",)
+    ),
+    "azure-native:servicenetworking:FrontendsInterface": ArmType(
+        "Microsoft.ServiceNetworking/trafficControllers/frontends", ("trafficControllerName", "frontendName")
+    ),
+    "azure-native:servicenetworking:AssociationsInterface": ArmType(
+        "Microsoft.ServiceNetworking/trafficControllers/associations", ("trafficControllerName", "associationName")
+    ),
+    "azure-native:servicenetworking:SecurityPoliciesInterface": ArmType(
+        "Microsoft.ServiceNetworking/trafficControllers/securityPolicies",
+        ("trafficControllerName", "securityPolicyName"),
+    ),
 }
 # Where a type has an API model (tools/conformance.py: its version's, or the nearest published),
 # the model says which keys sit at the resource's top level. For the types no package models
@@ -106,6 +126,12 @@ KIND_ORDER = (
     "PodMonitor",
     "TriggerAuthentication",
     "ScaledObject",
+    "ClusterIssuer",
+    "Certificate",
+    "Gateway",
+    "HTTPRoute",
+    "HealthCheckPolicy",
+    "WebApplicationFirewallPolicy",
 )
 
 
@@ -133,6 +159,13 @@ class RenderMocks(Mocks):
             names = [str(inputs.get(k) or args.name) for k in arm.name_keys]
             outputs["name"] = names[-1]
             outputs["id"] = arm_id(arm.arm_type, names, inputs.get("resourceGroupName"))
+        identity = inputs.get("identity")
+        if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
+            # azure-native takes a list of ids; ARM answers a map of id -> principal and client ids.
+            outputs["identity"] = {
+                **identity,
+                "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]},
+            }
         if args.typ == "azure-native:containerservice:ManagedCluster":
             outputs["identityProfile"] = {"kubeletidentity": {"objectId": "33333333-3333-3333-3333-333333333333"}}
             outputs["fqdn"] = f"{inputs.get('dnsPrefix')}.hcp.{self.location}.azmk8s.io"
@@ -158,6 +191,12 @@ class RenderMocks(Mocks):
                 **inputs.get("properties", {}),
                 "endpoint": f"https://{inputs['workspaceName']}.eus.grafana.azure.com",
             }
+        if args.typ == "azure-native:servicenetworking:FrontendsInterface":
+            outputs["fqdn"] = f"render{hashlib.sha256(args.name.encode()).hexdigest()[:12]}.fz00.alb.azure.com"
+        if args.typ == "azure-native:containerservice:ManagedCluster":
+            outputs["nodeResourceGroup"] = (
+                f"MC_{inputs.get('resourceGroupName')}_{inputs.get('resourceName')}_{self.location}"
+            )
         if args.typ == "azure-native:containerregistry:Registry":
             outputs["loginServer"] = f"{inputs['registryName']}.azurecr.io"
         if args.typ == "random:index/randomString:RandomString":
@@ -290,6 +329,18 @@ def top_level_keys(arm_type: str, version: str) -> frozenset[str]:
     return frozenset(model_top_level(model.cls) if model is not None else ARM_TOP_LEVEL)
 
 
+# Sub-resources whose inputs azure-native flattens (x-ms-client-flatten) and ARM reads nested
+# under their own `properties`: type -> list key -> the keys that go under `properties`.
+FLATTENED: dict[str, dict[str, tuple[str, ...]]] = {
+    "Microsoft.Network/virtualNetworks/subnets": {"delegations": ("serviceName",)},
+}
+
+
+def _nest(item: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    inner = {k: item[k] for k in keys if k in item}
+    return {**{k: v for k, v in item.items() if k not in keys}, "properties": inner}
+
+
 def arm_resource(r: Recorded, location: str) -> dict[str, Any]:
     """One resource as ARM reads it: its name and scope from the path parameters, the keys its
     API keeps at the top level there, everything else under `properties`. A tracked resource
@@ -323,6 +374,11 @@ def arm_resource(r: Recorded, location: str) -> dict[str, Any]:
             props.update(value)  # azure-native nests some bodies (Grafana) where ARM has them flat
         else:
             props[key] = value
+    for key, flat in FLATTENED.get(arm.arm_type, {}).items():
+        props[key] = [_nest(item, flat) for item in props.get(key, [])]
+    if isinstance(doc.get("identity"), dict) and isinstance(doc["identity"].get("userAssignedIdentities"), list):
+        # azure-native takes a list of identity ids and sends ARM a map of id -> {}.
+        doc["identity"]["userAssignedIdentities"] = {i: {} for i in doc["identity"]["userAssignedIdentities"]}
     doc["properties"] = dict(sorted(props.items()))
     skipped = skips_for(r.name)
     if skipped:
@@ -342,10 +398,21 @@ def arm_template(resources: list[Recorded], location: str) -> dict[str, Any]:
     }
 
 
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def helm_releases(resources: list[Recorded]) -> list[dict[str, Any]]:
+    """Each Helm release as it is asked for: chart, version, namespace and values. The chart's own
+    manifests come from its registry at `pulumi up`; the render has no network to expand them."""
+    keys = ("name", "chart", "version", "namespace", "createNamespace", "atomic", "values")
+    out = [{k: normalized(r.inputs[k]) for k in keys if k in r.inputs} for r in resources if r.typ == HELM_RELEASE]
+    return sorted(out, key=lambda release: release["name"])
+
+
 def manifests(resources: list[Recorded]) -> list[dict[str, Any]]:
     objs = []
     for r in resources:
-        if not r.typ.startswith("kubernetes:") or r.typ.startswith("pulumi:providers"):
+        if not r.typ.startswith("kubernetes:") or r.typ.startswith("pulumi:providers") or r.typ == HELM_RELEASE:
             continue
         body = normalized({k: v for k, v in r.inputs.items() if not k.startswith("__")})
         obj = {k: body.pop(k) for k in ("apiVersion", "kind", "metadata")} | body
@@ -467,6 +534,12 @@ def render(config_path: Path, out: Path) -> list[str]:
         meta = obj["metadata"]
         file = out / "kubernetes" / f"{i:02d}-{obj['kind'].lower()}-{meta['name']}.yaml"
         file.write_text(yaml.safe_dump(obj, sort_keys=False))
+    helm = out / "helm"
+    for old in helm.glob("*.yaml"):
+        old.unlink()
+    for release in helm_releases(mocks.resources):
+        helm.mkdir(parents=True, exist_ok=True)
+        (helm / f"{release['name']}.yaml").write_text(yaml.safe_dump(release, sort_keys=False))
     (out / "azure" / "template.json").write_text(
         json.dumps(arm_template(mocks.resources, config.cluster.location), indent=2) + "\n"
     )

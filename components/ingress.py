@@ -1,0 +1,288 @@
+"""PublicEndpoint: the server on a public HTTPS name, through Application Gateway for Containers
+(bring-your-own deployment) with Azure WAF, a Let's Encrypt certificate from cert-manager, and
+the ALB controller that configures the gateway from Gateway API objects.
+
+Why this and not the application routing add-on: its NGINX ingress has Azure support only
+through November 2026 (learn.microsoft.com/azure/aks/app-routing-gateway-api), and its Gateway
+API successor needs ManagedCluster API 2026-02-01, which the pinned azure-native cannot set.
+Application Gateway for Containers is Azure's managed Gateway API implementation; its WAF gives
+the rate limit and the body limit, and its proxies run outside the cluster's nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import authorization, managedidentity, network, servicenetworking
+
+from components.cluster import AksCluster
+from components.serving import ModelServer
+from core import catalog, labels
+from core.config import Ingress, RequestBudget
+from core.skips import skip
+from specs import cluster as cluster_spec
+from specs import ingress as spec
+from specs import serving as serving_spec
+from specs.azure import role_assignment
+
+TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+ALB_SUBJECT = f"system:serviceaccount:{spec.ALB_NAMESPACE}:{spec.ALB_SERVICE_ACCOUNT}"
+# The quickstart names the federated credential so; other names are unsupported there.
+ALB_FEDERATION_NAME = "azure-alb-identity"
+FRONTEND_NAME = "api"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublicEndpointArgs:
+    stack: str  # the stack name; every name and label derives from it
+    ingress: Ingress  # config `ingress`: host name, Let's Encrypt, rate limit
+    budget: RequestBudget  # config `server.requestBudget`: sizes the body limit and the timeout
+    cluster: AksCluster  # its VNet, OIDC issuer and Kubernetes provider
+    server: ModelServer  # the Service the route sends to
+
+
+class PublicEndpoint(pulumi.ComponentResource):
+    """https://<ingress.hostname>/v1 to the model server: WAF, TLS, rate limit and body limit."""
+
+    def __init__(self, name: str, args: PublicEndpointArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llamacpp-aks:ingress:PublicEndpoint", name, None, opts)
+        cluster, stack, i = args.cluster, args.stack, args.ingress
+        assert i.hostname is not None, "core.rules.ingress_is_complete requires a hostname"
+        self._name, self._stack, self._cluster = name, stack, cluster
+        self._tags = labels.tags(stack, "ingress")
+        child = pulumi.ResourceOptions(parent=self)
+
+        subnet = network.Subnet(
+            f"{name}-subnet",
+            subnet_name="ingress",
+            virtual_network_name=cluster.vnet.name,
+            resource_group_name=cluster.resource_group_name,
+            address_prefix=cluster_spec.INGRESS_SUBNET_CIDR,
+            delegations=cluster_spec.ingress_subnet_delegations(),
+            # One subnet at a time: Azure refuses concurrent changes to one VNet's subnets.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.node_subnet]),
+        )
+        skip(
+            f"{name}-waf",
+            "CKV_AZURE_135",
+            "checkov knows only OWASP 3.1/3.2; the gateway takes only DRS 2.1, whose rule 944240 (Log4j) stays on",
+        )
+        waf = network.WebApplicationFirewallPolicy(
+            f"{name}-waf",
+            policy_name=labels.name(stack, "waf"),
+            resource_group_name=cluster.resource_group_name,
+            location=cluster.location,
+            policy_settings=spec.waf_policy_settings(),
+            managed_rules=spec.waf_managed_rules(),
+            custom_rules=spec.waf_custom_rules(i, args.budget),
+            tags=self._tags,
+            opts=child,
+        )
+        gateway = servicenetworking.TrafficControllerInterface(
+            f"{name}-agc",
+            traffic_controller_name=labels.name(stack, "agc"),
+            resource_group_name=cluster.resource_group_name,
+            location=cluster.location,
+            tags=self._tags,
+            opts=child,
+        )
+        frontend = servicenetworking.FrontendsInterface(
+            f"{name}-frontend",
+            frontend_name=FRONTEND_NAME,
+            traffic_controller_name=gateway.name,
+            resource_group_name=cluster.resource_group_name,
+            location=cluster.location,
+            tags=self._tags,
+            opts=child,
+        )
+        servicenetworking.AssociationsInterface(
+            f"{name}-association",
+            association_name="nodes-vnet",
+            association_type=servicenetworking.AssociationType.SUBNETS,
+            subnet={"id": subnet.id},
+            traffic_controller_name=gateway.name,
+            resource_group_name=cluster.resource_group_name,
+            location=cluster.location,
+            tags=self._tags,
+            opts=child,
+        )
+        servicenetworking.SecurityPoliciesInterface(
+            f"{name}-security-policy",
+            security_policy_name="waf",
+            waf_policy={"id": waf.id},
+            traffic_controller_name=gateway.name,
+            resource_group_name=cluster.resource_group_name,
+            location=cluster.location,
+            tags=self._tags,
+            opts=child,
+        )
+        controller = self._controller(gateway, subnet, waf)
+        self._gateway_objects(args, gateway.id, frontend.name, waf.id, controller)
+
+        self.frontend_fqdn: pulumi.Output[str] = frontend.fqdn
+        self.url = pulumi.Output.from_input(spec.public_url(i.hostname))
+        self.curl_example = pulumi.Output.all(self.url, args.server.alias).apply(
+            lambda v: serving_spec.curl_example(v[0], v[1])
+        )
+        self.register_outputs({"url": self.url, "frontendFqdn": self.frontend_fqdn, "curlExample": self.curl_example})
+
+    def _controller(
+        self,
+        gateway: servicenetworking.TrafficControllerInterface,
+        subnet: network.Subnet,
+        waf: network.WebApplicationFirewallPolicy,
+    ) -> list[pulumi.Resource]:
+        """The ALB controller, signing in as its own workload identity with the roles the BYO
+        quickstart names: configuration manager of the gateway, join rights on its subnet and
+        the WAF policy, and Reader on the node resource group."""
+        name, stack, cluster = self._name, self._stack, self._cluster
+        child = pulumi.ResourceOptions(parent=self)
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-alb-identity",
+            resource_name_=labels.name(stack, "alb"),
+            resource_group_name=cluster.resource_group_name,
+            location=cluster.location,
+            tags=self._tags,
+            opts=child,
+        )
+        federation = managedidentity.FederatedIdentityCredential(
+            f"{name}-alb-federation",
+            federated_identity_credential_resource_name=ALB_FEDERATION_NAME,
+            resource_name_=identity.name,
+            resource_group_name=cluster.resource_group_name,
+            issuer=cluster.oidc_issuer,
+            subject=ALB_SUBJECT,
+            audiences=[TOKEN_AUDIENCE],
+            opts=child,
+        )
+        node_group = pulumi.Output.concat(
+            "/subscriptions/",
+            cluster.subscription_id,
+            "/resourceGroups/",
+            cluster.cluster.node_resource_group.apply(lambda g: g or ""),
+        )
+        roles = [
+            authorization.RoleAssignment(
+                f"{name}-alb-{what}",
+                **role_assignment(
+                    role=role,
+                    principal_id=identity.principal_id,
+                    principal_type="ServicePrincipal",
+                    scope=scope,
+                    subscription_id=cluster.subscription_id,
+                ),
+                opts=child,
+            )
+            for what, role, scope in (
+                ("configures-agc", catalog.AGC_CONFIGURATION_MANAGER, gateway.id),
+                ("joins-subnet", catalog.NETWORK_CONTRIBUTOR, subnet.id),
+                ("joins-waf", catalog.NETWORK_CONTRIBUTOR, waf.id),
+                ("reads-nodes", catalog.READER, node_group),
+            )
+        ]
+        chart, version = catalog.ALB_CONTROLLER_CHART
+        alb = k8s.helm.v3.Release(
+            f"{name}-alb-controller",
+            name="alb-controller",
+            chart=chart,
+            version=version,
+            namespace=spec.ALB_RELEASE_NAMESPACE,
+            values=spec.alb_controller_values(identity.client_id),
+            atomic=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[federation, *roles]),
+        )
+        chart, version = catalog.CERT_MANAGER_CHART
+        cert_manager = k8s.helm.v3.Release(
+            f"{name}-cert-manager",
+            name="cert-manager",
+            chart=chart,
+            version=version,
+            namespace=spec.CERT_MANAGER_NAMESPACE,
+            create_namespace=True,
+            values=spec.cert_manager_values(),
+            atomic=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
+        )
+        return [alb, cert_manager]
+
+    def _gateway_objects(
+        self,
+        args: PublicEndpointArgs,
+        agc_id: pulumi.Output[str],
+        frontend: pulumi.Output[str],
+        waf_id: pulumi.Output[str],
+        controller: list[pulumi.Resource],
+    ) -> None:
+        """Issuer, certificate, Gateway, routes, health probe and WAF attachment, in the serving
+        namespace beside the Service they front."""
+        name, server, i = self._name, args.server, args.ingress
+        ns, gateway_name = server.namespace, server.server_name
+        meta = labels.labels(args.stack, "ingress", server.version)
+        opts = pulumi.ResourceOptions(parent=self, provider=self._cluster.provider, depends_on=controller)
+
+        def custom(suffix: str, api_version: str, kind: str, object_name: str, body: object, **extra: object) -> None:
+            metadata = {"name": object_name, "namespace": ns, "labels": meta, **extra}
+            k8s.apiextensions.CustomResource(
+                f"{name}-{suffix}", api_version=api_version, kind=kind, metadata=metadata, spec=body, opts=opts
+            )
+
+        issuer_name = labels.name(args.stack, "letsencrypt")
+        k8s.apiextensions.CustomResource(
+            f"{name}-issuer",
+            api_version="cert-manager.io/v1",
+            kind="ClusterIssuer",
+            metadata={"name": issuer_name, "labels": meta},
+            spec=spec.cluster_issuer_spec(i, gateway_name, ns, server.server_name),
+            opts=opts,
+        )
+        custom(
+            "certificate",
+            "cert-manager.io/v1",
+            "Certificate",
+            gateway_name,
+            spec.certificate_spec(i, issuer_name, server.server_name),
+        )
+        custom(
+            "gateway",
+            "gateway.networking.k8s.io/v1",
+            "Gateway",
+            gateway_name,
+            spec.gateway_spec(i, frontend, server.server_name),
+            annotations=spec.gateway_annotations(agc_id),
+        )
+        custom(
+            "api-route",
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            f"{gateway_name}-api",
+            spec.api_route_spec(i, args.budget, gateway_name, server.service_name, server.port),
+        )
+        custom(
+            "redirect-route",
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            f"{gateway_name}-redirect",
+            spec.redirect_route_spec(i, gateway_name),
+        )
+        custom(
+            "health-check",
+            "alb.networking.azure.io/v1",
+            "HealthCheckPolicy",
+            gateway_name,
+            spec.health_check_spec(server.service_name, ns, server.port),
+        )
+        custom(
+            "waf-attachment",
+            "alb.networking.azure.io/v1",
+            "WebApplicationFirewallPolicy",
+            gateway_name,
+            spec.waf_attachment_spec(gateway_name, ns, waf_id),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-acme-solver-netpol",
+            metadata={"name": f"{gateway_name}-acme-solver", "namespace": ns, "labels": meta},
+            spec=spec.acme_solver_network_policy_spec(),
+            opts=pulumi.ResourceOptions(parent=self, provider=self._cluster.provider),
+        )
