@@ -10,7 +10,7 @@ import pytest
 
 from core import sizing
 from core.catalog import AGC_CONFIGURATION_MANAGER, NETWORK_CONTRIBUTOR, READER
-from core.config import Ingress, RequestBudget
+from core.config import Ingress, RequestBudget, StackConfig
 from core.loading import load_config
 from specs import cluster as cluster_spec
 from specs import ingress as spec
@@ -265,3 +265,22 @@ def test_the_ready_curl_calls_the_public_https_api():
     url = spec.public_url("llm.example.com")
     assert url == "https://llm.example.com"
     assert curl_example(url, "qwen2-vl-7b").startswith("curl -s https://llm.example.com/v1/chat/completions ")
+
+
+def test_outputs_give_the_url_the_cname_target_and_a_ready_curl(monkeypatch):
+    import pulumi
+    from pulumi.runtime.sync_await import _sync_await
+
+    exported: dict[str, object] = {}
+    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
+    run_stack(PUBLIC, "dev")
+
+    def value(name: str) -> object:
+        return _sync_await(pulumi.Output.from_input(exported[name]).future())
+
+    assert value("publicUrl") == "https://llm.example.com"
+    assert str(value("ingressFrontendFqdn")).endswith(".alb.azure.com")
+    curl = str(value("publicCurlExample"))
+    assert curl.startswith("curl -s https://llm.example.com/v1/chat/completions ")
+    assert f'"model": "{StackConfig().server.alias}"' in curl
+    assert "$API_KEY" in curl, "the key comes from the caller's environment, never the output"
