@@ -15,6 +15,7 @@ from core.catalog import (
     HOURS_PER_MONTH,
     LIST_PRICES,
     STORAGE_CLASS_BILLING,
+    PRICES_CHECKED,
     ListPrice,
     list_price,
     premium_ssd_tier,
@@ -120,6 +121,17 @@ def estimate(c: StackConfig) -> CostEstimate:
         _line("Cluster management", f"AKS {cl.tier} tier", region, f"aks-tier-{cl.tier}", 1, 1),
         volume_line(c),
     )
+    if c.ingress.enabled:
+        lines += (
+            CostLine(
+                "Public endpoint",
+                "Application Gateway for Containers (1 frontend, 1 association) with a WAF policy",
+                None,
+                None,
+                "no list price for Application Gateway for Containers or its WAF: not found in a citable source "
+                f"({PRICES_CHECKED})",
+            ),
+        )
     if vm is not None and not vm.ephemeral_os_disk:
         what = f"{gpu_pool.min_count}-{gpu_pool.max_count} x {gpu_pool.os_disk_size_gb} GB managed"
         lines += (CostLine("GPU OS disks", what, None, None, "managed OS disks are not priced here"),)

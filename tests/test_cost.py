@@ -217,3 +217,11 @@ def test_summary_data_carries_the_figures_the_diff_compares():
     data = summary_data(stack(cluster={"tier": "Standard"}), "dev")
     assert data["cost"]["maxMonthly"] == pytest.approx((3.20 + 0.10) * HOURS_PER_MONTH)
     assert (data["vramGb"], data["tokensPerSlot"], data["slots"]) == (8.52, 4096, 8)
+
+
+def test_a_public_endpoint_is_a_cost_line_named_as_unpriced_not_left_out():
+    assert "Public endpoint" not in [ln.item for ln in cost.estimate(stack()).lines]
+    est = cost.estimate(stack(ingress={"enabled": True, "hostname": "llm.example.com", "acmeEmail": "o@example.com"}))
+    public = line(est, "Public endpoint")
+    assert public.max_hourly is None and "Application Gateway for Containers" in public.note
+    assert "Public endpoint" in est.missing
