@@ -106,15 +106,19 @@ def deploy_subjects(c: BootstrapConfig) -> dict[str, str]:
 
 
 def delegation_condition(role_ids: list[str]) -> str:
-    """ABAC condition (version 2.0) that lets a principal add and remove assignments of these roles only.
+    """ABAC condition (version 2.0) that lets a principal add and remove assignments of these roles only,
+    and add them only for service principals (managed identities and CI's own).
 
-    The form of learn.microsoft.com/azure/role-based-access-control/delegate-role-assignments-examples
-    ("Constrain roles"): any other role assignment write or delete is denied.
+    The forms of learn.microsoft.com/azure/role-based-access-control/delegate-role-assignments-examples
+    ("Constrain roles" and "Constrain roles and principal types"): any other role assignment write
+    or delete is denied, so CI cannot hand Network Contributor or Reader to a person.
     """
     guids = ", ".join(sorted(role_ids))
     return (
         "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
-        f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{guids}}})) "
+        f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{guids}}} "
+        "AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] "
+        "ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'})) "
         "AND "
         "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
         f"(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{guids}}}))"

@@ -104,8 +104,8 @@ class AksCluster(pulumi.ComponentResource):
         self.login_server = self.registry.login_server
         self.acr_pull, self.acr_push, self.deployer_admin = self._roles(name)
         # What uses the deployer's new roles waits for them to take effect.
-        self.acr_push_ready = self._role_wait(f"{name}-acr-push", self.acr_push)
-        self.deployer_admin_ready = self._role_wait(f"{name}-deployer-admin", self.deployer_admin)
+        self.acr_push_ready = self.role_wait(f"{name}-acr-push", self.acr_push)
+        self.deployer_admin_ready = self.role_wait(f"{name}-deployer-admin", self.deployer_admin)
         self.kubeconfig, self.provider = self._kubernetes(name, c.kubelogin_mode)
         self.oidc_issuer = self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
         self.register_outputs(
@@ -192,7 +192,7 @@ class AksCluster(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        return identity, self._role_wait(f"{name}-subnet-network", subnet_role)
+        return identity, self.role_wait(f"{name}-subnet-network", subnet_role)
 
     def _log_workspace(self, name: str, stack: str, c: Cluster) -> operationalinsights.Workspace:
         """Where Container Insights sends the cluster's logs."""
@@ -285,13 +285,16 @@ class AksCluster(pulumi.ComponentResource):
 
         return token.apply(decide)
 
-    def _role_wait(self, name: str, assignment: authorization.RoleAssignment) -> time.Sleep:
-        """A bounded, visible wait (`cluster.rolePropagationSeconds`) after a new role assignment;
-        whatever needs the role depends on it."""
+    def role_wait(
+        self, name: str, *assignments: authorization.RoleAssignment, parent: pulumi.Resource | None = None
+    ) -> time.Sleep:
+        """A bounded, visible wait (`cluster.rolePropagationSeconds`) after new role assignments;
+        whatever needs the roles depends on it. Other components pass themselves as `parent`."""
+        ids = pulumi.Output.all(*[a.id for a in assignments]).apply(lambda v: ",".join(v))
         return time.Sleep(
             f"{name}-propagation",
-            **role_propagation_wait(self.role_propagation_seconds, assignment.id),
-            opts=pulumi.ResourceOptions(parent=self),
+            **role_propagation_wait(self.role_propagation_seconds, ids),
+            opts=pulumi.ResourceOptions(parent=parent or self),
         )
 
     def _kubernetes(self, name: str, login_mode: str) -> tuple[pulumi.Output[str], k8s.Provider]:

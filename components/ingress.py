@@ -29,7 +29,7 @@ from specs.azure import role_assignment
 
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 ALB_SUBJECT = f"system:serviceaccount:{spec.ALB_NAMESPACE}:{spec.ALB_SERVICE_ACCOUNT}"
-# The quickstart names the federated credential so; other names are unsupported there.
+# The name Microsoft's quickstart gives the federated credential.
 ALB_FEDERATION_NAME = "azure-alb-identity"
 FRONTEND_NAME = "api"
 
@@ -182,6 +182,9 @@ class PublicEndpoint(pulumi.ComponentResource):
                 ("reads-nodes", catalog.READER, node_group),
             )
         ]
+        # The controller signs in at start: its roles must have taken effect, or the atomic install
+        # rolls back on a controller that cannot configure the gateway.
+        roles_ready = cluster.role_wait(f"{name}-alb-roles", *roles, parent=self)
         chart, version = catalog.ALB_CONTROLLER_CHART
         alb = k8s.helm.v3.Release(
             f"{name}-alb-controller",
@@ -191,7 +194,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             namespace=spec.ALB_RELEASE_NAMESPACE,
             values=spec.alb_controller_values(identity.client_id),
             atomic=True,
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[federation, *roles]),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[federation, roles_ready]),
         )
         chart, version = catalog.CERT_MANAGER_CHART
         cert_manager = k8s.helm.v3.Release(
@@ -203,7 +206,8 @@ class PublicEndpoint(pulumi.ComponentResource):
             create_namespace=True,
             values=spec.cert_manager_values(),
             atomic=True,
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
+            # cert-manager stops at start when the Gateway API CRDs (from the ALB chart) are missing.
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[alb]),
         )
         return [alb, cert_manager]
 
@@ -243,6 +247,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             "Certificate",
             gateway_name,
             spec.certificate_spec(i, issuer_name, server.server_name),
+            annotations=spec.CERTIFICATE_ANNOTATIONS,
         )
         custom(
             "gateway",

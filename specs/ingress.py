@@ -56,12 +56,20 @@ def system_pool_tolerations() -> list[dict[str, str]]:
 def waf_policy_settings() -> network.PolicySettingsArgsDict:
     """Prevention mode; the managed rules read headers, URL and query, not the body: prompts
     legitimately hold SQL, HTML and script text, which body inspection would block as attacks.
-    The body's size is bounded by the custom rules instead."""
-    return {"state": "Enabled", "mode": "Prevention", "request_body_check": False}
+
+    Size enforcement is separate from inspection (DRS and CRS 3.2+, learn.microsoft.com/azure/
+    web-application-firewall/ag/application-gateway-waf-request-size-limits) and on by default at
+    128 KB (at most 2 MB), below one image: it is off, and the custom rules bound the body instead."""
+    return {
+        "state": "Enabled",
+        "mode": "Prevention",
+        "request_body_check": False,
+        "request_body_enforcement": False,
+    }
 
 
 def waf_managed_rules() -> network.ManagedRulesDefinitionArgsDict:
-    # Application Gateway for Containers supports only the Default Rule Set 2.1
+    # Application Gateway for Containers takes only the Default Rule Set (DRS), not the CRS sets
     # (learn.microsoft.com/azure/web-application-firewall/ag/waf-application-gateway-for-containers-overview).
     return {"managed_rule_sets": [{"rule_set_type": "Microsoft_DefaultRuleSet", "rule_set_version": "2.1"}]}
 
@@ -145,10 +153,12 @@ def cert_manager_values() -> dict[str, Any]:
     tolerations = system_pool_tolerations()
     return {
         "crds": {"enabled": True},
+        # gatewayAPI.enabled replaces the deprecated enableGatewayAPI in v1.21 (cert-manager's
+        # internal/apis/config/controller/v1alpha1/defaults.go migrates one to the other).
         "config": {
             "apiVersion": "controller.config.cert-manager.io/v1alpha1",
             "kind": "ControllerConfiguration",
-            "enableGatewayAPI": True,
+            "gatewayAPI": {"enabled": True},
         },
         "tolerations": tolerations,
         "webhook": {"tolerations": tolerations},
@@ -187,12 +197,20 @@ def cluster_issuer_spec(
                             ],
                             # Every node is tainted (system or GPU): the solver runs on the system pool.
                             "podTemplate": {"spec": {"tolerations": system_pool_tolerations()}},
+                            # Its Service defaults to NodePort; the gateway reaches pods directly.
+                            "serviceType": "ClusterIP",
                         }
                     }
                 }
             ],
         }
     }
+
+
+# A self-signed certificate in the Secret until Let's Encrypt's arrives: the ALB controller does
+# not program a Gateway whose HTTPS listener names a missing Secret, and then the port-80 challenge
+# fails too (Azure/AKS#5509; cert-manager's pkg/apis/certmanager/v1/types.go).
+CERTIFICATE_ANNOTATIONS = {"cert-manager.io/issue-temporary-certificate": "true"}
 
 
 def certificate_spec(ingress: Ingress, issuer: pulumi.Input[str], server_name: str) -> dict[str, Any]:

@@ -48,6 +48,10 @@ def test_delegation_condition_limits_both_writes_and_deletes_to_the_given_roles(
     text = plan.delegation_condition(["b", "a"])
     assert text.count("GuidEquals {a, b}") == 2
     assert "roleAssignments/write" in text and "roleAssignments/delete" in text
+    # New assignments go to service principals only: the write clause names the principal type.
+    write, delete = text.split(" AND ((!(ActionMatches")
+    assert "roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}" in write
+    assert "PrincipalType" not in delete
 
 
 def test_stacks_deploy_from_main_prod_after_review_and_previews_from_any_branch_with_devs_passphrase():

@@ -147,8 +147,11 @@ def test_waf_blocks_oversized_or_unsized_bodies_and_rate_limits_each_client():
     assert rate["rule_type"] == "RateLimitRule" and rate["rate_limit_threshold"] == 30
     assert rate["group_by_user_session"] == [{"group_by_variables": [{"variable_name": "ClientAddr"}]}]
     assert len({r["priority"] for r in (body, length, rate)}) == 3
-    # Prompts hold SQL and HTML: the managed rules must not read the body.
+    # Prompts hold SQL and HTML: the managed rules must not read the body. And the WAF's own size
+    # enforcement (128 KB by default, 2 MB at most) must be off, or no image gets through.
     assert spec.waf_policy_settings()["request_body_check"] is False
+    assert spec.waf_policy_settings()["request_body_enforcement"] is False
+    assert spec.body_limit_bytes(budget) > 2000 * 1024
     assert spec.waf_managed_rules()["managed_rule_sets"] == [
         {"rule_set_type": "Microsoft_DefaultRuleSet", "rule_set_version": "2.1"}
     ]
@@ -175,6 +178,7 @@ def test_gateway_serves_the_certificate_on_443_and_the_challenge_on_80():
     solver = issuer["acme"]["solvers"][0]["http01"]["gatewayHTTPRoute"]
     assert solver["parentRefs"][0]["sectionName"] == "http"
     assert solver["podTemplate"]["spec"]["tolerations"] == spec.system_pool_tolerations()
+    assert solver["serviceType"] == "ClusterIP"
 
 
 def test_probe_asks_health_which_needs_no_key():
@@ -284,3 +288,20 @@ def test_outputs_give_the_url_the_cname_target_and_a_ready_curl(monkeypatch):
     assert curl.startswith("curl -s https://llm.example.com/v1/chat/completions ")
     assert f'"model": "{StackConfig().server.alias}"' in curl
     assert "$API_KEY" in curl, "the key comes from the caller's environment, never the output"
+
+
+def test_the_https_listener_has_a_secret_before_lets_encrypt_answers(public):
+    """A temporary self-signed certificate fills the Secret at once: the controller does not program a
+    Gateway whose listener names a missing Secret, and then the port-80 challenge would fail too."""
+    certificate = custom(public, "cert-manager.io/v1", "Certificate")
+    assert certificate["metadata"]["annotations"] == {"cert-manager.io/issue-temporary-certificate": "true"}
+    gateway = custom(public, "gateway.networking.k8s.io/v1", "Gateway")
+    https = gateway["spec"]["listeners"][1]
+    assert https["tls"]["certificateRefs"][0]["name"] == certificate["spec"]["secretName"]
+    assert certificate["spec"]["dnsNames"] == ["llm.example.com"]
+
+
+def test_the_controller_starts_after_its_roles_take_effect(public):
+    (wait,) = [r.inputs for r in of_type(public, "time:index/sleep:Sleep") if r.name == "ingress-alb-roles-propagation"]
+    alb_roles = [r for r in of_type(public, ROLE) if r.name.startswith("ingress-alb-")]
+    assert len(wait["triggers"]["roleAssignmentId"].split(",")) == len(alb_roles) == 4

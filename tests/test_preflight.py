@@ -235,12 +235,13 @@ def test_readme_shows_the_dev_time_to_first_token_table():
     assert timeline_markdown(config_of("dev")) in (ROOT / "README.md").read_text()
 
 
-def test_public_endpoint_stacks_need_the_service_networking_provider(answers):
+def test_public_endpoint_stacks_need_the_gateways_providers(answers):
     """Application Gateway for Containers lives in Microsoft.ServiceNetworking, unregistered on a new subscription."""
     public = config_of("dev").model_copy(
         update={"ingress": Ingress(enabled=True, hostname="llm.example.com", acmeEmail="ops@example.com")}
     )
-    (problem,) = run(public)
-    assert "Microsoft.ServiceNetworking is not registered" in problem
-    assert "az provider register --namespace Microsoft.ServiceNetworking" in problem
+    service_networking, network_function = run(public)
+    assert "Microsoft.ServiceNetworking is not registered" in service_networking
+    assert "az provider register --namespace Microsoft.ServiceNetworking" in service_networking
+    assert "az provider register --namespace Microsoft.NetworkFunction" in network_function
     assert run(config_of("dev")) == []

@@ -27,7 +27,7 @@ def test_helm_releases_render_as_chart_version_and_values(rendered):
     releases = {f.stem: yaml.safe_load(f.read_text()) for f in sorted((rendered["public"] / "helm").glob("*.yaml"))}
     assert set(releases) == {"alb-controller", "cert-manager"}
     assert releases["alb-controller"]["chart"].startswith("oci://mcr.microsoft.com/")
-    assert releases["cert-manager"]["values"]["config"]["enableGatewayAPI"] is True
+    assert releases["cert-manager"]["values"]["config"]["gatewayAPI"] == {"enabled": True}
     assert all(r["version"] for r in releases.values())
     for stack in ("dev", "prod"):
         assert not list((rendered[stack] / "helm").glob("*.yaml")), stack

@@ -45,7 +45,8 @@ PROVIDERS = (
     "Microsoft.ManagedIdentity",
 )
 GRAFANA_PROVIDER = "Microsoft.Dashboard"
-INGRESS_PROVIDER = "Microsoft.ServiceNetworking"  # Application Gateway for Containers (ingress.enabled)
+# Application Gateway for Containers (ingress.enabled): the ALB quickstart registers both.
+INGRESS_PROVIDERS = ("Microsoft.ServiceNetworking", "Microsoft.NetworkFunction")
 # learn.microsoft.com/azure/virtual-machines/disks-enable-host-based-encryption-cli
 ENCRYPTION_AT_HOST = ("Microsoft.Compute", "EncryptionAtHost")
 # A service that answers with the caller's public address as plain text.
@@ -78,7 +79,7 @@ def check_providers(config: StackConfig, az: Az) -> list[str]:
     wanted = [
         *PROVIDERS,
         *([GRAFANA_PROVIDER] if config.autoscaling.grafana else []),
-        *([INGRESS_PROVIDER] if config.ingress.enabled else []),
+        *(INGRESS_PROVIDERS if config.ingress.enabled else ()),
     ]
     states = {p["namespace"].lower(): p.get("registrationState") for p in az("provider", "list")}
     return [
