@@ -145,7 +145,8 @@ class AksCluster(pulumi.ComponentResource):
     ) -> tuple[network.VirtualNetwork, network.Subnet]:
         """The cluster's VNet and its node subnet; the ingress subnet is added by the public endpoint.
 
-        Subnets are their own resources, never inline in the VNet, so that adding one is no VNet diff.
+        Subnets are their own resources, never inline in the VNet, so that adding one is no VNet diff;
+        azure-native keeps such subnets when it updates the VNet (pulumi/pulumi-azure-native#611).
         """
         vnet = network.VirtualNetwork(
             f"{name}-vnet",
