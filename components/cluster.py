@@ -53,7 +53,9 @@ class AksCluster(pulumi.ComponentResource):
         self.location = c.location
         self.tenant_id = client.tenant_id
         self.subscription_id = client.subscription_id
-        self.deployer_object_id = client.object_id
+        self.deployer_object_id: pulumi.Output[str] = (
+            pulumi.Output.from_input(c.deployer_object_id) if c.deployer_object_id else client.object_id
+        )
         self.deployer_principal_type = self._deployer_principal_type(c)
         self.role_propagation_seconds = c.role_propagation_seconds
 
@@ -276,6 +278,8 @@ class AksCluster(pulumi.ComponentResource):
 
     def _deployer_principal_type(self, c: Cluster) -> pulumi.Output[PrincipalType]:
         """User or ServicePrincipal: configured, or read from the ARM token azure-native signs in with."""
+        if c.deployer_principal_type != "auto":
+            return pulumi.Output.from_input(c.deployer_principal_type)
         token = authorization.get_client_token_output(opts=pulumi.InvokeOutputOptions(parent=self)).token
 
         def decide(value: str) -> PrincipalType:

@@ -248,6 +248,10 @@ class Cluster(Model):
     # Whoever runs `pulumi up` gets roles; ARM needs to know if that is a person or a service
     # principal. `auto` reads it from the ARM token azure-native signs in with (core/identity.py).
     deployer_principal_type: Literal["auto", "User", "ServicePrincipal"] = "auto"
+    # The principal the deployer's roles (AcrPush, cluster admin, Grafana Admin) go to, instead of
+    # whoever runs the program: CI's deploy identity, so that a preview run by another identity
+    # (CI's read-only one on a pull request) shows no role change. Unset: whoever runs `pulumi up`.
+    deployer_object_id: Guid | None = None
     # Seconds to wait after granting a role before a provider relies on it: Azure RBAC changes
     # take up to 10 minutes to take effect (learn.microsoft.com/azure/role-based-access-control/troubleshooting).
     role_propagation_seconds: Annotated[int, Field(ge=0, le=1800)] = 600

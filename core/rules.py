@@ -379,6 +379,17 @@ def internal_load_balancer_has_callers(c: StackConfig) -> list[str]:
     ]
 
 
+def deployer_override_names_its_type(c: StackConfig) -> list[str]:
+    cl = c.cluster
+    if cl.deployer_object_id is None or cl.deployer_principal_type != "auto":
+        return []
+    return [
+        f"cluster.deployerObjectId={cl.deployer_object_id} with cluster.deployerPrincipalType=auto: the "
+        f"type would be read from the token of whoever runs the program, not of that principal; set "
+        f"cluster.deployerPrincipalType to ServicePrincipal (CI's deploy identity) or User."
+    ]
+
+
 def ingress_is_complete(c: StackConfig) -> list[str]:
     """A public endpoint needs a name for its certificate, an address for Let's Encrypt, and the
     workload identity its controller signs in to Azure with."""
@@ -565,6 +576,7 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     quantized_k_heads_start_on_block_boundaries,
     batch_within_context,
     ingress_is_complete,
+    deployer_override_names_its_type,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,

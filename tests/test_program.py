@@ -376,3 +376,24 @@ def test_cluster_runs_in_its_own_vnet_as_an_identity_that_may_join_the_node_subn
     # The role must take effect before the cluster joins the subnet: a wait keyed on the assignment.
     waits = [r.inputs for r in of_type(dev, "time:index/sleep:Sleep") if r.name == "cluster-subnet-network-propagation"]
     assert len(waits) == 1
+
+
+def test_deployer_roles_go_to_the_configured_principal_not_whoever_runs_the_preview():
+    """CI's read-only identity previews a pull request: with cluster.deployerObjectId the deployer's
+    roles name the deploy identity, so the preview shows no role change."""
+    deploy_identity = "77777777-7777-7777-7777-777777777777"
+    mocks = run_stack({"cluster": {"deployerObjectId": deploy_identity, "deployerPrincipalType": "ServicePrincipal"}})
+    deployer_roles = [
+        r.inputs for r in of_type(mocks, ROLE) if r.name in ("cluster-acr-push", "cluster-deployer-admin")
+    ]
+    assert len(deployer_roles) == 2
+    assert {r["principalId"] for r in deployer_roles} == {deploy_identity}
+    assert {r["principalType"] for r in deployer_roles} == {"ServicePrincipal"}
+
+
+def test_a_deployer_override_must_name_its_principal_type():
+    problem = only(preview_problems({"cluster": {"deployerObjectId": "77777777-7777-7777-7777-777777777777"}}))
+    assert problem.startswith(
+        "cluster.deployerObjectId=77777777-7777-7777-7777-777777777777 with cluster.deployerPrincipalType=auto"
+    )
+    assert "ServicePrincipal" in problem
