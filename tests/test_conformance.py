@@ -176,3 +176,77 @@ def test_a_version_no_package_models_is_checked_against_the_nearest_published_on
     (problem,) = problems_of(workspace)
     assert "(checked against 2022-10-01, the nearest published model)" in problem
     assert problem.endswith("sku is not in the API model Workspace; it belongs at properties.sku")
+
+
+# Application Gateway for Containers: azure-mgmt-servicenetworking 2.0.0 models exactly 2025-01-01,
+# as TypeSpec "hybrid" models (rest_field descriptors rather than msrest's _attribute_map).
+SERVICE_NETWORKING = (
+    "Microsoft.ServiceNetworking/trafficControllers",
+    "Microsoft.ServiceNetworking/trafficControllers/frontends",
+    "Microsoft.ServiceNetworking/trafficControllers/associations",
+    "Microsoft.ServiceNetworking/trafficControllers/securityPolicies",
+)
+WAF_POLICY = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/waf"
+
+
+def security_policy(**top: Any) -> dict[str, Any]:
+    body = {"location": "eastus", "properties": {"wafPolicy": {"id": WAF_POLICY}}} | top
+    return {"type": SERVICE_NETWORKING[3], "apiVersion": "2025-01-01", "name": "agc/waf"} | body
+
+
+def association(**properties: Any) -> dict[str, Any]:
+    body = {"associationType": "subnets", "subnet": {"id": "/subscriptions/x/subnets/ingress"}} | properties
+    return {
+        "type": SERVICE_NETWORKING[2],
+        "apiVersion": "2025-01-01",
+        "name": "agc/nodes",
+        "location": "eastus",
+        "properties": body,
+    }
+
+
+def test_the_public_stack_conforms_and_its_application_gateway_for_containers_is_checked(rendered):
+    template_json = json.loads((rendered["public"] / "azure" / "template.json").read_text())
+    problems, unchecked = check_template(template_json)
+    assert problems == []
+    assert {r["type"] for r in template_json["resources"]} >= set(SERVICE_NETWORKING)
+    assert [line for line in unchecked if "ServiceNetworking" in line] == []
+
+
+def test_a_valid_security_policy_and_association_have_no_problem():
+    assert problems_of(security_policy(), association()) == []
+
+
+def test_catches_a_misspelt_key_in_a_security_policy():
+    (problem,) = problems_of(security_policy(properties={"wafPolicyId": WAF_POLICY}))
+    assert "properties.wafPolicyId is not in the API model SecurityPolicyProperties; did you mean wafPolicy?" in problem
+
+
+def test_catches_a_security_policy_key_outside_properties_and_says_where_it_belongs():
+    (problem,) = problems_of(security_policy(properties={}, wafPolicy={"id": WAF_POLICY}))
+    assert problem.endswith("wafPolicy is not in the API model SecurityPolicy; it belongs at properties.wafPolicy")
+
+
+def test_catches_tags_inside_a_security_policys_properties():
+    (problem,) = problems_of(security_policy(properties={"wafPolicy": {"id": WAF_POLICY}, "tags": {"stack": "dev"}}))
+    assert problem.endswith("properties.tags is not in the API model SecurityPolicyProperties; it belongs at tags")
+
+
+def test_catches_a_read_only_key_in_a_security_policy():
+    (problem,) = problems_of(security_policy(properties={"wafPolicy": {"id": WAF_POLICY}, "policyType": "waf"}))
+    assert "properties.policyType is read-only in the API" in problem
+
+
+def test_catches_an_association_type_the_api_does_not_have():
+    (problem,) = problems_of(association(associationType="subnet"))
+    assert "properties.associationType='subnet' is not one of the API's values: subnets" in problem
+
+
+def test_catches_a_value_of_the_wrong_type_in_a_typespec_model():
+    (problem,) = problems_of(security_policy(properties={"wafPolicy": {"id": 5}}))
+    assert "properties.wafPolicy.id=5 is int, the API takes str" in problem
+
+
+def test_catches_a_missing_required_key_in_a_typespec_model():
+    (problem,) = problems_of(association() | {"properties": {"subnet": {"id": "/subscriptions/x/subnets/ingress"}}})
+    assert "properties.associationType is required by the API model AssociationProperties" in problem

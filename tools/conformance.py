@@ -2,9 +2,13 @@
 
 For every resource in azure/template.json it loads the azure-mgmt-* SDK model of exactly the API
 version the resource states, and checks the body the way ARM reads it: unknown or misplaced keys,
-read-only keys, enum values, types, required keys, min/max, lengths and patterns. The models are
+read-only keys, enum values, types, required keys, min/max, lengths and patterns. Most models are
 msrest-style (`_attribute_map` names each attribute's JSON path and type, `_validation` its limits;
-`azure/mgmt/*/_utils/serialization.py` in each package). Pins: requirements-dev.txt.
+`azure/mgmt/*/_utils/serialization.py` in each package). Packages generated from TypeSpec (azure-mgmt-
+servicenetworking 2.x) have "hybrid" models instead (`_model_base.py` or `_utils/model_base.py`): each
+attribute is a `rest_field` descriptor with its JSON name and visibility, and its type is the class
+annotation. They are read into the same shape (`_typespec_fields`), so the same checks run on them, less
+min/max, lengths and patterns, which hybrid models do not carry. Pins: requirements-dev.txt.
 
 usage: python -m tools.conformance render/dev/azure/template.json [...]
 Prints one line per problem and exits 1 on any; resources whose API version no published package
@@ -14,13 +18,17 @@ models are named on stderr as unchecked, with the reason.
 from __future__ import annotations
 
 import argparse
+import datetime
 import difflib
 import enum
+import functools
 import importlib
 import inspect
 import json
 import re
 import sys
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -76,11 +84,6 @@ NEAREST: dict[tuple[str, str], str] = {
     ("Microsoft.Dashboard/grafana", "2024-10-01"): "2023-09-01",  # azure-mgmt-dashboard 1.1.0
     ("Microsoft.Monitor/accounts", "2023-04-03"): "2021-06-03-preview",  # azure-mgmt-monitor 6.0.2
     ("Microsoft.Insights/actionGroups", "2024-10-01-preview"): "2023-01-01",  # azure-mgmt-monitor 6.0.2
-    # azure-mgmt-servicenetworking 1.0.0; its 2.x (2025-01-01 and later) has TypeSpec models
-    # without the msrest _attribute_map this checker reads.
-    ("Microsoft.ServiceNetworking/trafficControllers", "2025-01-01"): "2023-11-01",
-    ("Microsoft.ServiceNetworking/trafficControllers/frontends", "2025-01-01"): "2023-11-01",
-    ("Microsoft.ServiceNetworking/trafficControllers/associations", "2025-01-01"): "2023-11-01",
 }
 # API versions that no azure-mgmt-* release on PyPI models (checked 2026-11 with
 # `pip index versions --pre` and each candidate wheel's api versions). Anything not listed here
@@ -105,19 +108,6 @@ UNPUBLISHED: dict[tuple[str, str], str] = {
     ("Microsoft.Insights/actionGroups", "2024-10-01-preview"): (
         "azure-mgmt-monitor 6.0.2 and 7.0.0 model action groups at 2023-01-01; 8.0.0b3 has none"
     ),
-    ("Microsoft.ServiceNetworking/trafficControllers", "2025-01-01"): (
-        "azure-mgmt-servicenetworking 2.0.0 models 2025-01-01 as TypeSpec models, which this checker does not read"
-    ),
-    ("Microsoft.ServiceNetworking/trafficControllers/frontends", "2025-01-01"): (
-        "azure-mgmt-servicenetworking 2.0.0 models 2025-01-01 as TypeSpec models, which this checker does not read"
-    ),
-    ("Microsoft.ServiceNetworking/trafficControllers/associations", "2025-01-01"): (
-        "azure-mgmt-servicenetworking 2.0.0 models 2025-01-01 as TypeSpec models, which this checker does not read"
-    ),
-    ("Microsoft.ServiceNetworking/trafficControllers/securityPolicies", "2025-01-01"): (
-        "security policies first appear in azure-mgmt-servicenetworking 2.0.0, as TypeSpec models this checker does"
-        " not read; 1.0.0 (2023-11-01) has none"
-    ),
 }
 # The ARM template's own keys around a resource body (learn.microsoft.com/azure/azure-resource-manager/
 # templates/syntax#resources), not part of the API's request body.
@@ -136,6 +126,12 @@ SCALARS: dict[str, tuple[type, ...]] = {
     "bytearray": (str,),
     "base64": (str,),
 }
+
+
+# A hybrid model's _hint_tree and the path of the object being checked in it (check_body).
+Hints = tuple[dict[str, Any], list[str]]
+# A hybrid model's datetime formats (rest_field(format=...)) as msrest type names.
+DATETIME_FORMATS = {"rfc7231": "rfc-1123", "unix-timestamp": "unix-time"}
 
 
 @dataclass(frozen=True)
@@ -192,6 +188,103 @@ def closest_model(arm_type: str, api_version: str) -> Model | None:
     return model_for(arm_type, api_version) or (model_for(arm_type, nearest) if nearest else None)
 
 
+@dataclass(frozen=True)
+class _Field:
+    """One attribute of a TypeSpec hybrid model, as msrest's _attribute_map and _validation say it."""
+
+    key: str  # the JSON name, dots escaped as in an _attribute_map key
+    typ: str  # msrest's type notation: "str", "[ResourceId]", "{str}", a model class's name, "object"
+    choices: type[enum.Enum] | None
+    readonly: bool
+    required: bool
+
+
+def _is_typespec(cls: type) -> bool:
+    """A TypeSpec "hybrid" model (a Mapping with rest_field descriptors), not an msrest one."""
+    return getattr(cls, "_is_model", False) is True and not hasattr(cls, "_attribute_map")
+
+
+def _typespec_type(hint: Any, fmt: str | None, models: ModuleType) -> tuple[str, type[enum.Enum] | None]:
+    """A hybrid model's attribute annotation in msrest's type notation, and the enum it takes.
+    An open enum is `Union[str, X]`; anything not understood is "object", which is not checked."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        choices = [a for a in kinds if isinstance(a, type) and issubclass(a, enum.Enum)]
+        rest = [a for a in kinds if a not in choices]
+        if len(choices) <= 1 and len(rest) <= 1 and kinds:
+            typ = _typespec_type(rest[0], fmt, models)[0] if rest else "str"
+            return typ, choices[0] if choices else None
+        return "object", None
+    if origin is list and len(args) == 1:  # List[X], list[X]
+        return f"[{_typespec_type(args[0], fmt, models)[0]}]", None
+    if origin is dict and len(args) == 2:  # Dict[str, X]
+        return f"{{{_typespec_type(args[1], fmt, models)[0]}}}", None
+    if not isinstance(hint, type):
+        return "object", None
+    if issubclass(hint, enum.Enum):
+        return "str", hint
+    if issubclass(hint, datetime.datetime):
+        return DATETIME_FORMATS.get(fmt or "", "iso-8601"), None
+    scalars: dict[type, str] = {
+        bool: "bool",
+        str: "str",
+        int: "int",
+        float: "float",
+        datetime.date: "date",
+        datetime.timedelta: "duration",
+        bytes: "base64",
+    }
+    for py, scalar in scalars.items():
+        if issubclass(hint, py):
+            return scalar, None
+    name: str = hint.__name__
+    if getattr(models, name, None) is hint:
+        return name, None
+    return "object", None
+
+
+@functools.cache
+def _typespec_fields(cls: type) -> dict[str, _Field]:
+    """A hybrid model's attributes: the SDK's own `_attr_to_rest_field` (JSON name, visibility, format)
+    with each class annotation's type. Read-only: visible neither on create nor on update (the SDK's
+    `visibility=["read"]`). Required: not Optional, not read-only, and without a default."""
+    typing.cast(Any, cls).__new__(cls)  # the SDK fills _attr_to_rest_field on a class's first construction
+    fields: dict[str, Any] = cls._attr_to_rest_field  # type: ignore[attr-defined]
+    # Annotations name other models as "_models.X", imported only for type checkers.
+    models = importlib.import_module(cls.__module__.rsplit(".", 1)[0])
+    hints = typing.get_type_hints(cls, localns={"_models": models})
+    out: dict[str, _Field] = {}
+    for attr, rf in fields.items():
+        hint = hints.get(attr, Any)
+        typ, choices = _typespec_type(hint, rf._format, models)
+        visibility = rf._visibility
+        readonly = visibility is not None and not {"create", "update"} & set(visibility)
+        optional = type(None) in typing.get_args(hint) or hint is Any
+        unset = getattr(sys.modules[type(rf).__module__], "_UNSET", None)
+        required = not optional and not readonly and rf._default is unset
+        out[attr] = _Field(rf._rest_name.replace(".", "\\."), typ, choices, readonly, required)
+    return out
+
+
+def _attribute_map(cls: type) -> dict[str, dict[str, Any]]:
+    """attribute -> {"key": JSON path, "type": msrest type}, of either kind of model."""
+    if _is_typespec(cls):
+        return {attr: {"key": f.key, "type": f.typ} for attr, f in _typespec_fields(cls).items()}
+    return cls._attribute_map  # type: ignore[attr-defined]
+
+
+def _validation(cls: type) -> dict[str, dict[str, Any]]:
+    """attribute -> msrest's validation rules (readonly, required, limits), of either kind of model."""
+    if _is_typespec(cls):
+        return {
+            attr: {"readonly": f.readonly, "required": f.required}
+            for attr, f in _typespec_fields(cls).items()
+            if f.readonly or f.required
+        }
+    return getattr(cls, "_validation", {})
+
+
 def _split_key(key: str) -> list[str]:
     """An _attribute_map key's JSON path; `\\.` escapes a dot inside one name."""
     return [part.replace("\\.", ".") for part in re.split(r"(?<!\\)\.", key)]
@@ -200,7 +293,7 @@ def _split_key(key: str) -> list[str]:
 def body_tree(cls: type) -> dict[str, Any]:
     """The JSON shape of a model: name -> (attribute, type) or a nested dict for flattened paths."""
     tree: dict[str, Any] = {}
-    for attr, spec in cls._attribute_map.items():  # type: ignore[attr-defined]
+    for attr, spec in _attribute_map(cls).items():
         node = tree
         *parents, leaf = _split_key(spec["key"])
         for part in parents:
@@ -216,6 +309,9 @@ def top_level_keys(cls: type) -> set[str]:
 
 def _enum_of(cls: type, attr: str, module: ModuleType) -> type[enum.Enum] | None:
     """The enum an attribute takes, from the model's constructor annotation (`Union[str, _models.X]`)."""
+    if _is_typespec(cls):
+        field = _typespec_fields(cls).get(attr)
+        return field.choices if field else None
     try:
         annotation = inspect.signature(cls).parameters[attr].annotation
     except (KeyError, ValueError):
@@ -254,7 +350,7 @@ def _limits(path: str, value: Any, rules: dict[str, Any]) -> list[str]:
     return out
 
 
-def _check_value(path: str, value: Any, typ: str, module: ModuleType) -> list[str]:
+def _check_value(path: str, value: Any, typ: str, module: ModuleType, hints: Hints | None = None) -> list[str]:
     if typ == "object":
         return []
     if typ.startswith("[") and typ.endswith("]"):
@@ -273,7 +369,7 @@ def _check_value(path: str, value: Any, typ: str, module: ModuleType) -> list[st
         return []  # a type the serializer knows natively (e.g. "IO"); nothing to check
     if not isinstance(value, dict):
         return [f"{path} is {type(value).__name__}, the API takes an object ({typ})"]
-    return check_body(path, value, _concrete(cls, value, module), module)
+    return check_body(path, value, _concrete(cls, value, module), module, hints)
 
 
 def _misplaced_hint(key: str, tree: dict[str, Any], here: list[str]) -> str:
@@ -285,6 +381,27 @@ def _misplaced_hint(key: str, tree: dict[str, Any], here: list[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
+def _hint_tree(cls: type, module: ModuleType, outer: tuple[type, ...] = ()) -> dict[str, Any]:
+    """A hybrid model's body_tree with each nested object model (not lists or maps) in place, as an
+    msrest model's flattened `properties.x` keys are: where a misplaced key belongs, across levels."""
+    tree: dict[str, Any] = {}
+    for key, spec in body_tree(cls).items():
+        nested = getattr(module, spec[1], None) if isinstance(spec, tuple) else None
+        if isinstance(nested, type) and _is_typespec(nested) and nested not in (*outer, cls):
+            tree[key] = _hint_tree(nested, module, (*outer, cls))
+        else:
+            tree[key] = spec
+    return tree
+
+
+def _subtree(tree: dict[str, Any], path: list[str]) -> dict[str, Any] | None:
+    for part in path:
+        tree = tree.get(part)  # type: ignore[assignment]
+        if not isinstance(tree, dict):
+            return None
+    return tree
+
+
 def _walk(tree: dict[str, Any], path: list[str]) -> list[tuple[list[str], dict[str, Any]]]:
     out = [(path, tree)]
     for k, v in tree.items():
@@ -293,10 +410,16 @@ def _walk(tree: dict[str, Any], path: list[str]) -> list[tuple[list[str], dict[s
     return out
 
 
-def check_body(path: str, body: dict[str, Any], cls: type, module: ModuleType) -> list[str]:
-    """Problems of one JSON object against one model class (flattened paths included)."""
+def check_body(path: str, body: dict[str, Any], cls: type, module: ModuleType, hints: Hints | None = None) -> list[str]:
+    """Problems of one JSON object against one model class (flattened paths included).
+    A hybrid model nests `properties` as a model of its own rather than flattening it, so its hints
+    come from the outermost hybrid model's _hint_tree (`hints`: that tree, and where this object is in it)."""
     tree = body_tree(cls)
-    validation: dict[str, dict[str, Any]] = getattr(cls, "_validation", {})
+    hybrid = _is_typespec(cls)
+    if hints is None or not hybrid or _subtree(*hints) is None:
+        hints = (_hint_tree(cls, module) if hybrid else tree, [])
+    hint_tree, hint_here = hints
+    validation = _validation(cls)
     problems: list[str] = []
     seen: set[str] = set()
 
@@ -305,7 +428,7 @@ def check_body(path: str, body: dict[str, Any], cls: type, module: ModuleType) -
             where = ".".join(filter(None, [path, *node_path, key]))
             spec = node.get(key)
             if spec is None:
-                hint = _misplaced_hint(key, tree, node_path)
+                hint = _misplaced_hint(key, hint_tree, [*hint_here, *node_path])
                 problems.append(f"{where} is not in the API model {cls.__name__}{hint}")
             elif isinstance(spec, dict):
                 if isinstance(item, dict):
@@ -319,7 +442,8 @@ def check_body(path: str, body: dict[str, Any], cls: type, module: ModuleType) -
                 if rules.get("readonly"):
                     problems.append(f"{where} is read-only in the API; Azure ignores it, remove it")
                     continue
-                problems.extend(_check_value(where, item, typ, module))
+                inner = (hint_tree, [*hint_here, *node_path, key]) if hybrid else None
+                problems.extend(_check_value(where, item, typ, module, inner))
                 problems.extend(_limits(where, item, rules))
                 choices = _enum_of(cls, attr, module)
                 if choices and isinstance(item, str) and item.lower() not in {str(c.value).lower() for c in choices}:
@@ -329,7 +453,7 @@ def check_body(path: str, body: dict[str, Any], cls: type, module: ModuleType) -
     walk([], body, tree)
     for attr, rules in validation.items():
         if rules.get("required") and not rules.get("readonly") and attr not in seen and rules.get("constant") is None:
-            key = ".".join(_split_key(cls._attribute_map[attr]["key"]))  # type: ignore[attr-defined]
+            key = ".".join(_split_key(_attribute_map(cls)[attr]["key"]))
             problems.append(f"{'.'.join(filter(None, [path, key]))} is required by the API model {cls.__name__}")
     return problems
 
