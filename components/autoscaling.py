@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import authorization, managedidentity
+from pulumi_azure_native import authorization
 
 from components.cluster import AksCluster
 from components.observability import ManagedPrometheus
@@ -20,7 +20,6 @@ from specs.azure import role_assignment
 
 # The AKS KEDA add-on runs its operator as this service account (learn.microsoft.com/azure/aks/keda-workload-identity).
 KEDA_SUBJECT = "system:serviceaccount:kube-system:keda-operator"
-TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,23 +41,13 @@ class QueueAutoscaler(pulumi.ComponentResource):
         a, stack, cluster, server = args.autoscaling, args.stack, args.cluster, args.server
         meta = labels.labels(stack, "autoscaler", server.version)
 
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity",
-            resource_name_=labels.name(stack, "keda"),
-            resource_group_name=cluster.resource_group_name,
-            location=cluster.location,
-            tags=labels.tags(stack, "autoscaler"),
-            opts=child,
-        )
-        managedidentity.FederatedIdentityCredential(
-            f"{name}-federation",
-            federated_identity_credential_resource_name="keda-operator",
-            resource_name_=identity.name,
-            resource_group_name=cluster.resource_group_name,
-            issuer=cluster.oidc_issuer,
+        identity, _ = cluster.workload_identity(
+            name,
+            identity_name=labels.name(stack, "keda"),
+            credential_name="keda-operator",
             subject=KEDA_SUBJECT,
-            audiences=[TOKEN_AUDIENCE],
-            opts=child,
+            tags=labels.tags(stack, "autoscaler"),
+            parent=self,
         )
         reader = authorization.RoleAssignment(
             f"{name}-reads-metrics",

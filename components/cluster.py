@@ -30,6 +30,8 @@ from specs import cluster as spec
 from specs.azure import role_assignment, role_propagation_wait
 
 LOG_RETENTION_DAYS = 30
+# The audience of the tokens a workload identity exchanges (learn.microsoft.com/azure/aks/workload-identity-overview).
+TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 REGISTRY_SUFFIX_LENGTH = 6
 
 
@@ -289,6 +291,39 @@ class AksCluster(pulumi.ComponentResource):
                 raise pulumi.RunError(str(err)) from None
 
         return token.apply(decide)
+
+    def workload_identity(
+        self,
+        name: str,
+        *,
+        identity_name: str,
+        credential_name: str,
+        subject: str,
+        tags: dict[str, str],
+        parent: pulumi.Resource,
+    ) -> tuple[managedidentity.UserAssignedIdentity, managedidentity.FederatedIdentityCredential]:
+        """A user-assigned identity that the service account `subject` signs in as, through the
+        cluster's OIDC issuer (learn.microsoft.com/azure/aks/workload-identity-overview)."""
+        opts = pulumi.ResourceOptions(parent=parent)
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity",
+            resource_name_=identity_name,
+            resource_group_name=self.resource_group_name,
+            location=self.location,
+            tags=tags,
+            opts=opts,
+        )
+        federation = managedidentity.FederatedIdentityCredential(
+            f"{name}-federation",
+            federated_identity_credential_resource_name=credential_name,
+            resource_name_=identity.name,
+            resource_group_name=self.resource_group_name,
+            issuer=self.oidc_issuer,
+            subject=subject,
+            audiences=[TOKEN_AUDIENCE],
+            opts=opts,
+        )
+        return identity, federation
 
     def role_wait(
         self, name: str, *assignments: authorization.RoleAssignment, parent: pulumi.Resource | None = None

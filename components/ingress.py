@@ -12,10 +12,11 @@ the rate limit and the body limit, and its proxies run outside the cluster's nod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import authorization, managedidentity, network, servicenetworking
+from pulumi_azure_native import authorization, network, servicenetworking
 
 from components.cluster import AksCluster
 from components.serving import ModelServer
@@ -27,7 +28,6 @@ from specs import ingress as spec
 from specs import serving as serving_spec
 from specs.azure import role_assignment
 
-TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 ALB_SUBJECT = f"system:serviceaccount:{spec.ALB_NAMESPACE}:{spec.ALB_SERVICE_ACCOUNT}"
 # The name Microsoft's quickstart gives the federated credential.
 ALB_FEDERATION_NAME = "azure-alb-identity"
@@ -80,43 +80,27 @@ class PublicEndpoint(pulumi.ComponentResource):
             tags=self._tags,
             opts=child,
         )
+        placed: dict[str, Any] = {
+            "resource_group_name": cluster.resource_group_name,
+            "location": cluster.location,
+            "tags": self._tags,
+            "opts": child,
+        }
         gateway = servicenetworking.TrafficControllerInterface(
-            f"{name}-agc",
-            traffic_controller_name=labels.name(stack, "agc"),
-            resource_group_name=cluster.resource_group_name,
-            location=cluster.location,
-            tags=self._tags,
-            opts=child,
+            f"{name}-agc", traffic_controller_name=labels.name(stack, "agc"), **placed
         )
-        frontend = servicenetworking.FrontendsInterface(
-            f"{name}-frontend",
-            frontend_name=FRONTEND_NAME,
-            traffic_controller_name=gateway.name,
-            resource_group_name=cluster.resource_group_name,
-            location=cluster.location,
-            tags=self._tags,
-            opts=child,
-        )
+        # The gateway's children: its public frontend, its subnet, its WAF.
+        in_gateway = {**placed, "traffic_controller_name": gateway.name}
+        frontend = servicenetworking.FrontendsInterface(f"{name}-frontend", frontend_name=FRONTEND_NAME, **in_gateway)
         servicenetworking.AssociationsInterface(
             f"{name}-association",
             association_name="nodes-vnet",
             association_type=servicenetworking.AssociationType.SUBNETS,
             subnet={"id": subnet.id},
-            traffic_controller_name=gateway.name,
-            resource_group_name=cluster.resource_group_name,
-            location=cluster.location,
-            tags=self._tags,
-            opts=child,
+            **in_gateway,
         )
         servicenetworking.SecurityPoliciesInterface(
-            f"{name}-security-policy",
-            security_policy_name="waf",
-            waf_policy={"id": waf.id},
-            traffic_controller_name=gateway.name,
-            resource_group_name=cluster.resource_group_name,
-            location=cluster.location,
-            tags=self._tags,
-            opts=child,
+            f"{name}-security-policy", security_policy_name="waf", waf_policy={"id": waf.id}, **in_gateway
         )
         controller = self._controller(gateway, subnet, waf)
         self._gateway_objects(args, gateway.id, frontend.name, waf.id, controller)
@@ -139,23 +123,13 @@ class PublicEndpoint(pulumi.ComponentResource):
         the WAF policy, and Reader on the node resource group."""
         name, stack, cluster = self._name, self._stack, self._cluster
         child = pulumi.ResourceOptions(parent=self)
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-alb-identity",
-            resource_name_=labels.name(stack, "alb"),
-            resource_group_name=cluster.resource_group_name,
-            location=cluster.location,
-            tags=self._tags,
-            opts=child,
-        )
-        federation = managedidentity.FederatedIdentityCredential(
-            f"{name}-alb-federation",
-            federated_identity_credential_resource_name=ALB_FEDERATION_NAME,
-            resource_name_=identity.name,
-            resource_group_name=cluster.resource_group_name,
-            issuer=cluster.oidc_issuer,
+        identity, federation = cluster.workload_identity(
+            f"{name}-alb",
+            identity_name=labels.name(stack, "alb"),
+            credential_name=ALB_FEDERATION_NAME,
             subject=ALB_SUBJECT,
-            audiences=[TOKEN_AUDIENCE],
-            opts=child,
+            tags=self._tags,
+            parent=self,
         )
         node_group = pulumi.Output.concat(
             "/subscriptions/",
