@@ -159,31 +159,47 @@ class PublicEndpoint(pulumi.ComponentResource):
         # The controller signs in at start: its roles must have taken effect, or the atomic install
         # rolls back on a controller that cannot configure the gateway.
         roles_ready = cluster.role_wait(f"{name}-alb-roles", *roles, parent=self)
-        chart, version = catalog.ALB_CONTROLLER_CHART
-        alb = k8s.helm.v3.Release(
-            f"{name}-alb-controller",
-            name="alb-controller",
-            chart=chart,
-            version=version,
-            namespace=spec.ALB_RELEASE_NAMESPACE,
-            values=spec.alb_controller_values(identity.client_id),
-            atomic=True,
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[federation, roles_ready]),
+        alb = self._release(
+            "alb-controller",
+            catalog.ALB_CONTROLLER_CHART,
+            spec.ALB_RELEASE_NAMESPACE,
+            spec.alb_controller_values(identity.client_id),
+            depends_on=[federation, roles_ready],
         )
-        chart, version = catalog.CERT_MANAGER_CHART
-        cert_manager = k8s.helm.v3.Release(
-            f"{name}-cert-manager",
-            name="cert-manager",
-            chart=chart,
-            version=version,
-            namespace=spec.CERT_MANAGER_NAMESPACE,
+        # cert-manager stops at start when the Gateway API CRDs (from the ALB chart) are missing.
+        cert_manager = self._release(
+            "cert-manager",
+            catalog.CERT_MANAGER_CHART,
+            spec.CERT_MANAGER_NAMESPACE,
+            spec.cert_manager_values(),
+            depends_on=[alb],
             create_namespace=True,
-            values=spec.cert_manager_values(),
-            atomic=True,
-            # cert-manager stops at start when the Gateway API CRDs (from the ALB chart) are missing.
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[alb]),
         )
         return [alb, cert_manager]
+
+    def _release(
+        self,
+        release: str,
+        chart: tuple[str, str],
+        namespace: str,
+        values: dict[str, Any],
+        *,
+        depends_on: list[pulumi.Resource],
+        create_namespace: bool = False,
+    ) -> k8s.helm.v3.Release:
+        """A pinned chart, installed atomically: a failed install rolls back and fails `pulumi up`."""
+        url, version = chart
+        return k8s.helm.v3.Release(
+            f"{self._name}-{release}",
+            name=release,
+            chart=url,
+            version=version,
+            namespace=namespace,
+            create_namespace=create_namespace,
+            values=values,
+            atomic=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=self._cluster.provider, depends_on=depends_on),
+        )
 
     def _gateway_objects(
         self,
