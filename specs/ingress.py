@@ -139,12 +139,17 @@ def waf_custom_rules(ingress: Ingress, budget: RequestBudget) -> list[network.We
 
 
 def alb_controller_values(client_id: pulumi.Input[str]) -> dict[str, Any]:
+    """Every node is tainted, so every pod of the chart needs the system pool's toleration: the
+    controller's own key, and the top-level `tolerations` that alb-controller-helm-chart.md sets
+    "to each of the ALB Controller pods" (its bootstrap and CRD pods too)."""
+    tolerations = system_pool_tolerations()
     return {
         "albController": {
             "namespace": ALB_NAMESPACE,
             "podIdentity": {"clientID": client_id},
-            "controller": {"tolerations": system_pool_tolerations()},
-        }
+            "controller": {"tolerations": tolerations},
+        },
+        "tolerations": tolerations,
     }
 
 

@@ -305,3 +305,11 @@ def test_the_controller_starts_after_its_roles_take_effect(public):
     (wait,) = [r.inputs for r in of_type(public, "time:index/sleep:Sleep") if r.name == "ingress-alb-roles-propagation"]
     alb_roles = [r for r in of_type(public, ROLE) if r.name.startswith("ingress-alb-")]
     assert len(wait["triggers"]["roleAssignmentId"].split(",")) == len(alb_roles) == 4
+
+
+def test_every_chart_pod_tolerates_the_system_pool_since_every_node_is_tainted():
+    alb = spec.alb_controller_values("client-id")
+    assert alb["tolerations"] == alb["albController"]["controller"]["tolerations"] == spec.system_pool_tolerations()
+    cert_manager = spec.cert_manager_values()
+    for part in (cert_manager, *(cert_manager[k] for k in ("webhook", "cainjector", "startupapicheck"))):
+        assert part["tolerations"] == spec.system_pool_tolerations()
