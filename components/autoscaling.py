@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import authorization
 
 from components.cluster import AksCluster
 from components.observability import ManagedPrometheus
@@ -16,7 +15,6 @@ from components.serving import ModelServer
 from core import catalog, labels
 from core.config import Autoscaling
 from specs import autoscaling as spec
-from specs.azure import role_assignment
 
 # The AKS KEDA add-on runs its operator as this service account (learn.microsoft.com/azure/aks/keda-workload-identity).
 KEDA_SUBJECT = "system:serviceaccount:kube-system:keda-operator"
@@ -36,7 +34,6 @@ class QueueAutoscaler(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: QueueAutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llamacpp-aks:autoscaling:QueueAutoscaler", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         k8s_child = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider)
         a, stack, cluster, server = args.autoscaling, args.stack, args.cluster, args.server
         meta = labels.labels(stack, "autoscaler", server.version)
@@ -49,16 +46,12 @@ class QueueAutoscaler(pulumi.ComponentResource):
             tags=labels.tags(stack, "autoscaler"),
             parent=self,
         )
-        reader = authorization.RoleAssignment(
+        reader = cluster.grant(
             f"{name}-reads-metrics",
-            **role_assignment(
-                role=catalog.MONITORING_DATA_READER,
-                principal_id=identity.principal_id,
-                principal_type="ServicePrincipal",
-                scope=args.metrics.workspace.id,
-                subscription_id=cluster.subscription_id,
-            ),
-            opts=child,
+            role=catalog.MONITORING_DATA_READER,
+            principal_id=identity.principal_id,
+            scope=args.metrics.workspace.id,
+            parent=self,
         )
         auth = k8s.apiextensions.CustomResource(
             f"{name}-trigger-auth",

@@ -186,16 +186,11 @@ class AksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        subnet_role = authorization.RoleAssignment(
+        subnet_role = self.grant(
             f"{name}-subnet-network",
-            **role_assignment(
-                role=catalog.NETWORK_CONTRIBUTOR,
-                principal_id=identity.principal_id,
-                principal_type="ServicePrincipal",
-                scope=self.node_subnet.id,
-                subscription_id=self.subscription_id,
-            ),
-            opts=child,
+            role=catalog.NETWORK_CONTRIBUTOR,
+            principal_id=identity.principal_id,
+            scope=self.node_subnet.id,
         )
         return identity, self.role_wait(f"{name}-subnet-network", subnet_role)
 
@@ -238,42 +233,15 @@ class AksCluster(pulumi.ComponentResource):
 
     def _roles(self, name: str) -> tuple[authorization.RoleAssignment, ...]:
         """AcrPull for the kubelet; AcrPush and cluster admin for whoever runs `pulumi up`."""
-        child = pulumi.ResourceOptions(parent=self)
         kubelet_object_id = self.cluster.identity_profile.apply(lambda p: (p or {})["kubeletidentity"].object_id or "")
-        acr_pull = authorization.RoleAssignment(
-            f"{name}-acr-pull",
-            **role_assignment(
-                role=catalog.ACR_PULL,
-                principal_id=kubelet_object_id,
-                principal_type="ServicePrincipal",
-                scope=self.registry.id,
-                subscription_id=self.subscription_id,
-            ),
-            opts=child,
+        acr_pull = self.grant(
+            f"{name}-acr-pull", role=catalog.ACR_PULL, principal_id=kubelet_object_id, scope=self.registry.id
         )
         # Whoever runs `pulumi up` pushes the image with an Entra token: no admin user, no password.
-        acr_push = authorization.RoleAssignment(
-            f"{name}-acr-push",
-            **role_assignment(
-                role=catalog.ACR_PUSH,
-                principal_id=self.deployer_object_id,
-                principal_type=self.deployer_principal_type,
-                scope=self.registry.id,
-                subscription_id=self.subscription_id,
-            ),
-            opts=child,
-        )
+        acr_push = self.grant_deployer(f"{name}-acr-push", role=catalog.ACR_PUSH, scope=self.registry.id)
         # ...and administers the cluster through Azure RBAC (local accounts are off).
-        deployer_admin = authorization.RoleAssignment(
-            f"{name}-deployer-admin",
-            **role_assignment(
-                role=catalog.AKS_RBAC_CLUSTER_ADMIN,
-                principal_id=self.deployer_object_id,
-                principal_type=self.deployer_principal_type,
-                scope=self.cluster.id,
-                subscription_id=self.subscription_id,
-            ),
-            opts=child,
+        deployer_admin = self.grant_deployer(
+            f"{name}-deployer-admin", role=catalog.AKS_RBAC_CLUSTER_ADMIN, scope=self.cluster.id
         )
 
         return acr_pull, acr_push, deployer_admin
@@ -291,6 +259,43 @@ class AksCluster(pulumi.ComponentResource):
                 raise pulumi.RunError(str(err)) from None
 
         return token.apply(decide)
+
+    def grant(
+        self,
+        name: str,
+        *,
+        role: str,
+        principal_id: pulumi.Input[str],
+        scope: pulumi.Input[str],
+        principal_type: pulumi.Input[PrincipalType] = "ServicePrincipal",
+        parent: pulumi.Resource | None = None,
+    ) -> authorization.RoleAssignment:
+        """The built-in `role` on `scope` for a principal of this subscription (a managed identity
+        unless `principal_type` says otherwise). Other components pass themselves as `parent`."""
+        return authorization.RoleAssignment(
+            name,
+            **role_assignment(
+                role=role,
+                principal_id=principal_id,
+                principal_type=principal_type,
+                scope=scope,
+                subscription_id=self.subscription_id,
+            ),
+            opts=pulumi.ResourceOptions(parent=parent or self),
+        )
+
+    def grant_deployer(
+        self, name: str, *, role: str, scope: pulumi.Input[str], parent: pulumi.Resource | None = None
+    ) -> authorization.RoleAssignment:
+        """The built-in `role` on `scope` for whoever deploys (or `cluster.deployerObjectId`)."""
+        return self.grant(
+            name,
+            role=role,
+            principal_id=self.deployer_object_id,
+            principal_type=self.deployer_principal_type,
+            scope=scope,
+            parent=parent,
+        )
 
     def workload_identity(
         self,

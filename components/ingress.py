@@ -16,7 +16,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import authorization, network, servicenetworking
+from pulumi_azure_native import network, servicenetworking
 
 from components.cluster import AksCluster
 from components.serving import ModelServer
@@ -26,7 +26,6 @@ from core.skips import skip
 from specs import cluster as cluster_spec
 from specs import ingress as spec
 from specs import serving as serving_spec
-from specs.azure import role_assignment
 
 ALB_SUBJECT = f"system:serviceaccount:{spec.ALB_NAMESPACE}:{spec.ALB_SERVICE_ACCOUNT}"
 # The name Microsoft's quickstart gives the federated credential.
@@ -122,7 +121,6 @@ class PublicEndpoint(pulumi.ComponentResource):
         quickstart names: configuration manager of the gateway, join rights on its subnet and
         the WAF policy, and Reader on the node resource group."""
         name, stack, cluster = self._name, self._stack, self._cluster
-        child = pulumi.ResourceOptions(parent=self)
         identity, federation = cluster.workload_identity(
             f"{name}-alb",
             identity_name=labels.name(stack, "alb"),
@@ -138,17 +136,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             cluster.cluster.node_resource_group.apply(lambda g: g or ""),
         )
         roles = [
-            authorization.RoleAssignment(
-                f"{name}-alb-{what}",
-                **role_assignment(
-                    role=role,
-                    principal_id=identity.principal_id,
-                    principal_type="ServicePrincipal",
-                    scope=scope,
-                    subscription_id=cluster.subscription_id,
-                ),
-                opts=child,
-            )
+            cluster.grant(f"{name}-alb-{what}", role=role, principal_id=identity.principal_id, scope=scope, parent=self)
             for what, role, scope in (
                 ("configures-agc", catalog.AGC_CONFIGURATION_MANAGER, gateway.id),
                 ("joins-subnet", catalog.NETWORK_CONTRIBUTOR, subnet.id),

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumiverse_time as time
 from pulumi_azure_native import alertsmanagement, authorization, dashboard, monitor
 
 from components.cluster import AksCluster
@@ -15,7 +14,6 @@ from components.serving import ModelServer
 from core import catalog, labels, metrics
 from core.config import Alerts
 from specs import observability as spec
-from specs.azure import role_assignment, role_propagation_wait
 
 # Entra ID application of Azure Managed Grafana: the audience of tokens for its HTTP API
 # (learn.microsoft.com/azure/managed-grafana/how-to-api-calls).
@@ -136,34 +134,18 @@ class ManagedPrometheus(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        authorization.RoleAssignment(
+        cluster.grant(
             f"{name}-grafana-reads-metrics",
-            **role_assignment(
-                role=catalog.MONITORING_DATA_READER,
-                principal_id=instance.identity.apply(lambda i: i.principal_id if i else ""),
-                principal_type="ServicePrincipal",
-                scope=self.workspace.id,
-                subscription_id=cluster.subscription_id,
-            ),
-            opts=child,
+            role=catalog.MONITORING_DATA_READER,
+            principal_id=instance.identity.apply(lambda i: i.principal_id if i else ""),
+            scope=self.workspace.id,
+            parent=self,
         )
-        admin = authorization.RoleAssignment(
-            f"{name}-deployer-grafana-admin",
-            **role_assignment(
-                role=catalog.GRAFANA_ADMIN,
-                principal_id=cluster.deployer_object_id,
-                principal_type=cluster.deployer_principal_type,
-                scope=instance.id,
-                subscription_id=cluster.subscription_id,
-            ),
-            opts=child,
+        admin = cluster.grant_deployer(
+            f"{name}-deployer-grafana-admin", role=catalog.GRAFANA_ADMIN, scope=instance.id, parent=self
         )
         # The dashboard call is the Grafana Admin role's first use: wait for it to take effect.
-        admin_ready = time.Sleep(
-            f"{name}-deployer-grafana-admin-propagation",
-            **role_propagation_wait(cluster.role_propagation_seconds, admin.id),
-            opts=child,
-        )
+        admin_ready = cluster.role_wait(f"{name}-deployer-grafana-admin", admin, parent=self)
         token = authorization.get_client_token_output(
             endpoint=GRAFANA_API_AUDIENCE, opts=pulumi.InvokeOutputOptions(parent=self)
         ).token
