@@ -66,7 +66,9 @@ class AksCluster(pulumi.ComponentResource):
         )
         self.resource_group_name = self.resource_group.name
         workspace = self._log_workspace(name, stack, c) if c.monitoring else None
-        self.vnet, self.node_subnet = self._network(name, stack, c, tags)
+        self._last_subnet: network.Subnet | None = None
+        self.vnet = self._vnet(name, stack, c, tags)
+        self.node_subnet = self.subnet(f"{name}-nodes", subnet_name="nodes", cidr=spec.NODE_SUBNET_CIDR)
         identity, identity_ready = self._control_plane_identity(name, stack, c, tags)
         self._skip_cluster_checks(f"{name}-aks", c)
         self.cluster = containerservice.ManagedCluster(
@@ -144,15 +146,11 @@ class AksCluster(pulumi.ComponentResource):
             )
         return pool
 
-    def _network(
-        self, name: str, stack: str, c: Cluster, tags: dict[str, str]
-    ) -> tuple[network.VirtualNetwork, network.Subnet]:
-        """The cluster's VNet and its node subnet; the ingress subnet is added by the public endpoint.
-
-        Subnets are their own resources, never inline in the VNet, so that adding one is no VNet diff;
-        azure-native keeps such subnets when it updates the VNet (pulumi/pulumi-azure-native#611).
-        """
-        vnet = network.VirtualNetwork(
+    def _vnet(self, name: str, stack: str, c: Cluster, tags: dict[str, str]) -> network.VirtualNetwork:
+        """The cluster's VNet. Its subnets (`subnet`) are their own resources, never inline, so that
+        adding one is no VNet diff; azure-native keeps such subnets when it updates the VNet
+        (pulumi/pulumi-azure-native#611)."""
+        return network.VirtualNetwork(
             f"{name}-vnet",
             virtual_network_name=labels.name(stack, "vnet"),
             resource_group_name=self.resource_group_name,
@@ -161,15 +159,29 @@ class AksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["subnets"]),
         )
-        subnet = network.Subnet(
-            f"{name}-nodes",
-            subnet_name="nodes",
-            virtual_network_name=vnet.name,
+
+    def subnet(
+        self,
+        name: str,
+        *,
+        subnet_name: str,
+        cidr: str,
+        delegations: list[network.DelegationArgsDict] | None = None,
+        parent: pulumi.Resource | None = None,
+    ) -> network.Subnet:
+        """A subnet of the cluster's VNet, made after the one before it: Azure refuses concurrent
+        changes to one VNet's subnets. Other components pass themselves as `parent`."""
+        after = [self._last_subnet] if self._last_subnet is not None else None
+        self._last_subnet = network.Subnet(
+            name,
+            subnet_name=subnet_name,
+            virtual_network_name=self.vnet.name,
             resource_group_name=self.resource_group_name,
-            address_prefix=spec.NODE_SUBNET_CIDR,
-            opts=pulumi.ResourceOptions(parent=self),
+            address_prefix=cidr,
+            delegations=delegations,
+            opts=pulumi.ResourceOptions(parent=parent or self, depends_on=after),
         )
-        return vnet, subnet
+        return self._last_subnet
 
     def _control_plane_identity(
         self, name: str, stack: str, c: Cluster, tags: dict[str, str]

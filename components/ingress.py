@@ -53,15 +53,12 @@ class PublicEndpoint(pulumi.ComponentResource):
         self._tags = labels.tags(stack, "ingress")
         child = pulumi.ResourceOptions(parent=self)
 
-        subnet = network.Subnet(
+        subnet = cluster.subnet(
             f"{name}-subnet",
             subnet_name="ingress",
-            virtual_network_name=cluster.vnet.name,
-            resource_group_name=cluster.resource_group_name,
-            address_prefix=cluster_spec.INGRESS_SUBNET_CIDR,
+            cidr=cluster_spec.INGRESS_SUBNET_CIDR,
             delegations=cluster_spec.ingress_subnet_delegations(),
-            # One subnet at a time: Azure refuses concurrent changes to one VNet's subnets.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.node_subnet]),
+            parent=self,
         )
         skip(
             f"{name}-waf",
