@@ -159,13 +159,8 @@ class RenderMocks(Mocks):
             names = [str(inputs.get(k) or args.name) for k in arm.name_keys]
             outputs["name"] = names[-1]
             outputs["id"] = arm_id(arm.arm_type, names, inputs.get("resourceGroupName"))
-        identity = inputs.get("identity")
-        if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
-            # azure-native takes a list of ids; ARM answers a map of id -> principal and client ids.
-            outputs["identity"] = {
-                **identity,
-                "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]},
-            }
+        if "identity" in inputs:
+            outputs["identity"] = arm_identity(inputs["identity"])
         if args.typ == "azure-native:containerservice:ManagedCluster":
             outputs["identityProfile"] = {"kubeletidentity": {"objectId": "33333333-3333-3333-3333-333333333333"}}
             outputs["fqdn"] = f"{inputs.get('dnsPrefix')}.hcp.{self.location}.azmk8s.io"
@@ -234,6 +229,14 @@ class RenderMocks(Mocks):
                 ]
             }
         return {}
+
+
+def arm_identity(identity: Any) -> Any:
+    """A managed identity block as ARM has it: azure-native takes user-assigned identities as a
+    list of ids and sends (and gets back) a map of id -> {}."""
+    if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
+        return {**identity, "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]}}
+    return identity
 
 
 def arm_id(arm_type: str, names: list[str], resource_group: str | None) -> str:
@@ -376,9 +379,8 @@ def arm_resource(r: Recorded, location: str) -> dict[str, Any]:
             props[key] = value
     for key, flat in FLATTENED.get(arm.arm_type, {}).items():
         props[key] = [_nest(item, flat) for item in props.get(key, [])]
-    if isinstance(doc.get("identity"), dict) and isinstance(doc["identity"].get("userAssignedIdentities"), list):
-        # azure-native takes a list of identity ids and sends ARM a map of id -> {}.
-        doc["identity"]["userAssignedIdentities"] = {i: {} for i in doc["identity"]["userAssignedIdentities"]}
+    if "identity" in doc:
+        doc["identity"] = arm_identity(doc["identity"])
     doc["properties"] = dict(sorted(props.items()))
     skipped = skips_for(r.name)
     if skipped:
