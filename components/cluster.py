@@ -189,15 +189,7 @@ class AksCluster(pulumi.ComponentResource):
         """The cluster's own identity, with Network Contributor on the node subnet
         (learn.microsoft.com/azure/aks/configure-azure-cni: the cluster identity needs it on a
         custom subnet), and the wait for that role to take effect before the cluster is created."""
-        child = pulumi.ResourceOptions(parent=self)
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-control-plane",
-            resource_name_=labels.name(stack, "aks-identity"),
-            resource_group_name=self.resource_group_name,
-            location=c.location,
-            tags=tags,
-            opts=child,
-        )
+        identity = self.identity(f"{name}-control-plane", identity_name=labels.name(stack, "aks-identity"), tags=tags)
         subnet_role = self.grant(
             f"{name}-subnet-network",
             role=catalog.NETWORK_CONTRIBUTOR,
@@ -309,6 +301,19 @@ class AksCluster(pulumi.ComponentResource):
             parent=parent,
         )
 
+    def identity(
+        self, name: str, *, identity_name: str, tags: dict[str, str], parent: pulumi.Resource | None = None
+    ) -> managedidentity.UserAssignedIdentity:
+        """A user-assigned managed identity beside the cluster."""
+        return managedidentity.UserAssignedIdentity(
+            name,
+            resource_name_=identity_name,
+            resource_group_name=self.resource_group_name,
+            location=self.location,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=parent or self),
+        )
+
     def workload_identity(
         self,
         name: str,
@@ -321,15 +326,7 @@ class AksCluster(pulumi.ComponentResource):
     ) -> tuple[managedidentity.UserAssignedIdentity, managedidentity.FederatedIdentityCredential]:
         """A user-assigned identity that the service account `subject` signs in as, through the
         cluster's OIDC issuer (learn.microsoft.com/azure/aks/workload-identity-overview)."""
-        opts = pulumi.ResourceOptions(parent=parent)
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity",
-            resource_name_=identity_name,
-            resource_group_name=self.resource_group_name,
-            location=self.location,
-            tags=tags,
-            opts=opts,
-        )
+        identity = self.identity(f"{name}-identity", identity_name=identity_name, tags=tags, parent=parent)
         federation = managedidentity.FederatedIdentityCredential(
             f"{name}-federation",
             federated_identity_credential_resource_name=credential_name,
@@ -338,7 +335,7 @@ class AksCluster(pulumi.ComponentResource):
             issuer=self.oidc_issuer,
             subject=subject,
             audiences=[TOKEN_AUDIENCE],
-            opts=opts,
+            opts=pulumi.ResourceOptions(parent=parent),
         )
         return identity, federation
 
