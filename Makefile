@@ -45,7 +45,7 @@ venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create .venv and .venv-ch
 # hashes of files no other machine has.
 lock: $(VENV)/.installed ## after editing a requirements*.txt: pin every dependency with its hashes
 	for base in requirements requirements-dev requirements-checkov requirements-aiperf; do \
-	  $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe --no-strip-extras \
 	    --no-emit-index-url --no-emit-trusted-host --no-emit-find-links --no-emit-options \
 	    --output-file "$$base.lock.txt" "$$base.txt"; \
 	done

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,40 @@ def test_makefile_installs_only_lock_files_with_require_hashes():
     installs = [line.strip() for line in (ROOT / "Makefile").read_text().splitlines() if "pip install" in line]
     assert len(installs) == 2, installs
     assert all("--require-hashes -r requirements" in i and i.endswith(".lock.txt") for i in installs), installs
+
+
+def _dry_run_install(lock: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """pip's resolver over one lock file in --require-hashes mode, in a venv made for it.
+
+    The venv comes from `python -m venv`, so its pip is the one a new venv has (the one `make venv`
+    and the load test's venv install their lock files with), not the pip that .venv upgraded to.
+    No pip cache: a file that only a cache holds could hide a lock that no bare machine installs.
+    """
+    venv = workdir / lock.stem
+    subprocess.run([BASE_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
+    return subprocess.run(
+        [*pip, "--no-cache-dir", "--disable-pip-version-check", "--require-hashes", "-r", str(lock)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+# The interpreter the venvs are made from (the Makefile's PYTHON), not .venv's own copy of it.
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
+
+
+@pytest.mark.install
+def test_every_lock_file_installs_with_require_hashes_into_an_empty_venv(tmp_path: Path):
+    """A lock file that only a cached venv could install (an extra the lock dropped, a version
+    without ==) fails here in pip's own words, for every lock file at once."""
+    locks = [lock_of(source) for source in SOURCES]
+    with ThreadPoolExecutor(max_workers=len(locks)) as pool:
+        results = dict(zip(locks, pool.map(lambda lock: _dry_run_install(lock, tmp_path), locks), strict=True))
+    failures = {
+        lock.name: [line for line in r.stderr.splitlines() if "WARNING" not in line][-6:]
+        for lock, r in results.items()
+        if r.returncode != 0
+    }
+    assert not failures, f"pip cannot install these lock files from nothing (run make lock): {failures}"

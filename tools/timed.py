@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 PYTEST_PARTS = (
-    ("unit and mocks tests", "not external and not e2e"),
+    ("unit and mocks tests", "not external and not e2e and not install"),
+    ("lock files install from nothing", "install"),
     ("external checks on the render", "external"),
     ("end-to-end with llama-server", "e2e"),
 )
