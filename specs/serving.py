@@ -142,15 +142,19 @@ def fetch_container(
     }
 
 
-def model_files(model: ModelFiles) -> tuple[tuple[str, str, str], ...]:
-    """(role, file, digest) of the model and its vision projector, in download order."""
-    return (("model", model.file, model.sha256), ("mmproj", model.mmproj_file, model.mmproj_sha256))
+def model_files(model: ModelFiles) -> tuple[tuple[str, str, str, int], ...]:
+    """(role, file, digest, bytes) of the model and its vision projector, in download order."""
+    return (
+        ("model", model.file, model.sha256, model.size_bytes),
+        ("mmproj", model.mmproj_file, model.mmproj_sha256, model.mmproj_size_bytes),
+    )
 
 
 def download_containers(
     model: ModelFiles, image: pulumi.Input[str], hf_token: bool
 ) -> list[k8s.core.v1.ContainerArgsDict]:
-    """The Job's downloaders: the only writers of the model volume, and the only pods with egress."""
+    """The Job's downloaders: the only writers of the model volume, and the only pods with egress.
+    Each is bounded by its file's configured size: a server announcing more is refused at once."""
     # Each file may take the Job's whole deadline (fetch-model.sh's own bound is per file).
     env: list[k8s.core.v1.EnvVarArgsDict] = [
         {"name": "FETCH_TOTAL_SECONDS", "value": str(model.download_timeout_seconds)}
@@ -158,8 +162,10 @@ def download_containers(
     if hf_token:
         env.append({"name": "HF_TOKEN_FILE", "value": f"{HF_TOKEN_DIR}/{HF_TOKEN_FILE}"})
     return [
-        fetch_container(f"fetch-{role}", image, model.url(file), file, sha, env)
-        for role, file, sha in model_files(model)
+        fetch_container(
+            f"fetch-{role}", image, model.url(file), file, sha, [{"name": "FETCH_SIZE_BYTES", "value": str(size)}, *env]
+        )
+        for role, file, sha, size in model_files(model)
     ]
 
 
@@ -173,7 +179,7 @@ def verify_containers(model: ModelFiles, image: pulumi.Input[str]) -> list[k8s.c
     ]
     return [
         fetch_container(f"verify-{role}", image, model.url(file), file, sha, env)
-        for role, file, sha in model_files(model)
+        for role, file, sha, _ in model_files(model)
     ]
 
 

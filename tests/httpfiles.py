@@ -1,7 +1,8 @@
 """Loopback HTTP servers for tests.
 
-`FileServer`: byte ranges (for resumed downloads), a request log, a switch that cuts a response
-short, as a dropped connection would, one that stalls it, and one that trickles it.
+`FileServer`: byte ranges (for resumed downloads; 416 past the end, as real servers answer), a
+request log, a switch that cuts a response short, as a dropped connection would, one that stalls
+it, one that trickles it, one that announces a false length, redirects, and TLS.
 `ScriptedServer`: answers every GET with a status, a body and a delay that a test sets.
 `pids_with_in_argv`: which processes show a secret in their argument list (/proc/PID/cmdline).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +41,9 @@ class FileServer:
     ranges: bool = True
     stall_after: int | None = None  # bytes sent before every response goes silent (until close)
     trickle_seconds: float = 0.0  # how long each response body takes to send, in 16 slices
+    announce_length: int | None = None  # a Content-Length that the body does not keep to
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
+    tls: ssl.SSLContext | None = None  # serve https with this context
 
     def __post_init__(self) -> None:
         server = self
@@ -50,6 +55,12 @@ class FileServer:
 
             def do_GET(self) -> None:
                 server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 file = server.root / self.path.lstrip("/")
                 if not file.is_file():
                     self.send_error(404)
@@ -57,6 +68,12 @@ class FileServer:
                 data = file.read_bytes()
                 start = 0
                 match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+                if match and server.ranges and int(match.group(1)) >= len(data):
+                    self.send_response(416)  # RFC 9110 15.5.17: no byte of the range exists
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if match and server.ranges:
                     start = int(match.group(1))
                     self.send_response(206)
@@ -65,7 +82,8 @@ class FileServer:
                     self.send_response(200)
                     self.send_header("Accept-Ranges", "bytes" if server.ranges else "none")
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                length = len(body) if server.announce_length is None else server.announce_length
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
                 if server.stall_after is not None:
                     self.wfile.write(body[: server.stall_after])
@@ -88,11 +106,14 @@ class FileServer:
                 self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/{name}"
 
     def close(self) -> None:
         self.closed.set()

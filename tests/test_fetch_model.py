@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.conftest import ROOT
-from tests.httpfiles import FileServer, pids_with_in_argv
+from tests.httpfiles import FileServer, ScriptedServer, pids_with_in_argv
 
 SCRIPT = ROOT / "image" / "fetch-model.sh"
 PAYLOAD = os.urandom(256 * 1024)
@@ -157,7 +160,7 @@ def test_missing_file_fails_clearly(server, volume):
     )
     assert result.returncode == 1
     assert "error: 404" in result.stderr  # curl's own line names the status
-    assert "download failed: the server answered with an HTTP error" in result.stderr
+    assert "download failed: the file is not there (HTTP 404): check model.repo" in result.stderr
     assert "nothing was kept" in result.stderr
     assert "partial file" not in result.stderr
     assert not (volume / "nope.gguf").exists()
@@ -225,7 +228,8 @@ def test_retries_against_a_dead_server_are_bounded(volume):
         check=False,
     )
     assert result.returncode == 1, result.stderr
-    assert "download failed: curl exit 7" in result.stderr
+    assert "download failed: nothing accepted the connection" in result.stderr
+    assert result.stderr.count("trying again in 1s") == 2, "two retries, each said"
     assert time.monotonic() - started < 15
 
 
@@ -306,3 +310,219 @@ def test_verify_only_passes_the_pinned_file(server, volume):
     result = fetch(server, volume, env={"VERIFY_ONLY": "1"})
     assert result.returncode == 0, result.stderr
     assert "present and verified" in result.stderr and server.requests == []
+
+
+# --- faults found by injection against a loopback server; each failed on the curl-retry script ---
+
+
+def test_a_complete_partial_file_is_verified_not_refetched(server, volume):
+    """A pod stopped during the hash (or killed after the last byte) leaves a whole .part: the
+    server answers its range with 416, which means done, not an HTTP error."""
+    (volume / "model.gguf.part").write_bytes(PAYLOAD)
+    result = fetch(server, volume)
+    assert result.returncode == 0, result.stderr
+    assert server.requests[0]["range"] == f"bytes={len(PAYLOAD)}-"
+    assert "the partial file is complete; verifying it" in result.stderr
+    assert (volume / "model.gguf").read_bytes() == PAYLOAD
+
+
+def test_a_complete_partial_file_of_another_content_is_deleted(server, volume):
+    (volume / "model.gguf.part").write_bytes(os.urandom(len(PAYLOAD)))
+    result = fetch(server, volume)
+    assert result.returncode == 1
+    assert "sha256 mismatch" in result.stderr
+    assert not (volume / "model.gguf.part").exists() and not (volume / "model.gguf").exists()
+
+
+def test_each_retry_resumes_with_a_range_request(server, volume):
+    server.cut_after = 50_000
+    result = fetch(server, volume, env={"FETCH_RETRIES": "2", "FETCH_RETRY_DELAY": "1"})
+    assert result.returncode == 0, result.stderr
+    assert [r.get("range") for r in server.requests] == [None, "bytes=50000-"]
+    assert "the server closed the connection before the end of the file" in result.stderr
+    assert "resuming from 50000 bytes" in result.stderr
+    assert (volume / "model.gguf").read_bytes() == PAYLOAD
+
+
+def processes_holding(path: Path) -> list[str]:
+    """PIDs with an open descriptor on `path` (what keeps a flock held)."""
+    holders = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                holders.append(fd_dir.parent.name)
+        except OSError:
+            pass  # gone, or not ours to read
+    return holders
+
+
+def test_a_killed_fetch_leaves_no_process_behind_and_frees_the_lock(server, volume):
+    server.stall_after = 10_000
+    fetching = start_fetch(server, volume, {})
+    wait_for_request(server)
+    url = server.url("model.gguf")
+    assert pids_with_in_argv(url), "curl should be running"
+    fetching.send_signal(signal.SIGKILL)
+    fetching.communicate(timeout=10)
+    deadline = time.monotonic() + 5
+    while (pids_with_in_argv(url) or processes_holding(volume / "model.gguf.lock")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids_with_in_argv(url) == [], "a child of the killed fetch still runs"
+    assert processes_holding(volume / "model.gguf.lock") == [], "a child of the killed fetch holds the lock"
+    server.stall_after = None
+    assert fetch(server, volume, env={"FETCH_LOCK_WAIT": "1"}).returncode == 0
+
+
+def test_a_killed_hash_leaves_no_process_holding_the_lock(server, volume, tmp_path):
+    """The hash of a 4.7 GB file takes ~30 s: a KILL then must not leave sha256sum with the lock."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    slow = bin_dir / "sha256sum"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")  # a hash that takes long
+    slow.chmod(0o755)
+    (volume / "model.gguf").write_bytes(PAYLOAD)
+    fetching = subprocess.Popen(
+        ["sh", str(SCRIPT), server.url("model.gguf"), str(volume / "model.gguf"), DIGEST],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+    deadline = time.monotonic() + 10
+    while not pids_with_in_argv(str(volume / "model.gguf")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    fetching.send_signal(signal.SIGKILL)
+    fetching.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while processes_holding(volume / "model.gguf.lock") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_holding(volume / "model.gguf.lock") == [], "the hash of the killed fetch holds the lock"
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
+    """A server context signed by a CA made for this test, and the env that makes curl trust it."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    return context, {"CURL_CA_BUNDLE": str(bundle)}
+
+
+def test_a_redirect_from_https_to_http_is_refused(server, volume, tls, tmp_path):
+    context, env = tls
+    secure = FileServer(tmp_path / "served", tls=context, redirects={"/model.gguf": server.url("model.gguf")})
+    try:
+        result = subprocess.run(
+            ["sh", str(SCRIPT), secure.url("model.gguf"), str(volume / "model.gguf"), DIGEST],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=60,
+            check=False,
+        )
+    finally:
+        secure.close()
+    assert result.returncode == 1, result.stderr
+    assert "a redirect led to an address that is not https" in result.stderr
+    assert server.requests == [], "the plain-http address was contacted"
+    assert not (volume / "model.gguf").exists()
+
+
+def test_a_redirect_from_https_to_https_is_followed(volume, tls, tmp_path):
+    context, env = tls
+    target = FileServer(tmp_path / "served", tls=context)
+    secure = FileServer(tmp_path / "served", tls=context, redirects={"/moved.gguf": target.url("model.gguf")})
+    (tmp_path / "served").mkdir(exist_ok=True)
+    (tmp_path / "served" / "model.gguf").write_bytes(PAYLOAD)
+    try:
+        result = subprocess.run(
+            ["sh", str(SCRIPT), secure.url("moved.gguf"), str(volume / "model.gguf"), DIGEST],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=60,
+            check=False,
+        )
+    finally:
+        secure.close()
+        target.close()
+    assert result.returncode == 0, result.stderr
+    assert (volume / "model.gguf").read_bytes() == PAYLOAD
+
+
+def test_a_server_announcing_more_than_the_configured_size_is_refused_before_any_byte(server, volume):
+    server.announce_length = 10**15
+    result = fetch(server, volume, env={"FETCH_SIZE_BYTES": str(len(PAYLOAD))})
+    assert result.returncode == 1, result.stderr
+    assert f"announced more than the {len(PAYLOAD)} bytes FETCH_SIZE_BYTES allows" in result.stderr
+    assert not (volume / "model.gguf.part").exists() and not (volume / "model.gguf").exists()
+
+
+def test_a_download_of_another_size_is_deleted_even_without_a_pinned_digest(server, volume):
+    result = fetch(server, volume, sha256="", env={"FETCH_SIZE_BYTES": str(len(PAYLOAD) + 1)})
+    assert result.returncode == 1, result.stderr
+    assert f"size mismatch: got {len(PAYLOAD)} bytes, FETCH_SIZE_BYTES is {len(PAYLOAD) + 1}" in result.stderr
+    assert not (volume / "model.gguf").exists() and not (volume / "model.gguf.part").exists()
+
+
+def test_a_partial_file_larger_than_the_configured_size_starts_over(server, volume):
+    (volume / "model.gguf.part").write_bytes(PAYLOAD + b"junk")
+    result = fetch(server, volume, env={"FETCH_SIZE_BYTES": str(len(PAYLOAD))})
+    assert result.returncode == 0, result.stderr
+    assert "larger than FETCH_SIZE_BYTES" in result.stderr
+    assert server.requests[0].get("range") is None
+
+
+def test_the_configured_size_passes_the_right_file(server, volume):
+    result = fetch(server, volume, env={"FETCH_SIZE_BYTES": str(len(PAYLOAD))})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("redirect loop", "the server redirected too many times; the URL loops"),
+        ("redirect to http", "a redirect led to an address that is not https"),
+        ("cut, no retries", "the server closed the connection before the end of the file"),
+        ("refused", "nothing accepted the connection"),
+        ("forbidden", "the server refused access (HTTP 403): the repository needs a Hugging Face token"),
+        ("server error", "the server failed (HTTP 503) on every try"),
+    ],
+)
+def test_every_curl_failure_is_said_in_words(server, volume, tls, case, words):
+    context, env = tls
+    env = {**env, "FETCH_RETRIES": "0"}
+    url = server.url("model.gguf")
+    if case == "redirect loop":
+        looping = FileServer(volume, tls=context)
+        url = looping.url("model.gguf")
+        looping.redirects["/model.gguf"] = url
+    elif case == "redirect to http":
+        server.redirects["/model.gguf"] = "http://127.0.0.1:9/model.gguf"
+    elif case == "cut, no retries":
+        server.cut_after = 1000
+    elif case == "refused":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{s.getsockname()[1]}/model.gguf"
+    scripted = ScriptedServer(status=403 if case == "forbidden" else 503)
+    if case in ("forbidden", "server error"):
+        url = f"http://127.0.0.1:{scripted.port}/model.gguf"
+    try:
+        result = subprocess.run(
+            ["sh", str(SCRIPT), url, str(volume / "model.gguf"), DIGEST],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=60,
+            check=False,
+        )
+    finally:
+        scripted.close()
+        if case == "redirect loop":
+            looping.close()
+    assert result.returncode == 1
+    assert f"download failed: {words}" in result.stderr
+    assert not re.search(r"curl (exit|failed)", result.stderr), result.stderr

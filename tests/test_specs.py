@@ -62,8 +62,10 @@ def test_download_fetches_model_then_projector_with_their_digests():
     assert second["args"] == [model.url(model.mmproj_file), f"/models/{model.mmproj_file}", model.mmproj_sha256]
     assert first["env"] == [
         {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
+        {"name": "FETCH_SIZE_BYTES", "value": str(model.size_bytes)},
         {"name": "FETCH_TOTAL_SECONDS", "value": str(model.download_timeout_seconds)},
     ]
+    assert {"name": "FETCH_SIZE_BYTES", "value": str(model.mmproj_size_bytes)} in second["env"]
 
 
 def test_download_reads_the_token_from_a_file_when_there_is_one():
