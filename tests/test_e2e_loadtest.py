@@ -5,12 +5,15 @@ the stack's requestBudget."""
 from __future__ import annotations
 
 import os
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from core import metrics as m
 from tests.conftest import Server, tiny_stack_config, write_stack_file
+from tests.httpfiles import pids_with_in_argv
 from tests.tiny_qwen2vl import TinyModel
 from tests.tiny_tokenizer import write_tokenizer
 from tools import loadtest
@@ -26,14 +29,48 @@ def plan(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> loadtest.
     return loadtest.plan_from_config(write_stack_file(tmp_path_factory.mktemp("stack"), tiny_stack_config(tiny)))
 
 
+@dataclass
+class ArgvWatch:
+    """Every process seen, while the load runs, with the API key in its argument list."""
+
+    secret: str
+    seen: set[str] = field(default_factory=set)
+    polls: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            self.seen.update(pids_with_in_argv(self.secret))
+            self.polls += 1
+
+
 @pytest.fixture(scope="module")
-def report(
+def watched_run(
     config_server: Server, key_file: Path, plan: loadtest.Plan, tmp_path_factory: pytest.TempPathFactory
-) -> loadtest.Report:
+) -> tuple[loadtest.Report, ArgvWatch]:
     tokenizer = write_tokenizer(tmp_path_factory.mktemp("tokenizer"))
     client = Client(config_server.base, read_key(key_file))
-    result = loadtest.run(client, plan, DURATION_SECONDS, plan.parallel, str(tokenizer), loadtest.aiperf_python())
-    return result
+    python = loadtest.aiperf_python()
+    watch = ArgvWatch(client.key)
+    watcher = threading.Thread(target=watch.run, daemon=True)
+    watcher.start()
+    try:
+        result = loadtest.run(client, plan, DURATION_SECONDS, plan.parallel, str(tokenizer), python)
+    finally:
+        watch.stop.set()
+        watcher.join()
+    return result, watch
+
+
+@pytest.fixture(scope="module")
+def report(watched_run: tuple[loadtest.Report, ArgvWatch]) -> loadtest.Report:
+    return watched_run[0]
+
+
+def test_the_api_key_is_in_no_argument_list_while_the_load_runs(watched_run):
+    report, watch = watched_run
+    assert report.requests > 0 and watch.polls >= DURATION_SECONDS, "the watch did not cover the load"
+    assert watch.seen == set(), f"processes {sorted(watch.seen)} had the API key in their argument list"
 
 
 def test_requests_within_the_budget_all_succeed(report, capsys):

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from core import metrics as m
+from tools.key_proxy import KeyProxy
 from tools.server_client import Client, chat_body, image_side_for, png, read_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,16 +169,16 @@ def aiperf_python() -> Path:
     return python
 
 
-def aiperf_command(
-    plan: Plan, url: str, key: str, duration: int, concurrency: int, tokenizer: str, artifacts: Path
-) -> list[str]:
+def aiperf_command(plan: Plan, url: str, duration: int, concurrency: int, tokenizer: str, artifacts: Path) -> list[str]:
+    """AIPerf's argument list. No key: AIPerf 0.13 takes one only as --api-key (readable by anyone
+    in /proc/<pid>/cmdline) or from a YAML config (${VAR}) that must then hold the whole benchmark
+    (aiperf/config/flags/resolver.py), so `url` is a KeyProxy that adds the key to each request."""
     return [
         "-m", "aiperf", "profile",
         "--model", plan.model,
         "--url", url,
         "--endpoint-type", "chat",
         "--streaming",
-        "--api-key", key,
         "--tokenizer", tokenizer,
         # Count tokens as the server does (its usage), not with the client's tokenizer.
         "--use-server-token-count",
@@ -308,9 +309,9 @@ def run(client: Client, plan: Plan, duration: int, concurrency: int, tokenizer: 
     sampler = Sampler(client)
     watcher = threading.Thread(target=sampler.run, daemon=True)
     watcher.start()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, KeyProxy(client.base, client.key) as proxy:
         artifacts = Path(tmp) / "aiperf"
-        cmd = [str(python), *aiperf_command(plan, client.base, client.key, duration, concurrency, tokenizer, artifacts)]
+        cmd = [str(python), *aiperf_command(plan, proxy.url, duration, concurrency, tokenizer, artifacts)]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         sampler.stop()
         watcher.join()

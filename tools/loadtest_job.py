@@ -34,6 +34,7 @@ SECRET_DIR = "/secrets"
 # What the ConfigMap carries: the tool and the pure modules it imports, by repository path.
 FILES = (
     "tools/__init__.py",
+    "tools/key_proxy.py",
     "tools/loadtest.py",
     "tools/server_client.py",
     "core/__init__.py",
