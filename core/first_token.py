@@ -1,5 +1,5 @@
 """How long from `make up` to the first token, step by step, each figure marked measured or
-estimated with its source. `make preflight` prints it; the README shows it for the dev stack.
+estimated with its source. `make preflight` prints it; docs/operations.md, "Before make up", shows it for the dev stack.
 
 The critical path: the cluster and the image build run side by side (the build needs only the
 registry); the server's pod then waits for a GPU node, downloads the model in its init

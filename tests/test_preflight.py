@@ -231,8 +231,8 @@ def test_every_first_token_figure_says_whether_it_was_measured_and_where_it_come
     assert len(rows) == 5 and all("| estimate: " in r or "| measured: " in r for r in rows)
 
 
-def test_readme_shows_the_dev_time_to_first_token_table():
-    assert timeline_markdown(config_of("dev")) in (ROOT / "README.md").read_text()
+def test_operations_doc_shows_the_dev_time_to_first_token_table():
+    assert timeline_markdown(config_of("dev")) in (ROOT / "docs" / "operations.md").read_text()
 
 
 def test_public_endpoint_stacks_need_the_gateways_providers(answers):

@@ -3,7 +3,7 @@
 # command that installs each one into the project's tools folder and exits 3, before any venv is
 # built or pulumi runs. The Makefile puts "$TOOLS_DIR/bin" first on PATH.
 # Why not download them here: their published checksums could not be checked from our machines
-# (see README, "Before make up"), so the vendors' own installers do it.
+# (see docs/operations.md, "Before make up"), so the vendors' own installers do it.
 #   usage: tools/cloud-tools.sh TARGET TOOL...   (TOOL: pulumi | kubelogin)
 #   PULUMI_VERSION   the CLI version to install (the Makefile passes the pinned SDK version)
 #   TOOLS_DIR        the project-local tools folder (default .tools)

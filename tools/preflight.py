@@ -184,7 +184,7 @@ def needs_docker(config: StackConfig) -> bool:
 
 def check_tools(config: StackConfig, which: Callable[[str], str | None] = shutil.which) -> list[str]:
     fixes = {
-        "pulumi": "install the Pulumi CLI 3.x (see README, 'Before make up')",
+        "pulumi": "install the Pulumi CLI 3.x (see docs/operations.md, 'Before make up')",
         "kubelogin": "run: az aks install-cli (installs kubelogin and kubectl)",
         "docker": "install Docker with buildx, or set image.prebuilt (or image.builder: acr where available)",
     }
