@@ -128,7 +128,7 @@ CERT_MANAGER_CHART = ("oci://quay.io/jetstack/charts/cert-manager", "v1.21.1")
 # retail prices API (prices.azure.com/api/retail/prices, filter armRegionName and armSkuName) and
 # move PRICES_CHECKED with it.
 PRICES_CHECKED = "2026-11-25"
-# Issue 16 asks for a 30-day month; Azure's own calculator uses 730 hours, so its months read ~1.4% higher.
+# A 30-day month; Azure's own calculator uses 730 hours, so its months read ~1.4% higher.
 HOURS_PER_MONTH = 24 * 30
 
 

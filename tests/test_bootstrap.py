@@ -1,4 +1,4 @@
-"""bootstrap/: the identities, roles, state storage and GitHub settings CI needs (issue 16, item 3)."""
+"""bootstrap/: the identities, roles, state storage and GitHub settings CI needs."""
 
 from __future__ import annotations
 

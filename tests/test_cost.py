@@ -1,4 +1,4 @@
-"""Cost at list prices and what fits, the two sections summary.md gained (issue 16)."""
+"""Cost at list prices and what fits, two sections of summary.md."""
 
 from __future__ import annotations
 
