@@ -53,18 +53,23 @@ lock: $(VENV)/.installed ## after editing a requirements*.txt: pin every depende
 preflight: $(VENV)/.installed ## check the subscription and this machine before up (az: providers, quota, zones, tools)
 	$(PY) -m tools.preflight --stack "$(STACK)"
 
+# The passphrase encrypts a stack's secrets: creating a stack, previewing and updating it need it.
+PASSPHRASE_CHECK := test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
+
 up: ## preflight, then pulumi up of STACK (default dev), local file backend
 	@tools/cloud-tools.sh up pulumi kubelogin
-	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
+	@$(PASSPHRASE_CHECK)
 	@$(MAKE) --no-print-directory preflight
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi stack select --create "$(STACK)"
 	pulumi up --stack "$(STACK)" --diff
 
-preview: ## pulumi preview --diff of STACK
+preview: ## pulumi preview --diff of STACK (selects the stack, or creates it), local file backend
 	@tools/cloud-tools.sh preview pulumi kubelogin
+	@$(PASSPHRASE_CHECK)
 	@$(MAKE) --no-print-directory $(VENV)/.installed
 	pulumi login "$(PULUMI_BACKEND_URL)"
+	pulumi stack select --create "$(STACK)"
 	pulumi preview --stack "$(STACK)" --diff
 
 destroy: ## pulumi destroy of STACK
