@@ -472,6 +472,31 @@ class Ingress(Model):
     requests_per_minute: Annotated[int, Field(ge=1, le=100000)] = 120
 
 
+# --- accepted ------------------------------------------------------------------------------
+
+# Why a stack accepts a warning: a sentence for its reviewers, shown in summary.md.
+Reason = Annotated[str, Field(min_length=10, max_length=300)]
+
+
+class Accepted(Model):
+    """Warnings a stack accepts on purpose, each with its reason. Preview and the render stay quiet
+    about them and summary.md lists them, so a warning that does print always means something.
+    Accepting a warning that does not apply to the stack is an error."""
+
+    # autoscaling.minReplicas=0: each active-hours window starts cold (a GPU node, then the model load).
+    scale_to_zero: Reason | None = None
+    # One replica: an update stops the server while the new pod loads the model (Recreate).
+    recreate_downtime: Reason | None = None
+    # cluster.monitoring without alerts.emails or alerts.webhooks: the alert rules notify nobody.
+    alerts_notify_nobody: Reason | None = None
+    # cluster.gpuPool.spot with nodes kept: Azure may evict them at any time.
+    spot_evictions: Reason | None = None
+    # An empty model.sha256 or model.mmprojSha256: the first download is trusted.
+    unpinned_model: Reason | None = None
+    # ingress with answers longer than the gateway's idle timeout: callers must stream.
+    long_answers_must_stream: Reason | None = None
+
+
 class StackConfig(Model):
     cluster: Cluster = Cluster()
     registry: Registry = Registry()
@@ -482,6 +507,7 @@ class StackConfig(Model):
     autoscaling: Autoscaling = Autoscaling()
     alerts: Alerts = Alerts()
     ingress: Ingress = Ingress()
+    accepted: Accepted = Accepted()
 
     @property
     def max_replicas(self) -> int:

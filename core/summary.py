@@ -86,8 +86,26 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
         "",
         *cost_section(c),
         *fits_section(c),
+        *accepted_section(c),
     ]
     return "\n".join(lines)
+
+
+def accepted_section(c: StackConfig) -> list[str]:
+    """The warnings the stack accepts on purpose: preview is quiet about them, so reviewers read them here."""
+    quiet = rules.accepted(c)
+    if not quiet:
+        return []
+    texts = {key: text for key, text in rules.all_warnings(c) if key in quiet}
+    return [
+        "## Accepted on purpose",
+        "",
+        "Warnings this stack accepts (its `accepted` config), with its reasons; preview does not print them.",
+        "",
+        "| `accepted` key | warning | reason |",
+        "|---|---|---|",
+        *(f"| `{key}` | {texts[key]} | {reason} |" for key, reason in quiet.items()),
+    ]
 
 
 def usd(value: float | None, cents: bool = True) -> str:
