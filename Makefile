@@ -23,7 +23,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render diff bootstrap verify loadtest loadtest-job test lint typecheck bench cuda-check clean
+.PHONY: help venv lock preflight up preview destroy render diff prices bootstrap verify loadtest loadtest-job test lint typecheck bench cuda-check clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -83,6 +83,9 @@ render: $(VENV)/.installed ## offline render of CONFIG (default Pulumi.dev.yaml)
 diff: $(VENV)/.installed ## sizing and cost of STACK at BASE (a git ref) against the working tree
 	@test -n "$(BASE)" || { echo "make diff needs BASE, a git ref to compare against (e.g. BASE=origin/main)"; exit 1; }
 	$(PY) -m tools.diff --base "$(BASE)" --stack "$(STACK)"
+
+prices: $(VENV)/.installed ## refresh core/prices.json from the Azure Retail Prices API [REGIONS=eastus,westeurope]
+	$(PY) -m tools.prices $(if $(REGIONS),--regions "$(REGIONS)")
 
 verify: $(VENV)/.installed ## compare the live server at URL (API_KEY_FILE) with CONFIG: slots, context, alias, projector, an image chat
 	@test -n "$(URL)" -a -n "$(API_KEY_FILE)" || { echo "make verify needs URL=<base url> API_KEY_FILE=<file> [CONFIG=Pulumi.<stack>.yaml]"; exit 1; }
