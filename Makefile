@@ -23,7 +23,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render diff bootstrap verify loadtest loadtest-job test lint typecheck bench cuda-check clean
+.PHONY: help venv lock preflight up preview destroy render diff prices bootstrap verify loadtest loadtest-job test lint typecheck bench cuda-check clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -53,18 +53,23 @@ lock: $(VENV)/.installed ## after editing a requirements*.txt: pin every depende
 preflight: $(VENV)/.installed ## check the subscription and this machine before up (az: providers, quota, zones, tools)
 	$(PY) -m tools.preflight --stack "$(STACK)"
 
+# The passphrase encrypts a stack's secrets: creating a stack, previewing and updating it need it.
+PASSPHRASE_CHECK := test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
+
 up: ## preflight, then pulumi up of STACK (default dev), local file backend
 	@tools/cloud-tools.sh up pulumi kubelogin
-	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts this stack's secrets)"; exit 1; }
+	@$(PASSPHRASE_CHECK)
 	@$(MAKE) --no-print-directory preflight
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi stack select --create "$(STACK)"
 	pulumi up --stack "$(STACK)" --diff
 
-preview: ## pulumi preview --diff of STACK
+preview: ## pulumi preview --diff of STACK (selects the stack, or creates it), local file backend
 	@tools/cloud-tools.sh preview pulumi kubelogin
+	@$(PASSPHRASE_CHECK)
 	@$(MAKE) --no-print-directory $(VENV)/.installed
 	pulumi login "$(PULUMI_BACKEND_URL)"
+	pulumi stack select --create "$(STACK)"
 	pulumi preview --stack "$(STACK)" --diff
 
 destroy: ## pulumi destroy of STACK
@@ -78,6 +83,9 @@ render: $(VENV)/.installed ## offline render of CONFIG (default Pulumi.dev.yaml)
 diff: $(VENV)/.installed ## sizing and cost of STACK at BASE (a git ref) against the working tree
 	@test -n "$(BASE)" || { echo "make diff needs BASE, a git ref to compare against (e.g. BASE=origin/main)"; exit 1; }
 	$(PY) -m tools.diff --base "$(BASE)" --stack "$(STACK)"
+
+prices: $(VENV)/.installed ## refresh core/prices.json from the Azure Retail Prices API [REGIONS=eastus,westeurope]
+	$(PY) -m tools.prices $(if $(REGIONS),--regions "$(REGIONS)")
 
 verify: $(VENV)/.installed ## compare the live server at URL (API_KEY_FILE) with CONFIG: slots, context, alias, projector, an image chat
 	@test -n "$(URL)" -a -n "$(API_KEY_FILE)" || { echo "make verify needs URL=<base url> API_KEY_FILE=<file> [CONFIG=Pulumi.<stack>.yaml]"; exit 1; }

@@ -125,9 +125,9 @@ preview = identity("preview", preview_subjects(c))
 deploy = identity("deploy", deploy_subjects(c))
 
 # Preview: read Azure, the cluster's user kubeconfig and its objects, and the state (the DIY
-# backend takes no lock for a preview since pulumi/pulumi#13948). On the subscription: the dev
+# backend takes no lock for a preview since github.com/pulumi/pulumi/issues/13948). On the subscription: the dev
 # resource group and cluster are made by dev's first deploy, after this, and an assignment needs
-# its scope to exist (README, "CI/CD", says how to narrow them by hand afterwards).
+# its scope to exist (docs/ci-cd.md, "CI/CD (GitHub Actions)", says how to narrow them by hand afterwards).
 grant("preview-reader", preview.object_id, READER, subscription)
 grant("preview-aks-user", preview.object_id, AKS_CLUSTER_USER, subscription)
 grant("preview-aks-rbac-reader", preview.object_id, AKS_RBAC_READER, subscription)

@@ -149,7 +149,7 @@ class AksCluster(pulumi.ComponentResource):
     def _vnet(self, name: str, stack: str, c: Cluster, tags: dict[str, str]) -> network.VirtualNetwork:
         """The cluster's VNet. Its subnets (`subnet`) are their own resources, never inline, so that
         adding one is no VNet diff; azure-native keeps such subnets when it updates the VNet
-        (pulumi/pulumi-azure-native#611)."""
+        (github.com/pulumi/pulumi-azure-native/issues/611)."""
         return network.VirtualNetwork(
             f"{name}-vnet",
             virtual_network_name=labels.name(stack, "vnet"),

@@ -22,7 +22,7 @@ IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
 # ACR accepts this user name with a refresh token as the password (`az acr login --expose-token`).
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 # The ACR Tasks run's limit (`az acr build --timeout`, seconds): the CUDA compile alone took 54 min
-# on 2 cores here (README, "Measurements"), and a Tasks agent has 2 vCPUs by default.
+# on 2 cores here (docs/measurements.md, "Build, test and render times"), and a Tasks agent has 2 vCPUs by default.
 ACR_BUILD_TIMEOUT_SECONDS = 7200
 # The build context, relative to the project root (where Pulumi runs the command): a machine path
 # would differ between checkouts and show as a diff.

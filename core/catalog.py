@@ -6,7 +6,10 @@ llama.cpp and the Qwen2-VL architecture that config values are checked against.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 GB = 1_000_000_000
 GIB = 1024**3
@@ -124,11 +127,10 @@ CERT_MANAGER_CHART = ("oci://quay.io/jetstack/charts/cert-manager", "v1.21.1")
 # --- list prices (the cost in summary.md) ---------------------------------------------------
 # Pay-as-you-go list prices in USD, Linux, before tax, discounts, reservations or savings plans.
 # A price we could not find from a citable source is recorded as None with the reason: the
-# summary then says "no list price recorded" instead of guessing. Refresh this table from Azure's
-# retail prices API (prices.azure.com/api/retail/prices, filter armRegionName and armSkuName) and
-# move PRICES_CHECKED with it.
+# summary then says "no list price recorded" instead of guessing. `make prices` refreshes it from
+# Azure's retail prices API into core/prices.json (below), which wins over this hand-kept table.
 PRICES_CHECKED = "2026-11-25"
-# Issue 16 asks for a 30-day month; Azure's own calculator uses 730 hours, so its months read ~1.4% higher.
+# A 30-day month; Azure's own calculator uses 730 hours, so its months read ~1.4% higher.
 HOURS_PER_MONTH = 24 * 30
 
 
@@ -189,13 +191,6 @@ LIST_PRICES: dict[str, dict[str, ListPrice]] = {
         "Standard_NV36adms_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
         "Standard_NV72ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
         "Standard_D4ds_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
-        "aks-tier-Free": ListPrice(
-            0.0,
-            "hour",
-            "Microsoft, AKS pricing tiers docs",
-            "2026-07-06",
-            "https://learn.microsoft.com/azure/aks/free-standard-pricing-tiers",
-        ),
         "aks-tier-Standard": ListPrice(
             0.10, "hour", "techmarmot.com AKS pricing article (third-party, undated)", PRICES_CHECKED, _TECHMARMOT
         ),
@@ -211,6 +206,39 @@ LIST_PRICES: dict[str, dict[str, ListPrice]] = {
         "azure-files-premium-gib": ListPrice(None, "month", _NOT_FOUND, PRICES_CHECKED),
     },
 }
+
+# Prices that are the same in every region.
+ANY_REGION: dict[str, ListPrice] = {
+    # The Free tier has no cluster management fee, wherever the cluster runs.
+    "aks-tier-Free": ListPrice(
+        0.0,
+        "hour",
+        "Microsoft, AKS pricing tiers docs",
+        "2026-07-06",
+        "https://learn.microsoft.com/azure/aks/free-standard-pricing-tiers",
+    ),
+}
+
+# `make prices` (tools/prices.py) writes the retail prices API's answers here; they replace the
+# table's figures for the same region and item, with the API's meter as their source.
+RETAIL_PRICES_API = "https://prices.azure.com/api/retail/prices"
+FETCHED_PRICES = Path(__file__).with_name("prices.json")
+
+
+def with_fetched(table: dict[str, dict[str, ListPrice]], fetched: dict[str, Any]) -> dict[str, dict[str, ListPrice]]:
+    """The table with the prices `make prices` fetched (the content of core/prices.json) laid over it."""
+    out = {region: dict(items) for region, items in table.items()}
+    for region, items in (fetched.get("regions") or {}).items():
+        for key, p in items.items():
+            source = f"Azure Retail Prices API, {p['meter']}"
+            out.setdefault(region, {})[key] = ListPrice(p["usd"], p["per"], source, fetched["checked"], fetched["api"])
+    return out
+
+
+if FETCHED_PRICES.exists():
+    _fetched = json.loads(FETCHED_PRICES.read_text())
+    LIST_PRICES = with_fetched(LIST_PRICES, _fetched)
+    PRICES_CHECKED = max(PRICES_CHECKED, _fetched["checked"])
 
 # Premium SSD (v1) tiers: a disk is billed as the smallest tier that holds its size (GiB).
 # learn.microsoft.com/azure/virtual-machines/disks-types#premium-ssd-size
@@ -241,7 +269,7 @@ STORAGE_CLASS_BILLING: dict[str, str] = {
 
 def list_price(region: str, item: str) -> ListPrice | None:
     """The recorded list price of `item` in `region`; None when the table has no row for it."""
-    return LIST_PRICES.get(region, {}).get(item)
+    return LIST_PRICES.get(region, {}).get(item) or ANY_REGION.get(item)
 
 
 def premium_ssd_tier(size_gi: int) -> str | None:

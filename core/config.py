@@ -256,7 +256,7 @@ class Cluster(Model):
     # take up to 10 minutes to take effect (learn.microsoft.com/azure/role-based-access-control/troubleshooting).
     role_propagation_seconds: Annotated[int, Field(ge=0, le=1800)] = 600
     # Pinned by digest (the multi-arch index; the tag is for people), so a re-pushed tag never
-    # changes what runs. Index digests as NVIDIA publishes them (see README, "Supply chain").
+    # changes what runs. Index digests as NVIDIA publishes them (see docs/security.md, "Supply chain").
     device_plugin_image: PinnedImage = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0@sha256:a61ba9fd8efb82f3a79f877f7580e02c1e8e7593f62473644bc9c79e315c3312"
     # NVIDIA's GPU metrics exporter (GPU memory on the dashboard); from its static manifest, 2026-05.
     dcgm_exporter_image: PinnedImage = (
@@ -284,7 +284,7 @@ class Image(Model):
     cuda_architectures: Annotated[str, Field(pattern=r"^[0-9]+(;[0-9]+)*$")] = "86"
     repository: RegistryRepository = "llama-server"
     # Where image/ is built: `local` with this machine's Docker engine, `acr` with ACR Tasks in the
-    # registry (no Docker needed here). See README, "The image".
+    # registry (no Docker needed here). See docs/design.md, "The image".
     builder: Literal["local", "acr"] = "local"
     # A digest-pinned reference (repo@sha256:...) skips the build entirely.
     prebuilt: Annotated[str, Field(pattern=r"^\S+@sha256:[0-9a-f]{64}$")] | None = None
@@ -322,7 +322,7 @@ class ModelFiles(Model):
     # How long the one-shot download Job may take for both files before it fails.
     download_timeout_seconds: Annotated[int, Field(ge=300, le=86400)] = 7200
     # Re-hash a file already on the volume against the pinned digest on every start (5.3-5.9 s of
-    # CPU a GiB with sha256sum, see README); false trusts the record written after the last check.
+    # CPU a GiB with sha256sum, see docs/measurements.md, "Build, test and render times"); false trusts the record written after the last check.
     verify_on_start: bool = True
 
     def url(self, file: str) -> str:
@@ -472,6 +472,31 @@ class Ingress(Model):
     requests_per_minute: Annotated[int, Field(ge=1, le=100000)] = 120
 
 
+# --- accepted ------------------------------------------------------------------------------
+
+# Why a stack accepts a warning: a sentence for its reviewers, shown in summary.md.
+Reason = Annotated[str, Field(min_length=10, max_length=300)]
+
+
+class Accepted(Model):
+    """Warnings a stack accepts on purpose, each with its reason. Preview and the render stay quiet
+    about them and summary.md lists them, so a warning that does print always means something.
+    Accepting a warning that does not apply to the stack is an error."""
+
+    # autoscaling.minReplicas=0: each active-hours window starts cold (a GPU node, then the model load).
+    scale_to_zero: Reason | None = None
+    # One replica: an update stops the server while the new pod loads the model (Recreate).
+    recreate_downtime: Reason | None = None
+    # cluster.monitoring without alerts.emails or alerts.webhooks: the alert rules notify nobody.
+    alerts_notify_nobody: Reason | None = None
+    # cluster.gpuPool.spot with nodes kept: Azure may evict them at any time.
+    spot_evictions: Reason | None = None
+    # An empty model.sha256 or model.mmprojSha256: the first download is trusted.
+    unpinned_model: Reason | None = None
+    # ingress with answers longer than the gateway's idle timeout: callers must stream.
+    long_answers_must_stream: Reason | None = None
+
+
 class StackConfig(Model):
     cluster: Cluster = Cluster()
     registry: Registry = Registry()
@@ -482,6 +507,7 @@ class StackConfig(Model):
     autoscaling: Autoscaling = Autoscaling()
     alerts: Alerts = Alerts()
     ingress: Ingress = Ingress()
+    accepted: Accepted = Accepted()
 
     @property
     def max_replicas(self) -> int:

@@ -1,26 +1,29 @@
-"""What a stack costs at list prices: the system pool, the GPU pool at its minimum and maximum
-node counts, cluster management and the model volume, per hour and per 30-day month.
+"""What a stack costs at list prices: the system pool, the GPU pool from the fewest nodes it keeps
+to the most, cluster management and the model volume, per hour and per 30-day month.
 
-Pure; prices come from the dated table in core.catalog. A price the table lacks is reported as
-missing with its reason, never guessed, and the totals say which items they leave out.
+A stack that scales to zero keeps its GPU nodes only in `autoscaling.activeHours`: its low end is
+that schedule, averaged over the week. Pure; prices come from the dated table in core.catalog. A
+price the table lacks is reported as missing with its reason and how to fetch it, never guessed,
+and the totals say which items they leave out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core import rules
+from core import rules, sizing
 from core.catalog import (
     AZURE_FILES_PREMIUM_MIN_GIB,
     HOURS_PER_MONTH,
-    LIST_PRICES,
     PRICES_CHECKED,
     STORAGE_CLASS_BILLING,
     ListPrice,
     list_price,
     premium_ssd_tier,
 )
-from core.config import StackConfig
+from core.config import ActiveHours, StackConfig
+
+HOURS_PER_WEEK = 7 * 24
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,6 @@ class CostLine:
 @dataclass(frozen=True)
 class CostEstimate:
     region: str
-    region_known: bool  # False: the price table has no row for this region
     lines: tuple[CostLine, ...]
 
     @property
@@ -58,9 +60,9 @@ def monthly(hourly: float) -> float:
 
 def _note(price: ListPrice | None, region: str, item: str) -> str:
     if price is None:
-        return f"no list price for {item} in {region}"
+        return f"no list price for {item} in {region}; `make prices REGIONS={region}` fetches it"
     if price.usd is None:
-        return f"no list price for {item}: {price.source} ({price.as_of})"
+        return f"no list price for {item}: {price.source} ({price.as_of}); `make prices` fetches it"
     source = f"[{price.source}]({price.url})" if price.url else price.source
     return f"${price.usd:.2f}/{price.per} ({source}, {price.as_of})"
 
@@ -72,6 +74,47 @@ def _line(item: str, what: str, region: str, key: str, low: float, high: float) 
     if hourly is None:
         return CostLine(item, what, None, None, _note(price, region, key))
     return CostLine(item, what, hourly * low, hourly * high, _note(price, region, key))
+
+
+def cron_days(field: str) -> set[int]:
+    """The days of a cron day-of-week field: "1-5" -> Monday to Friday (0 and 7 are both Sunday)."""
+    days: set[int] = set()
+    for part in field.split(","):
+        low, _, high = part.partition("-")
+        first = 0 if low == "*" else int(low)
+        last = 6 if low == "*" and not high else int(high or low)
+        days |= {day % 7 for day in range(first, last + 1)}
+    return days
+
+
+def window_hours_per_week(h: ActiveHours) -> float:
+    """Hours a week inside the window: its daily length (past midnight if end <= start) times its days."""
+    start, end = (int(t[:2]) * 60 + int(t[3:]) for t in (h.start, h.end))
+    return (end - start) % (24 * 60) / 60 * len(cron_days(h.days))
+
+
+def gpu_line(c: StackConfig) -> CostLine:
+    """The GPU pool from the fewest nodes it keeps to the most; a scale-to-zero stack keeps the
+    nodes of one replica in its active hours and `gpuPool.minCount` outside them."""
+    pool, a, region = c.cluster.gpu_pool, c.autoscaling, c.cluster.location
+    vm = rules.gpu_vm(c)
+    what = f"{pool.min_count}-{pool.max_count} x {pool.vm_size}"
+    fewest = float(pool.min_count)
+    if a.enabled and a.min_replicas == 0 and a.active_hours is not None and vm is not None:
+        hours = window_hours_per_week(a.active_hours)
+        in_window = max(pool.min_count, sizing.gpu_nodes_for(1, vm))
+        fewest = pool.min_count + (in_window - pool.min_count) * hours / HOURS_PER_WEEK
+        what += f"; {in_window} in autoscaling.activeHours, {hours:g} of {HOURS_PER_WEEK} hours a week"
+    line = _line("GPU pool", what, region, pool.vm_size, fewest, pool.max_count)
+    if not pool.spot:
+        return line
+    return CostLine(
+        line.item,
+        what + " (spot)",
+        line.min_hourly,
+        line.max_hourly,
+        "spot: at most the on-demand price shown (spotMaxPrice -1), usually far less; " + line.note,
+    )
 
 
 def volume_line(c: StackConfig) -> CostLine:
@@ -98,16 +141,7 @@ def estimate(c: StackConfig) -> CostEstimate:
     cl, region = c.cluster, c.cluster.location
     sys_pool, gpu_pool = cl.system_pool, cl.gpu_pool
     vm = rules.gpu_vm(c)
-    gpu_what = f"{gpu_pool.min_count}-{gpu_pool.max_count} x {gpu_pool.vm_size}"
-    gpu = _line("GPU pool", gpu_what, region, gpu_pool.vm_size, gpu_pool.min_count, gpu_pool.max_count)
-    if gpu_pool.spot:
-        gpu = CostLine(
-            gpu.item,
-            gpu_what + " (spot)",
-            gpu.min_hourly,
-            gpu.max_hourly,
-            "spot: at most the on-demand price shown (spotMaxPrice -1), usually far less; " + gpu.note,
-        )
+    gpu = gpu_line(c)
     lines: tuple[CostLine, ...] = (
         _line(
             "System pool",
@@ -135,4 +169,4 @@ def estimate(c: StackConfig) -> CostEstimate:
     if vm is not None and not vm.ephemeral_os_disk:
         what = f"{gpu_pool.min_count}-{gpu_pool.max_count} x {gpu_pool.os_disk_size_gb} GB managed"
         lines += (CostLine("GPU OS disks", what, None, None, "managed OS disks are not priced here"),)
-    return CostEstimate(region=region, region_known=region in LIST_PRICES, lines=lines)
+    return CostEstimate(region=region, lines=lines)

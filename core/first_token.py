@@ -1,5 +1,5 @@
 """How long from `make up` to the first token, step by step, each figure marked measured or
-estimated with its source. `make preflight` prints it; the README shows it for the dev stack.
+estimated with its source. `make preflight` prints it; docs/operations.md, "Before make up", shows it for the dev stack.
 
 The critical path: the cluster and the image build run side by side (the build needs only the
 registry); the server's pod then waits for a GPU node, downloads the model in its init
@@ -14,7 +14,7 @@ from typing import Literal
 from core.config import StackConfig
 
 # Throughput assumed for the model download from the Hugging Face CDN to an Azure VM: an
-# estimate, not measured here (no Azure account was available to this work).
+# estimate; no download on Azure has been measured.
 DOWNLOAD_BYTES_PER_S = (50e6, 200e6)
 # Read rate of the model volume when llama-server loads it: the default 60 GiB managed-csi-premium
 # disk is a P6, 50 MB/s provisioned and up to 170 MB/s with credit bursting
@@ -51,7 +51,7 @@ def image_step(builder: str) -> Step:
             55 * 60,
             70 * 60,
             "estimate",
-            "an ACR Tasks agent has 2 vCPUs by default; the 2-core CUDA compile measured here took 54 min (make cuda-check)",
+            "an ACR Tasks agent has 2 vCPUs by default; the CUDA compile took 54 min on a 2-core machine (make cuda-check, measured)",
             True,
         )
     return Step(
@@ -59,7 +59,7 @@ def image_step(builder: str) -> Step:
         15 * 60,
         20 * 60,
         "estimate",
-        "8-core machine, from the 2-core CUDA compile measured here (54 min, make cuda-check); push of ~3.5 GB",
+        "8-core machine, from the CUDA compile on a 2-core machine (54 min, make cuda-check, measured); push of ~3.5 GB",
         True,
     )
 
@@ -76,7 +76,7 @@ def timeline(config: StackConfig, builder: str | None = None) -> list[Step]:
             6 * 60,
             10 * 60,
             "estimate",
-            "typical AKS create with monitoring add-ons; not measured here (no Azure subscription in this work)",
+            "typical AKS create with monitoring add-ons; not measured",
         ),
         image_step(builder or _builder(config)),
         Step(
@@ -84,7 +84,7 @@ def timeline(config: StackConfig, builder: str | None = None) -> list[Step]:
             5 * 60,
             10 * 60,
             "estimate",
-            "node provisioning plus AKS's NVIDIA driver install (learn.microsoft.com/azure/aks/gpu-cluster); not measured here",
+            "node provisioning plus AKS's NVIDIA driver install (learn.microsoft.com/azure/aks/gpu-cluster); not measured",
         ),
         Step(
             f"model download ({gb:.2f} GB, verified by sha256)",

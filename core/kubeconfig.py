@@ -69,7 +69,7 @@ def converted_args(args: list[str], mode: str, flags: ExplicitFlags) -> list[str
             out.append("--legacy")
     elif mode in ("azurecli", "azd", "workloadidentity"):
         # kubelogin disregards the input's tenant here (an Azure CLI logged in with a managed
-        # identity rejects one, kubelogin issue 123); only an explicit --tenant-id is kept.
+        # identity rejects one); only an explicit --tenant-id is kept.
         if mode == "workloadidentity" and flags.client_id:
             out += ["--client-id", flags.client_id]
         if flags.tenant_id:

@@ -587,61 +587,108 @@ STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
 )
 
 
-def warnings(c: StackConfig, stack: str) -> list[str]:
-    out = []
+def all_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
+    """Every warning that applies, each with the `accepted` key that may silence it (None: no key may)."""
+    out: list[tuple[str | None, str]] = []
     p = c.cluster.gpu_pool
     if c.model.storage.access_mode == "ReadWriteOnce" and p.max_count > 1:
         out.append(
-            f"model.storage.accessMode=ReadWriteOnce with cluster.gpuPool.maxCount={p.max_count}: a new "
-            f"model revision's download Job prefers the running server's node, but if it lands on another "
-            f"GPU node it waits on a Multi-Attach error until its deadline; use ReadWriteMany "
-            f"(azurefile-csi-premium) or cluster.gpuPool.maxCount=1."
+            (
+                None,
+                f"model.storage.accessMode=ReadWriteOnce with cluster.gpuPool.maxCount={p.max_count}: a new "
+                f"model revision's download Job prefers the running server's node, but if it lands on another "
+                f"GPU node it waits on a Multi-Attach error until its deadline; use ReadWriteMany "
+                f"(azurefile-csi-premium) or cluster.gpuPool.maxCount=1.",
+            )
         )
     if p.spot and p.min_count > 0:
         out.append(
-            f"cluster.gpuPool.spot=true with minCount={p.min_count}: Azure may evict spot GPU "
-            f"nodes at any time, and the model server is down until a node returns."
+            (
+                "spotEvictions",
+                f"cluster.gpuPool.spot=true with minCount={p.min_count}: Azure may evict spot GPU "
+                f"nodes at any time, and the model server is down until a node returns.",
+            )
         )
     for key, value in (("sha256", c.model.sha256), ("mmprojSha256", c.model.mmproj_sha256)):
         if not value:
             out.append(
-                f"model.{key} is empty: the first download is trusted and its digest recorded "
-                f"beside the file; pin it before production."
+                (
+                    "unpinnedModel",
+                    f"model.{key} is empty: the first download is trusted and its digest recorded "
+                    f"beside the file; pin it before production.",
+                )
             )
     a = c.autoscaling
     if a.enabled and a.min_replicas == 0:
         out.append(
-            "autoscaling.minReplicas=0: outside autoscaling.activeHours an idle server scales to zero; "
-            "the next window's first replica waits for a GPU node (about 5-10 minutes with the driver) "
-            "and the model load before it answers."
+            (
+                "scaleToZero",
+                "autoscaling.minReplicas=0: outside autoscaling.activeHours an idle server scales to zero; "
+                "the next window's first replica waits for a GPU node (about 5-10 minutes with the driver) "
+                "and the model load before it answers.",
+            )
         )
         if c.cluster.gpu_pool.min_count > 0:
             out.append(
-                f"autoscaling.minReplicas=0 with cluster.gpuPool.minCount={c.cluster.gpu_pool.min_count}: "
-                f"the GPU nodes stay (and cost) while no replica runs; set cluster.gpuPool.minCount=0."
+                (
+                    None,
+                    f"autoscaling.minReplicas=0 with cluster.gpuPool.minCount={c.cluster.gpu_pool.min_count}: "
+                    f"the GPU nodes stay (and cost) while no replica runs; set cluster.gpuPool.minCount=0.",
+                )
             )
     if c.cluster.monitoring and not c.alerts.emails and not c.alerts.webhooks and not c.cluster.production:
         out.append(
-            "alerts.emails and alerts.webhooks are empty: the alert rules fire but notify nobody; "
-            "add an address to alerts.emails or an HTTPS endpoint to alerts.webhooks."
+            (
+                "alertsNotifyNobody",
+                "alerts.emails and alerts.webhooks are empty: the alert rules fire but notify nobody; "
+                "add an address to alerts.emails or an HTTPS endpoint to alerts.webhooks.",
+            )
         )
     timeout = sizing.request_timeout_seconds(c.server.request_budget.output_tokens)
     if c.ingress.enabled and timeout > sizing.AGC_STREAM_IDLE_TIMEOUT_SECONDS:
         out.append(
-            f"ingress.enabled=true with server.requestBudget.outputTokens="
-            f"{c.server.request_budget.output_tokens}: an answer may take up to {timeout} s, but Application "
-            f"Gateway for Containers closes a connection idle for {sizing.AGC_STREAM_IDLE_TIMEOUT_SECONDS} s; "
-            f'callers of long answers must stream ("stream": true), which sends bytes as tokens come.'
+            (
+                "longAnswersMustStream",
+                f"ingress.enabled=true with server.requestBudget.outputTokens="
+                f"{c.server.request_budget.output_tokens}: an answer may take up to {timeout} s, but Application "
+                f"Gateway for Containers closes a connection idle for {sizing.AGC_STREAM_IDLE_TIMEOUT_SECONDS} s; "
+                f'callers of long answers must stream ("stream": true), which sends bytes as tokens come.',
+            )
         )
     if c.max_replicas == 1:
         out.append(
-            "server.replicas=1: updates use the Recreate strategy (the GPU is freed before the "
-            "new pod starts), so the API is down while the new pod loads the model."
+            (
+                "recreateDowntime",
+                "server.replicas=1: updates use the Recreate strategy (the GPU is freed before the "
+                "new pod starts), so the API is down while the new pod loads the model.",
+            )
         )
     return out
+
+
+def accepted(c: StackConfig) -> dict[str, str]:
+    """The warnings the stack accepts on purpose, by their `accepted` key, with the reason given."""
+    return {key: reason for key, reason in c.accepted.model_dump(by_alias=True).items() if reason is not None}
+
+
+def warnings(c: StackConfig, stack: str) -> list[str]:
+    """The warnings preview prints: those the stack has not accepted on purpose."""
+    quiet = accepted(c)
+    return [text for key, text in all_warnings(c) if key not in quiet]
+
+
+def acceptances_apply(c: StackConfig) -> list[str]:
+    """An `accepted` key whose warning does not apply would keep saying so after the choice is gone."""
+    applying = {key for key, _ in all_warnings(c)}
+    return [
+        f"accepted.{key} is set, but its warning does not apply to this stack; remove accepted.{key}."
+        for key in accepted(c)
+        if key not in applying
+    ]
 
 
 def check(c: StackConfig, stack: str) -> tuple[list[str], list[str]]:
     errors = [p for rule in RULES for p in rule(c)]
     errors += [p for rule in STACK_RULES for p in rule(c, stack)]
+    errors += acceptances_apply(c)
     return errors, warnings(c, stack)

@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from core import capacity, cost, rules, sizing
-from core.catalog import GB, GIB, GPU_VM_SIZES, LIST_PRICES, PRICES_CHECKED
+from core.catalog import GB, GIB, GPU_VM_SIZES, PRICES_CHECKED
 from core.config import StackConfig
 
 # Bump when a key of summary_data changes meaning; tools/diff.py compares only equal versions.
-SUMMARY_DATA_VERSION = 1
+# 2: cost.minHourly of a scale-to-zero stack is its activeHours schedule averaged over the week.
+SUMMARY_DATA_VERSION = 2
 
 
 def replicas_text(c: StackConfig) -> str:
@@ -86,8 +87,26 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
         "",
         *cost_section(c),
         *fits_section(c),
+        *accepted_section(c),
     ]
     return "\n".join(lines)
+
+
+def accepted_section(c: StackConfig) -> list[str]:
+    """The warnings the stack accepts on purpose: preview is quiet about them, so reviewers read them here."""
+    quiet = rules.accepted(c)
+    if not quiet:
+        return []
+    texts = {key: text for key, text in rules.all_warnings(c) if key in quiet}
+    return [
+        "## Accepted on purpose",
+        "",
+        "Warnings this stack accepts (its `accepted` config), with its reasons; preview does not print them.",
+        "",
+        "| `accepted` key | warning | reason |",
+        "|---|---|---|",
+        *(f"| `{key}` | {texts[key]} | {reason} |" for key, reason in quiet.items()),
+    ]
 
 
 def usd(value: float | None, cents: bool = True) -> str:
@@ -105,13 +124,6 @@ def usd_range(low: float | None, high: float | None, cents: bool = True) -> str:
 def cost_section(c: StackConfig) -> list[str]:
     est = cost.estimate(c)
     head = [f"## Cost at list prices ({est.region})", ""]
-    if not est.region_known:
-        return [
-            *head,
-            f"No list prices are recorded for region `{est.region}` (core/catalog.py has "
-            f"{', '.join(LIST_PRICES)}), so this stack's cost is not estimated.",
-            "",
-        ]
     rows = [
         f"| {line.item} | {line.what} | {usd_range(line.min_hourly, line.max_hourly)} | "
         f"{usd_range(*cost_monthly(line.min_hourly, line.max_hourly), cents=False)} | {line.note} |"
@@ -120,7 +132,8 @@ def cost_section(c: StackConfig) -> list[str]:
     left_out = f"leaves out {', '.join(est.missing)} (no list price)" if est.missing else "every item priced"
     return [
         *head,
-        "USD, pay-as-you-go, Linux, before tax and discounts; from the lowest node counts to the highest "
+        "USD, pay-as-you-go, Linux, before tax and discounts; from the fewest nodes the stack keeps (for a "
+        "stack that scales to zero, its autoscaling.activeHours averaged over the week) to the most "
         f"(autoscaling); a 30-day month of {cost.monthly(1):g} hours. Price table checked {PRICES_CHECKED}.",
         "",
         "| item | billed | per hour | per month | price and source |",
@@ -181,7 +194,8 @@ def summary_data(c: StackConfig, stack: str) -> dict[str, Any]:
     """The summary's figures as plain data (summary.json), for `make diff` to compare two renders."""
     s, pool = c.server, c.cluster.gpu_pool
     est = cost.estimate(c)
-    priced = est.region_known
+    # Without the GPU pool's price a total is mostly missing, and `make diff` would show it as a drop.
+    priced = "GPU pool" not in est.missing
     a = c.autoscaling
     return {
         "version": SUMMARY_DATA_VERSION,
@@ -193,7 +207,7 @@ def summary_data(c: StackConfig, stack: str) -> dict[str, Any]:
             "maxHourly": round(est.max_hourly, 4) if priced else None,
             "minMonthly": round(cost.monthly(est.min_hourly), 2) if priced else None,
             "maxMonthly": round(cost.monthly(est.max_hourly), 2) if priced else None,
-            "unpriced": list(est.missing) if priced else ["region"],
+            "unpriced": list(est.missing),
         },
         "vramGb": round(rules.vram(c).total_bytes / GB, 2),
         "tokensPerSlot": rules.slot_tokens(c),

@@ -214,7 +214,7 @@ def cluster_issuer_spec(
 
 # A self-signed certificate in the Secret until Let's Encrypt's arrives: the ALB controller does
 # not program a Gateway whose HTTPS listener names a missing Secret, and then the port-80 challenge
-# fails too (Azure/AKS#5509; cert-manager's pkg/apis/certmanager/v1/types.go).
+# fails too (github.com/Azure/AKS/issues/5509; cert-manager's pkg/apis/certmanager/v1/types.go).
 CERTIFICATE_ANNOTATIONS = {"cert-manager.io/issue-temporary-certificate": "true"}
 
 

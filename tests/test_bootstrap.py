@@ -1,4 +1,4 @@
-"""bootstrap/: the identities, roles, state storage and GitHub settings CI needs (issue 16, item 3)."""
+"""bootstrap/: the identities, roles, state storage and GitHub settings CI needs."""
 
 from __future__ import annotations
 
@@ -306,12 +306,12 @@ def test_every_secret_a_job_reads_is_in_each_of_its_environments_and_no_other(bo
     assert held == needed
 
 
-def test_readme_ci_section_names_every_variable_and_environment_bootstrap_creates(bootstrap: BootstrapMocks):
-    readme = (ROOT / "README.md").read_text()
-    (section,) = re.findall(r"^## CI/CD.*?(?=^## )", readme, flags=re.MULTILINE | re.DOTALL)
+def test_ci_doc_names_every_variable_and_environment_bootstrap_creates(bootstrap: BootstrapMocks):
+    readme = (ROOT / "docs" / "ci-cd.md").read_text()
+    (section,) = re.findall(r"^## CI/CD.*?(?=^## |\Z)", readme, flags=re.MULTILINE | re.DOTALL)
     variables = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
     environments = {
         e["environment"] for e in of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment").values()
     }
     missing = sorted(name for name in variables | environments if f"`{name}`" not in section)
-    assert not missing, f"README's CI/CD section lacks {missing}"
+    assert not missing, f"docs/ci-cd.md's CI/CD section lacks {missing}"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from core import rules
 from core.config import StackConfig
 from core.loading import load_config
+from core.summary import summary_markdown
 from tests.conftest import only, preview_problems, run_stack
 from tools import render
 
@@ -428,3 +430,48 @@ def test_a_read_write_once_volume_on_a_pool_of_several_gpu_nodes_warns_about_the
     assert any("ReadWriteOnce with cluster.gpuPool.maxCount=2" in w and "Multi-Attach" in w for w in warnings)
     _, single = load_config({}, "dev")
     assert not any("Multi-Attach" in w for w in single)
+
+
+REASON = "dev runs one replica on purpose"
+
+
+def test_an_accepted_warning_is_not_printed_and_the_summary_lists_it_with_its_reason():
+    config, warnings = load_config({"accepted": {"recreateDowntime": REASON}}, "dev")
+    assert not any("Recreate" in w for w in warnings)
+    summary = summary_markdown(config, "dev")
+    assert "## Accepted on purpose" in summary
+    assert "| `recreateDowntime` | server.replicas=1: updates use the Recreate strategy" in summary
+    assert summary.rstrip().endswith(f"| {REASON} |")
+
+
+def test_accepting_one_warning_leaves_the_others_printed():
+    _, warnings = load_config({"accepted": {"recreateDowntime": REASON}}, "dev")
+    assert any(w.startswith("alerts.emails and alerts.webhooks are empty") for w in warnings)
+
+
+def test_rejects_accepting_a_warning_that_does_not_apply():
+    msg = only(preview_problems({"accepted": {"spotEvictions": "spot nodes are cheap enough for dev"}}))
+    assert msg == (
+        "accepted.spotEvictions is set, but its warning does not apply to this stack; remove accepted.spotEvictions."
+    )
+
+
+def test_rejects_an_accepted_key_that_names_no_warning():
+    msg = only(preview_problems({"accepted": {"recreateDowntim": REASON}}))
+    assert "accepted.recreateDowntim is not a known key" in msg and "did you mean accepted.recreateDowntime?" in msg
+
+
+def test_an_acceptance_needs_a_reason():
+    assert preview_problems({"accepted": {"recreateDowntime": ""}})
+
+
+def test_warnings_that_only_a_fix_removes_cannot_be_accepted():
+    """A ReadWriteOnce volume on several nodes and GPU nodes kept while scaled to zero are mistakes, not choices."""
+    mistakes = StackConfig.model_validate(
+        {
+            "cluster": {"gpuPool": {"minCount": 1, "maxCount": 2}},
+            "autoscaling": {"enabled": True, "minReplicas": 0, "maxReplicas": 2, "activeHours": {}},
+        }
+    )
+    keys = [key for key, text in rules.all_warnings(mistakes) if "Multi-Attach" in text or "stay (and cost)" in text]
+    assert keys == [None, None]

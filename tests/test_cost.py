@@ -1,4 +1,4 @@
-"""Cost at list prices and what fits, the two sections summary.md gained (issue 16)."""
+"""Cost at list prices and what fits, two sections of summary.md."""
 
 from __future__ import annotations
 
@@ -81,12 +81,52 @@ def test_totals_add_only_the_priced_items():
     assert est.max_hourly == pytest.approx(3 * 3.20 + 0.10)
 
 
-def test_unknown_region_is_not_priced_and_the_summary_says_so():
-    c = stack(cluster={"location": "swedencentral"})
-    assert not cost.estimate(c).region_known
-    text = summary_markdown(c, "dev")
-    assert "No list prices are recorded for region `swedencentral`" in text
-    assert summary_data(c, "dev")["cost"]["maxHourly"] is None
+def test_a_region_without_prices_lists_every_item_with_the_command_that_prices_it():
+    c = stack(cluster={"location": "swedencentral", "tier": "Free"})
+    est = cost.estimate(c)
+    system = line(est, "System pool")
+    assert system.note == (
+        "no list price for Standard_D4ds_v5 in swedencentral; `make prices REGIONS=swedencentral` fetches it"
+    )
+    assert line(est, "Cluster management").max_hourly == 0.0  # the Free tier is free in every region
+    assert "| System pool | 2 x Standard_D4ds_v5 | no list price |" in summary_markdown(c, "dev")
+    assert set(summary_data(c, "dev")["cost"]["unpriced"]) == {"System pool", "GPU pool", "Model volume"}
+    assert summary_data(c, "dev")["cost"]["maxHourly"] is None  # no total without the GPU pool's price
+
+
+def dev_schedule(**active_hours: str) -> StackConfig:
+    return stack(
+        cluster={"gpuPool": {"minCount": 0, "maxCount": 1}},
+        autoscaling={"enabled": True, "minReplicas": 0, "activeHours": active_hours},
+    )
+
+
+def test_a_stack_that_scales_to_zero_is_priced_by_its_active_hours():
+    """12 hours on 5 weekdays: 60 of 168 hours a week, about $823 of a $3.20/hour node in 720 hours."""
+    gpu = line(cost.estimate(dev_schedule()), "GPU pool")
+    assert gpu.min_hourly == pytest.approx(3.20 * 60 / 168)
+    assert cost.monthly(gpu.min_hourly) == pytest.approx(822.86, abs=0.01)
+    assert gpu.max_hourly == pytest.approx(3.20)
+    assert gpu.what.endswith("; 1 in autoscaling.activeHours, 60 of 168 hours a week")
+
+
+@pytest.mark.parametrize(
+    ("hours", "weekly"),
+    [
+        ({"start": "08:00", "end": "20:00", "days": "1-5"}, 60),
+        ({"start": "22:00", "end": "06:00", "days": "1-5"}, 40),  # past midnight
+        ({"start": "09:30", "end": "17:00", "days": "1,3,5"}, 22.5),
+        ({"start": "00:00", "end": "12:00", "days": "*"}, 84),
+        ({"start": "00:00", "end": "12:00", "days": "0,7"}, 12),  # both are Sunday
+    ],
+)
+def test_the_window_counts_its_hours_on_its_days(hours: dict[str, str], weekly: float):
+    assert cost.window_hours_per_week(dev_schedule(**hours).autoscaling.active_hours) == pytest.approx(weekly)  # type: ignore[arg-type]
+
+
+def test_a_stack_that_keeps_its_replicas_is_priced_from_its_minimum_nodes():
+    gpu = line(cost.estimate(stack(cluster={"gpuPool": {"minCount": 1, "maxCount": 2}})), "GPU pool")
+    assert (gpu.min_hourly, gpu.max_hourly) == pytest.approx((3.20, 6.40))
 
 
 def test_azure_files_volume_is_billed_at_least_its_minimum_share_size():

@@ -1,4 +1,4 @@
-"""Issue 13: what only a real first `pulumi up` would reveal, from a laptop and from CI: the
+"""What only a real first `pulumi up` would reveal, from a laptop and from CI: the
 deployer's principal type, waiting for new roles to take effect, Container Insights with managed
 identity, alerts that notify someone, a prod admin group, no silent drop of unreachable resources."""
 

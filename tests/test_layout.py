@@ -109,18 +109,18 @@ def test_make_help_lists_every_target():
     assert set(phony) <= targets, f".PHONY names targets without a rule: {sorted(set(phony) - targets)}"
 
 
-def test_readme_layout_names_every_module_and_only_modules_that_exist():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Layout") : readme.index("## Stack configuration")]
+def test_design_doc_layout_names_every_module_and_only_modules_that_exist():
+    design = (ROOT / "docs" / "design.md").read_text()
+    (section,) = re.findall(r"^## Layout\n.*?(?=^## )", design, flags=re.MULTILINE | re.DOTALL)
     layout = section.split("```")[1]  # the map of the tree
     for package in PACKAGES:
         for path in modules(package):
             if path.name != "__init__.py":
-                assert path.name in layout, f"README's layout misses {path.relative_to(ROOT)}"
+                assert path.name in layout, f"docs/design.md's layout misses {path.relative_to(ROOT)}"
     for name in re.findall(r"\b([a-z_]+\.py)\b", layout):
         assert (
             any(p.name == name for pkg in (*PACKAGES, "bootstrap") for p in modules(pkg)) or (ROOT / name).exists()
-        ), f"README's layout names {name}, which does not exist"
+        ), f"docs/design.md's layout names {name}, which does not exist"
 
 
 def test_test_modules_share_helpers_through_conftest_not_through_each_other():

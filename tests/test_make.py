@@ -117,8 +117,34 @@ def test_another_pulumi_version_is_named_with_the_pinned_install_command(tmp_pat
     )
 
 
-def test_the_pulumi_cli_version_is_the_pinned_sdk_version():
+def pinned_pulumi() -> str:
     sdk = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("pulumi=="))
+    return sdk.removeprefix("pulumi==")
+
+
+def stub_clis(tmp_path: Path) -> tuple[str, Path]:
+    """A PATH whose pulumi logs each call (and answers `version` with the pinned one), and an installed venv."""
+    log = tmp_path / "pulumi.log"
+    pulumi = f'[ "$1" = version ] && {{ echo v{pinned_pulumi()}; exit 0; }}; echo "$*" >> {log}'
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / ".installed").touch()
+    return bare_path(tmp_path, {"pulumi": pulumi, "kubelogin": ""}), log
+
+
+def test_make_preview_selects_or_creates_the_stack_before_previewing(tmp_path: Path):
+    path, log = stub_clis(tmp_path)
+    rc, output, _ = run_make(tmp_path, path, "preview", "STACK=dev", env={"PULUMI_CONFIG_PASSPHRASE": "p"})
+    assert rc == 0, output
+    assert log.read_text().splitlines() == ["login file://~", "stack select --create dev", "preview --stack dev --diff"]
+
+
+def test_make_preview_without_a_passphrase_says_to_set_one_and_calls_no_pulumi(tmp_path: Path):
+    path, log = stub_clis(tmp_path)
+    rc, output, _ = run_make(tmp_path, path, "preview", "STACK=dev")
+    assert (rc != 0, "set PULUMI_CONFIG_PASSPHRASE" in output, log.exists()) == (True, True, False), output
+
+
+def test_the_pulumi_cli_version_is_the_pinned_sdk_version():
     result = subprocess.run(
         [MAKE, "--no-print-directory", "-pn", "help"],
         cwd=ROOT,
@@ -127,4 +153,4 @@ def test_the_pulumi_cli_version_is_the_pinned_sdk_version():
         timeout=30,
         check=False,
     )
-    assert f"PULUMI_VERSION := {sdk.removeprefix('pulumi==')}" in result.stdout.splitlines()
+    assert f"PULUMI_VERSION := {pinned_pulumi()}" in result.stdout.splitlines()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from tools import preflight
 from tools.render import stack_config
 
 FIXTURES = ROOT / "tests" / "fixtures" / "az"
-TOOLS = ("pulumi", "kubelogin", "docker")
+TOOLS = ("az", "pulumi", "kubelogin", "docker")
 INSIDE_PROD_RANGE = "203.0.113.9"  # Pulumi.prod.yaml allows 203.0.113.0/24
 
 
@@ -156,10 +157,42 @@ def test_a_missing_local_tool_is_named_with_how_to_install_it(answers, tool):
     assert problem.startswith(f"{tool} is not on PATH;")
 
 
+def test_without_az_every_missing_tool_is_listed_at_once_with_its_install_command(answers):
+    problems = run(config_of("dev"), tools=("docker",))
+    assert [p.split(" ", 1)[0] for p in problems] == ["az", "pulumi", "kubelogin"], problems
+    assert "https://aka.ms/InstallAzureCLIDeb" in problems[0] and "az login" not in " ".join(problems[1:])
+    assert "https://get.pulumi.com | sh -s -- --version" in problems[1]
+    assert "az aks install-cli --install-location" in problems[2]
+
+
+def test_a_missing_login_is_listed_with_the_missing_tools(answers):
+    (answers / "account-show.json").unlink()
+    problems = run(config_of("dev"), tools=("az",))
+    assert [p.split(" ", 1)[0] for p in problems] == ["pulumi", "kubelogin", "the"], problems
+    assert "run: az login" in problems[2]
+
+
+def test_the_install_commands_are_those_the_makefile_prints(tmp_path: Path):
+    only_shell = tmp_path / "bin"  # bash and sed, and no pulumi
+    only_shell.mkdir()
+    for name in ("bash", "sed"):
+        (only_shell / name).symlink_to(shutil.which(name) or f"/bin/{name}")
+    result = subprocess.run(
+        [str(only_shell / "bash"), "tools/cloud-tools.sh", "preview", "pulumi"],
+        cwd=ROOT,
+        env={"PATH": str(only_shell), "TOOLS_DIR": ".tools"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert preflight.install_command("pulumi") in result.stderr
+
+
 def test_docker_is_not_needed_for_a_prebuilt_image(answers):
     name, flat = stack_config(ROOT / "Pulumi.dev.yaml")
     raw = split_pulumi_config(flat)[0] | {"image": {"prebuilt": f"example.azurecr.io/llama-server@sha256:{'0' * 64}"}}
-    assert run(load_config(raw, name)[0], tools=("pulumi", "kubelogin")) == []
+    assert run(load_config(raw, name)[0], tools=("az", "pulumi", "kubelogin")) == []
 
 
 def test_an_address_outside_the_authorized_ranges_is_a_problem_with_the_range_to_add(answers):
@@ -231,8 +264,8 @@ def test_every_first_token_figure_says_whether_it_was_measured_and_where_it_come
     assert len(rows) == 5 and all("| estimate: " in r or "| measured: " in r for r in rows)
 
 
-def test_readme_shows_the_dev_time_to_first_token_table():
-    assert timeline_markdown(config_of("dev")) in (ROOT / "README.md").read_text()
+def test_operations_doc_shows_the_dev_time_to_first_token_table():
+    assert timeline_markdown(config_of("dev")) in (ROOT / "docs" / "operations.md").read_text()
 
 
 def test_public_endpoint_stacks_need_the_gateways_providers(answers):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from core.loading import load_config, split_pulumi_config
@@ -133,9 +134,18 @@ def test_make_render_defaults_to_the_dev_stack(tmp_path: Path):
 
 
 def test_render_prints_each_preview_warning_once(tmp_path: Path):
-    result = run_render("--config", str(ROOT / "Pulumi.dev.yaml"), "--out", str(tmp_path))
+    public = ROOT / "tests" / "fixtures" / "Pulumi.public.yaml"
+    result = run_render("--config", str(public), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    _, expected = load_config(split_pulumi_config(stack_config(ROOT / "Pulumi.dev.yaml")[1])[0], "dev")
-    assert expected, "the dev stack is expected to have preview warnings"
+    _, expected = load_config(split_pulumi_config(stack_config(public)[1])[0], "public")
+    assert expected, "the public test stack is expected to have a preview warning"
     printed = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert printed == [f"warning: {w}" for w in expected]
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
+def test_shipped_stacks_render_without_warnings(path: Path):
+    """A deliberate choice is stated in the stack's `accepted` config, so a warning always means something."""
+    name, flat = stack_config(path)
+    _, warnings = load_config(split_pulumi_config(flat)[0], name)
+    assert warnings == []

@@ -1,6 +1,6 @@
 """CI is least-privilege: previews are read-only, passphrases are per environment, deploys are never
-cancelled, prod deploys from a runner that can reach its API server, and the README's role
-condition names exactly the roles the stack grants."""
+cancelled, prod deploys from a runner that can reach its API server, and the role condition
+in docs/ci-cd.md names exactly the roles the stack grants."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_prod_deploys_on_the_runner_named_by_a_repository_variable():
     assert up["runs-on"] == "${{ matrix.runner }}" and prod["runner"] == "${{ vars.PROD_RUNNER_LABEL }}"
 
 
-def test_readme_role_condition_names_exactly_the_roles_the_stack_grants():
-    readme = (ROOT / "README.md").read_text()
+def test_ci_doc_role_condition_names_exactly_the_roles_the_stack_grants():
+    readme = (ROOT / "docs" / "ci-cd.md").read_text()
     (listed,) = re.findall(r'^\s*ROLES="([^"]+)"', readme, flags=re.MULTILINE)
     assert {r.strip() for r in listed.split(",")} == set(catalog.STACK_GRANTED_ROLES)

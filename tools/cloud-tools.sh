@@ -3,30 +3,40 @@
 # command that installs each one into the project's tools folder and exits 3, before any venv is
 # built or pulumi runs. The Makefile puts "$TOOLS_DIR/bin" first on PATH.
 # Why not download them here: their published checksums could not be checked from our machines
-# (see README, "Before make up"), so the vendors' own installers do it.
-#   usage: tools/cloud-tools.sh TARGET TOOL...   (TOOL: pulumi | kubelogin)
-#   PULUMI_VERSION   the CLI version to install (the Makefile passes the pinned SDK version)
+# (see docs/operations.md, "Before make up"), so the vendors' own installers do it.
+# It is the one home of these install commands: `make preflight` prints them too.
+#   usage: tools/cloud-tools.sh TARGET TOOL...         (TOOL: az | pulumi | kubelogin)
+#          tools/cloud-tools.sh --install-command TOOL  prints the command that installs TOOL
+#   PULUMI_VERSION   the CLI version to install (default: the pinned SDK's, from requirements.txt)
 #   TOOLS_DIR        the project-local tools folder (default .tools)
 set -euo pipefail
 
-target=$1
-shift
 TOOLS_DIR=${TOOLS_DIR:-.tools}
-PULUMI_VERSION=${PULUMI_VERSION:?the Makefile sets PULUMI_VERSION}
+# The CLI is released with the SDK: the Makefile passes the version, run alone it reads the same pin.
+PULUMI_VERSION=${PULUMI_VERSION:-$(sed -n 's/^pulumi==//p' "${BASH_SOURCE[0]%/*}/../requirements.txt")}
 
 install_command() {
   case "$1" in
     # Flags of Pulumi's installer: the version, a folder of our own, and no edit of shell profiles.
     pulumi) echo "curl -fsSL https://get.pulumi.com | sh -s -- --version $PULUMI_VERSION --install-root $TOOLS_DIR --no-edit-path" ;;
+    # Microsoft's installer for Debian and Ubuntu; the page lists the others. kubelogin's install needs it.
+    az) echo "curl -sL https://aka.ms/InstallAzureCLIDeb | sudo bash (Debian/Ubuntu; other systems: https://learn.microsoft.com/cli/azure/install-azure-cli), then az login" ;;
     # The Azure CLI's installer for kubectl and kubelogin, into the same folder.
     kubelogin) echo "az aks install-cli --install-location $TOOLS_DIR/bin/kubectl --kubelogin-install-location $TOOLS_DIR/bin/kubelogin" ;;
     *)
-      echo "tools/cloud-tools.sh knows no tool '$1'; use pulumi or kubelogin." >&2
+      echo "tools/cloud-tools.sh knows no tool '$1'; use az, pulumi or kubelogin." >&2
       exit 2
       ;;
   esac
 }
 
+if [ "$1" = --install-command ]; then
+  install_command "$2"
+  exit 0
+fi
+
+target=$1
+shift
 status=0
 for tool in "$@"; do
   if ! command -v "$tool" >/dev/null 2>&1; then

@@ -2,11 +2,12 @@
 
 usage: python -m tools.preflight --stack dev [--my-ip 198.51.100.7]
 
-With the Azure CLI (`az`, logged in to the target subscription): resource providers and features
-registered, GPU vCPU quota in the region, the Kubernetes version offered there, the GPU size
-offered in the configured zones; then the local tools, and this machine's public address against
-`cluster.authorizedIpRanges`. Prints one line per problem with its fix and exits 1 on any; then the
-expected time from `make up` to the first token (core/first_token.py).
+Lists every problem at once, each with its fix: the command-line tools `make up` runs (az, pulumi,
+kubelogin, and docker for a local image build), each missing one with the command that installs
+it; with the Azure CLI, the login, then resource providers and features registered, GPU vCPU quota
+in the region, the Kubernetes version offered there, the GPU size offered in the configured zones;
+and this machine's public address against `cluster.authorizedIpRanges`. Exits 1 on any problem;
+then prints the expected time from `make up` to the first token (core/first_token.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +31,10 @@ from core.loading import ConfigError, load_config, split_pulumi_config
 from tools.render import stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
+# The one home of the commands that install az, pulumi and kubelogin (the Makefile's targets use it too).
+CLOUD_TOOLS = ROOT / "tools" / "cloud-tools.sh"
+# What `make up` runs, in the order to install them (kubelogin's installer is az's).
+CLI_TOOLS = ("az", "pulumi", "kubelogin")
 # Resource providers the stack's resources need (Microsoft.Insights: data collection rules and
 # action groups; Microsoft.Storage: the Azure Files volume AKS's CSI driver creates).
 # learn.microsoft.com/azure/azure-resource-manager/management/resource-providers-and-types
@@ -182,14 +188,32 @@ def needs_docker(config: StackConfig) -> bool:
     return not config.image.prebuilt and getattr(config.image, "builder", "local") != "acr"
 
 
-def check_tools(config: StackConfig, which: Callable[[str], str | None] = shutil.which) -> list[str]:
-    fixes = {
-        "pulumi": "install the Pulumi CLI 3.x (see README, 'Before make up')",
-        "kubelogin": "run: az aks install-cli (installs kubelogin and kubectl)",
-        "docker": "install Docker with buildx, or set image.prebuilt (or image.builder: acr where available)",
-    }
-    wanted = ["pulumi", "kubelogin", *(["docker"] if needs_docker(config) else [])]
-    return [f"{tool} is not on PATH; {fixes[tool]}" for tool in wanted if which(tool) is None]
+def install_command(tool: str) -> str:
+    """The command that installs `tool`, as tools/cloud-tools.sh prints it (bash and sed from the system's PATH too)."""
+    path = os.pathsep.join(filter(None, (os.environ.get("PATH"), os.defpath)))
+    result = subprocess.run(
+        [shutil.which("bash", path=path) or "bash", str(CLOUD_TOOLS), "--install-command", tool],
+        cwd=ROOT,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def check_tools(
+    config: StackConfig,
+    which: Callable[[str], str | None] = shutil.which,
+    install: Callable[[str], str] = install_command,
+) -> list[str]:
+    """Every tool `make up` runs that is not on PATH, each with the command that installs it."""
+    problems = [f"{tool} is not on PATH; install it with: {install(tool)}" for tool in CLI_TOOLS if which(tool) is None]
+    if needs_docker(config) and which("docker") is None:
+        problems.append(
+            "docker is not on PATH; install Docker with buildx, or set image.builder: acr (or image.prebuilt)"
+        )
+    return problems
 
 
 def check_api_access(config: StackConfig, get_ip: Callable[[], str]) -> list[str]:
@@ -212,12 +236,22 @@ def check_api_access(config: StackConfig, get_ip: Callable[[], str]) -> list[str
 
 
 def preflight(config: StackConfig, az: Az, get_ip: Callable[[], str], which: Callable[[str], str | None]) -> list[str]:
+    """Every problem at once: the missing tools, the subscription (when az is there), this machine's address."""
+    problems = check_tools(config, which)
+    if which("az") is not None:
+        problems += check_subscription(config, az)
+    return problems + check_api_access(config, get_ip)
+
+
+def check_subscription(config: StackConfig, az: Az) -> list[str]:
+    """What the subscription must offer; nothing more is asked of az when it is not logged in."""
     problems: list[str] = []
     try:
         az("account", "show")
     except AzError as err:
         return [
-            f"the Azure CLI cannot reach a subscription ({err}); run: az login, then az account set --subscription <id>"
+            f"the Azure CLI is not logged in to a subscription ({err}); "
+            "run: az login, then az account set --subscription <id>"
         ]
     for check in (check_providers, check_features, check_kubernetes_version):
         try:
@@ -231,7 +265,7 @@ def preflight(config: StackConfig, az: Az, get_ip: Callable[[], str], which: Cal
         problems += check_gpu_size(config, sku) + check_quota(config, sku, az)
     except AzError as err:
         problems.append(f"GPU size and quota: az failed ({err}); fix az and rerun")
-    return problems + check_tools(config, which) + check_api_access(config, get_ip)
+    return problems
 
 
 def load_stack(stack: str) -> StackConfig:

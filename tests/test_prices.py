@@ -1,0 +1,181 @@
+"""`make prices` against a local fake of the Azure Retail Prices API (127.0.0.1), and the cost of a
+stack priced from what it wrote."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import subprocess
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import catalog, cost
+from core.catalog import GPU_VM_SIZES
+from core.config import StackConfig
+from tests.conftest import ROOT
+from tools import prices
+
+# Made-up figures in the API's shape: the test checks which meter is chosen, not Azure's prices.
+VM_HOURLY = {"Standard_NV36ads_A10_v5": 3.5, "Standard_D4ds_v5": 0.25}
+DISK_MONTHLY = {"P6": 10.0, "P10": 20.0}
+
+
+def item(**fields: Any) -> dict[str, Any]:
+    return {"currencyCode": "USD", "type": "Consumption", "effectiveStartDate": "2026-01-01T00:00:00Z", **fields}
+
+
+def answer(odata_filter: str) -> list[dict[str, Any]]:
+    """What the fake API answers: the Linux meter among Windows and spot ones, as Azure lists them."""
+    quoted = dict(re.findall(r"(\w+) eq '([^']*)'", odata_filter))
+    if quoted.get("armRegionName") != "westeurope":
+        return []
+    if quoted.get("serviceName") == "Virtual Machines":
+        size = quoted["armSkuName"]
+        if size not in VM_HOURLY:
+            return []
+        meter = size.removeprefix("Standard_").replace("_", " ")
+        linux, product = VM_HOURLY[size], "Virtual Machines NVadsA10 v5 Series"
+        return [
+            item(retailPrice=linux * 2, productName=f"{product} Windows", skuName=meter, meterName=meter, unitOfMeasure="1 Hour"),
+            item(retailPrice=linux / 5, productName=product, skuName=f"{meter} Spot", meterName=f"{meter} Spot", unitOfMeasure="1 Hour"),
+            item(retailPrice=linux, productName=product, skuName=meter, meterName=meter, unitOfMeasure="1 Hour"),
+        ]  # fmt: skip
+    if quoted.get("serviceName") == "Azure Kubernetes Service":
+        return [
+            item(
+                retailPrice=0.1,
+                productName="Azure Kubernetes Service",
+                meterName="Standard Uptime SLA",
+                unitOfMeasure="1 Hour",
+            )
+        ]
+    if quoted.get("productName") == "Premium Files":
+        return [
+            item(
+                retailPrice=0.16,
+                productName="Premium Files",
+                meterName="Premium LRS Provisioned",
+                unitOfMeasure="1 GiB/Month",
+            )
+        ]
+    tier = quoted.get("skuName", "").removesuffix(" LRS")
+    if tier in DISK_MONTHLY:
+        return [
+            item(
+                retailPrice=DISK_MONTHLY[tier],
+                productName="Premium SSD Managed Disks",
+                meterName=f"{tier} LRS Disk",
+                unitOfMeasure="1/Month",
+            )
+        ]
+    return []  # fmt: skip
+
+
+class FakeApi(http.server.BaseHTTPRequestHandler):
+    """Answers in pages of two items, as the real API pages with NextPageLink."""
+
+    def do_GET(self) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        self.server.filters.append(query["$filter"][0])  # type: ignore[attr-defined]
+        items = answer(query["$filter"][0])
+        skip = int(query.get("$skip", ["0"])[0])
+        page: dict[str, Any] = {"BillingCurrency": "USD", "Items": items[skip : skip + 2], "NextPageLink": None}
+        if skip + 2 < len(items):
+            rest = urllib.parse.urlencode({"$filter": query["$filter"][0], "$skip": skip + 2})
+            page["NextPageLink"] = f"http://127.0.0.1:{self.server.server_port}/api/retail/prices?{rest}"
+        body = json.dumps(page).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[str, list[str]]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+    server.filters = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/api/retail/prices", server.filters  # type: ignore[attr-defined]
+    server.shutdown()
+
+
+def test_make_prices_writes_the_linux_pay_as_you_go_meters_of_each_item(api, tmp_path: Path):
+    url, _ = api
+    out = tmp_path / "prices.json"
+    assert prices.main(["--api", url, "--regions", "westeurope", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    region = written["regions"]["westeurope"]
+    assert region["Standard_NV36ads_A10_v5"]["usd"] == 3.5  # not the Windows or the spot meter
+    assert region["Standard_D4ds_v5"] == {
+        "usd": 0.25,
+        "per": "hour",
+        "meter": "Virtual Machines NVadsA10 v5 Series / D4ds v5",
+        "effectiveStartDate": "2026-01-01T00:00:00Z",
+    }
+    assert (region["aks-tier-Standard"]["usd"], region["premium-ssd-P6"]["per"]) == (0.1, "month")
+    assert region["azure-files-premium-gib"]["usd"] == 0.16
+    assert written["api"] == url and re.fullmatch(r"\d{4}-\d\d-\d\d", written["checked"])
+
+
+def test_make_prices_asks_each_item_in_the_region_and_names_those_the_api_lacks(api, tmp_path: Path, capsys):
+    url, filters = api
+    prices.main(["--api", url, "--regions", "westeurope", "--out", str(tmp_path / "p.json")])
+    assert all("armRegionName eq 'westeurope'" in f and "priceType eq 'Consumption'" in f for f in filters)
+    asked = {m for f in filters for m in re.findall(r"armSkuName eq '(\w+)'", f)}
+    assert set(GPU_VM_SIZES) | {"Standard_D4ds_v5"} <= asked
+    printed = capsys.readouterr().out
+    assert "no list price from the API for Standard_NV6ads_A10_v5 in westeurope" in printed
+
+
+def test_a_refresh_keeps_the_regions_it_was_not_asked_for(api, tmp_path: Path):
+    url, _ = api
+    out = tmp_path / "prices.json"
+    other = {"Standard_D4ds_v5": {"usd": 0.2, "per": "hour", "meter": "m", "effectiveStartDate": ""}}
+    out.write_text(json.dumps({"checked": "2026-01-01", "api": url, "regions": {"eastus": other}}))
+    prices.main(["--api", url, "--regions", "westeurope", "--out", str(out)])
+    assert json.loads(out.read_text())["regions"]["eastus"] == other
+
+
+def test_an_unreachable_api_leaves_the_file_unchanged_and_says_so(tmp_path: Path, capsys):
+    out = tmp_path / "prices.json"
+    out.write_text("{}")
+    assert prices.main(["--api", "http://127.0.0.1:9/none", "--regions", "eastus", "--out", str(out)]) == 1
+    assert out.read_text() == "{}" and "is unchanged" in capsys.readouterr().err
+
+
+def test_a_stack_outside_eastus_is_priced_in_full_from_what_make_prices_wrote(api, tmp_path, monkeypatch):
+    url, _ = api
+    out = tmp_path / "prices.json"
+    prices.main(["--api", url, "--regions", "westeurope", "--out", str(out)])
+    table = catalog.with_fetched(catalog.LIST_PRICES, json.loads(out.read_text()))
+    monkeypatch.setattr(catalog, "LIST_PRICES", table)
+    dev_like = StackConfig.model_validate(
+        {
+            "cluster": {"location": "westeurope", "gpuPool": {"minCount": 0, "maxCount": 1}},
+            "autoscaling": {"enabled": True, "minReplicas": 0, "activeHours": {}},
+        }
+    )
+    est = cost.estimate(dev_like)
+    assert est.missing == ()
+    gpu = next(line for line in est.lines if line.item == "GPU pool")
+    assert gpu.note.startswith(
+        "$3.50/hour ([Azure Retail Prices API, Virtual Machines NVadsA10 v5 Series / NV36ads A10 v5]"
+    )
+
+
+def test_make_prices_passes_the_regions_on():
+    result = subprocess.run(
+        ["make", "-n", "prices", "REGIONS=westeurope"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert '-m tools.prices --regions "westeurope"' in result.stdout
