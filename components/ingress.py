@@ -197,7 +197,7 @@ class PublicEndpoint(pulumi.ComponentResource):
         """Issuer, certificate, Gateway, routes, health probe and WAF attachment, in the serving
         namespace beside the Service they front."""
         name, server, i = self._name, args.server, args.ingress
-        ns, gateway_name = server.namespace, server.server_name
+        ns, gateway_name = server.namespace, server.names.server
         meta = labels.labels(args.stack, "ingress", server.version)
         opts = pulumi.ResourceOptions(parent=self, provider=self._cluster.provider, depends_on=controller)
 
@@ -213,7 +213,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             api_version="cert-manager.io/v1",
             kind="ClusterIssuer",
             metadata={"name": issuer_name, "labels": meta},
-            spec=spec.cluster_issuer_spec(i, gateway_name, ns, server.server_name),
+            spec=spec.cluster_issuer_spec(i, gateway_name, ns, server.names.server),
             opts=opts,
         )
         custom(
@@ -221,7 +221,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             "cert-manager.io/v1",
             "Certificate",
             gateway_name,
-            spec.certificate_spec(i, issuer_name, server.server_name),
+            spec.certificate_spec(i, issuer_name, server.names.server),
             annotations=spec.CERTIFICATE_ANNOTATIONS,
         )
         custom(
@@ -229,7 +229,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             "gateway.networking.k8s.io/v1",
             "Gateway",
             gateway_name,
-            spec.gateway_spec(i, frontend, server.server_name),
+            spec.gateway_spec(i, frontend, server.names.server),
             annotations=spec.gateway_annotations(agc_id),
         )
         custom(
