@@ -22,7 +22,6 @@ from components.cluster import AksCluster
 from components.serving import ModelServer
 from core import catalog, labels
 from core.config import Ingress, RequestBudget
-from core.skips import skip
 from specs import cluster as cluster_spec
 from specs import ingress as spec
 from specs import serving as serving_spec
@@ -60,11 +59,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             delegations=cluster_spec.ingress_subnet_delegations(),
             parent=self,
         )
-        skip(
-            f"{name}-waf",
-            "CKV_AZURE_135",
-            "checkov knows only OWASP 3.1/3.2; the gateway takes only DRS 2.1, whose rule 944240 (Log4j) stays on",
-        )
+        # Its checkov skip, with its reason, is in core/skips.py.
         waf = network.WebApplicationFirewallPolicy(
             f"{name}-waf",
             policy_name=labels.name(stack, "waf"),

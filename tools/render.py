@@ -21,7 +21,6 @@ import yaml
 
 from core.config import PROJECT
 from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
-from core.skips import clear as clear_skips
 from core.skips import skips_for
 from core.summary import summary_data, summary_markdown
 from tools.mocks import ARM_TYPES, Recorded, RenderMocks, arm_identity
@@ -155,7 +154,7 @@ def arm_resource(r: Recorded, location: str) -> dict[str, Any]:
     if "identity" in doc:
         doc["identity"] = arm_identity(doc["identity"])
     doc["properties"] = dict(sorted(props.items()))
-    skipped = skips_for(r.name)
+    skipped = skips_for(r.typ, r.inputs)
     if skipped:
         doc["metadata"] = {"checkov": [f"checkov:skip={check}: {reason}" for check, reason in skipped.items()]}
     return doc
@@ -284,7 +283,6 @@ def run_program(stack: str, flat: dict[str, str], mocks: RenderMocks | None = No
     if mocks is None:
         location = json.loads(flat.get(f"{PROJECT}:cluster", "{}")).get("location", "eastus")
         mocks = RenderMocks(location=location)
-    clear_skips()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, logger=PROGRAM_LOG)
     pulumi.runtime.set_all_config(flat)
 
