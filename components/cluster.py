@@ -25,7 +25,6 @@ from core.catalog import GPU_VM_SIZES
 from core.config import Cluster, Registry
 from core.identity import PrincipalType, deployer_principal_type
 from core.kubeconfig import decode, with_login_mode
-from core.skips import skip
 from specs import cluster as spec
 from specs.azure import role_assignment, role_propagation_wait
 
@@ -70,7 +69,7 @@ class AksCluster(pulumi.ComponentResource):
         self.vnet = self._vnet(name, stack, c, tags)
         self.node_subnet = self.subnet(f"{name}-nodes", subnet_name="nodes", cidr=spec.NODE_SUBNET_CIDR)
         identity, identity_ready = self._control_plane_identity(name, stack, c, tags)
-        self._skip_cluster_checks(f"{name}-aks", c)
+        # Its checkov skips, with their reasons, are in core/skips.py.
         self.cluster = containerservice.ManagedCluster(
             f"{name}-aks",
             resource_name_=labels.name(stack, "aks"),
@@ -378,23 +377,7 @@ class AksCluster(pulumi.ComponentResource):
             f"{name}-registry-suffix", length=REGISTRY_SUFFIX_LENGTH, special=False, upper=False, opts=child
         )
         zone_redundant = spec.registry_zone_redundant(r, c)
-        skip(
-            f"{name}-acr",
-            "CKV_AZURE_166",
-            "quarantine holds every pushed image until a scanner marks it verified; none runs here",
-        )
-        if not zone_redundant:
-            skip(
-                f"{name}-acr",
-                "CKV_AZURE_233",
-                "zone redundancy needs the Premium SKU and cluster.zones; this stack runs without them to save cost",
-            )
-        if r.public_network_access:
-            skip(
-                f"{name}-acr",
-                "CKV_AZURE_139",
-                "pulumi up pushes from outside the VNet; set registry.publicNetworkAccess=false to close it",
-            )
+        # Its checkov skips, with their reasons, are in core/skips.py.
         return containerregistry.Registry(
             f"{name}-acr",
             registry_name=suffix.result.apply(lambda s: labels.compact_name(stack, "acr", s)),
@@ -409,17 +392,3 @@ class AksCluster(pulumi.ComponentResource):
             tags=labels.tags(stack, "registry"),
             opts=child,
         )
-
-    @staticmethod
-    def _skip_cluster_checks(resource: str, c: Cluster) -> None:
-        skip(
-            resource,
-            "CKV_AZURE_172",
-            "the Key Vault secrets CSI driver is not installed: secrets come from Pulumi secret config",
-        )
-        if not c.authorized_ip_ranges and not c.private_cluster:
-            skip(
-                resource,
-                "CKV_AZURE_6",
-                "no authorized ranges set (dev only: the prod stack must list them); Entra ID and Azure RBAC still guard the API",
-            )

@@ -22,7 +22,6 @@ from components.cluster import AksCluster
 from components.serving import ModelServer
 from core import catalog, labels
 from core.config import Ingress, RequestBudget
-from core.skips import skip
 from specs import cluster as cluster_spec
 from specs import ingress as spec
 from specs import serving as serving_spec
@@ -60,11 +59,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             delegations=cluster_spec.ingress_subnet_delegations(),
             parent=self,
         )
-        skip(
-            f"{name}-waf",
-            "CKV_AZURE_135",
-            "checkov knows only OWASP 3.1/3.2; the gateway takes only DRS 2.1, whose rule 944240 (Log4j) stays on",
-        )
+        # Its checkov skip, with its reason, is in core/skips.py.
         waf = network.WebApplicationFirewallPolicy(
             f"{name}-waf",
             policy_name=labels.name(stack, "waf"),
@@ -197,7 +192,7 @@ class PublicEndpoint(pulumi.ComponentResource):
         """Issuer, certificate, Gateway, routes, health probe and WAF attachment, in the serving
         namespace beside the Service they front."""
         name, server, i = self._name, args.server, args.ingress
-        ns, gateway_name = server.namespace, server.server_name
+        ns, gateway_name = server.namespace, server.names.server
         meta = labels.labels(args.stack, "ingress", server.version)
         opts = pulumi.ResourceOptions(parent=self, provider=self._cluster.provider, depends_on=controller)
 
@@ -213,7 +208,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             api_version="cert-manager.io/v1",
             kind="ClusterIssuer",
             metadata={"name": issuer_name, "labels": meta},
-            spec=spec.cluster_issuer_spec(i, gateway_name, ns, server.server_name),
+            spec=spec.cluster_issuer_spec(i, gateway_name, ns, server.names.server),
             opts=opts,
         )
         custom(
@@ -221,7 +216,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             "cert-manager.io/v1",
             "Certificate",
             gateway_name,
-            spec.certificate_spec(i, issuer_name, server.server_name),
+            spec.certificate_spec(i, issuer_name, server.names.server),
             annotations=spec.CERTIFICATE_ANNOTATIONS,
         )
         custom(
@@ -229,7 +224,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             "gateway.networking.k8s.io/v1",
             "Gateway",
             gateway_name,
-            spec.gateway_spec(i, frontend, server.server_name),
+            spec.gateway_spec(i, frontend, server.names.server),
             annotations=spec.gateway_annotations(agc_id),
         )
         custom(

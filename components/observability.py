@@ -85,7 +85,7 @@ class ManagedPrometheus(pulumi.ComponentResource):
             enabled=True,
             description="llama-server: queue and availability",
             rules=spec.alert_rules(
-                args.server.namespace_name, args.server.server_name, action_group.id if action_group else None
+                args.server.names.namespace, args.server.names.server, action_group.id if action_group else None
             ),
             resource_group_name=rg,
             location=location,

@@ -48,31 +48,30 @@ class ModelServer(pulumi.ComponentResource):
         self.labels = labels.labels(stack, "server", self.version)
         self.selector = labels.selector(stack, "server")
         # Plain names for what must name the server before it exists (alert rules, dashboards).
-        self.server_name = labels.name(stack, "server")
-        self.namespace_name = labels.name(stack, "serving")
+        self.names = labels.ServingNames(stack)
         self.parallel = s.parallel
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
-            metadata=namespace_metadata(self.namespace_name, self.labels, "restricted"),
+            metadata=namespace_metadata(self.names.namespace, self.labels, "restricted"),
             opts=child.merge(pulumi.ResourceOptions(depends_on=[args.device_plugin, args.cluster.acr_pull])),
         )
         self.namespace = namespace.metadata["name"]
         api_key, api_key_secret, hf_secret = self._secrets(name, args, child)
         self.volume = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-models",
-            metadata=self._metadata(spec.claim_name(self.server_name)),
+            metadata=self._metadata(self.names.claim),
             spec=spec.volume_claim_spec(args.model),
             # Deleting the claim would throw away the downloaded model; keep it across replacements.
             opts=child.merge(pulumi.ResourceOptions(retain_on_delete=True)),
         )
         download = self._download(name, args, hf_secret, child)
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=self._metadata(self.server_name), automount_service_account_token=False, opts=child
+            f"{name}-sa", metadata=self._metadata(self.names.server), automount_service_account_token=False, opts=child
         )
         pod = spec.PodInputs(
             image=args.image.ref,
-            server_name=self.server_name,
+            names=self.names,
             service_account=account.metadata["name"],
             api_key_secret=api_key_secret.metadata["name"],
             api_key_sha256=self._key_fingerprint(name, api_key),
@@ -80,7 +79,7 @@ class ModelServer(pulumi.ComponentResource):
         rollout_wait = f"{s.startup_timeout_seconds + spec.ROLLOUT_WAIT_MARGIN_SECONDS}s"
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=self._metadata(self.server_name),
+            metadata=self._metadata(self.names.server),
             spec=spec.deployment_spec(s, args.model, pod, self.labels, self.selector, max_replicas),
             # With autoscaling on, KEDA owns the replica count; Pulumi sets only the starting size.
             opts=child.merge(
@@ -124,17 +123,17 @@ class ModelServer(pulumi.ComponentResource):
         select = labels.selector(args.stack, "model-download")
         inputs = spec.DownloadInputs(
             image=args.image.ref,
-            server_name=self.server_name,
+            names=self.names,
             hf_token_secret=hf_secret.metadata["name"] if hf_secret else None,
         )
         # The policy exists before the Job's pod, so the pod never runs without it.
         policy = k8s.networking.v1.NetworkPolicy(
             f"{name}-download-netpol",
-            metadata={"name": f"{self.server_name}-download", "namespace": self.namespace, "labels": meta},
+            metadata={"name": self.names.download_policy, "namespace": self.namespace, "labels": meta},
             spec=spec.download_network_policy_spec(select),
             opts=child,
         )
-        job_name = spec.download_job_name(self.server_name, args.model)
+        job_name = self.names.download_job(args.model)
         wait = f"{args.model.download_timeout_seconds + spec.DOWNLOAD_WAIT_MARGIN_SECONDS}s"
         job = k8s.batch.v1.Job(
             f"{name}-download",
@@ -157,16 +156,16 @@ class ModelServer(pulumi.ComponentResource):
         api_key = self._api_key(name, args.api_key)
         api_key_secret = k8s.core.v1.Secret(
             f"{name}-api-key",
-            metadata=self._metadata(spec.api_key_secret_name(self.server_name)),
+            metadata=self._metadata(self.names.api_key_secret),
             type="Opaque",
-            string_data={spec.API_KEY_FILE: api_key},
+            string_data={labels.API_KEY_FILE: api_key},
             opts=child,
         )
         if args.hf_token is None:
             return api_key, api_key_secret, None
         hf_secret = k8s.core.v1.Secret(
             f"{name}-hf-token",
-            metadata=self._metadata(f"{self.server_name}-hf-token"),
+            metadata=self._metadata(self.names.hf_token_secret),
             type="Opaque",
             string_data={spec.HF_TOKEN_FILE: pulumi.Output.secret(args.hf_token)},
             opts=child,
@@ -180,20 +179,20 @@ class ModelServer(pulumi.ComponentResource):
         select = self.selector
         service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata={**self._metadata(self.server_name), "annotations": spec.service_annotations(args.service)},
+            metadata={**self._metadata(self.names.server), "annotations": spec.service_annotations(args.service)},
             spec=spec.service_spec(args.service, select),
             opts=child,
         )
         if max_replicas > 1:
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-pdb",
-                metadata=self._metadata(self.server_name),
+                metadata=self._metadata(self.names.server),
                 spec=spec.disruption_budget_spec(select),
                 opts=child,
             )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol",
-            metadata=self._metadata(self.server_name),
+            metadata=self._metadata(self.names.server),
             spec=spec.network_policy_spec(args.server, args.service, select, public=args.public),
             opts=child,
         )
@@ -201,11 +200,9 @@ class ModelServer(pulumi.ComponentResource):
             f"{name}-podmonitor",
             api_version="azmonitoring.coreos.com/v1",
             kind="PodMonitor",
-            metadata=self._metadata(self.server_name),
+            metadata=self._metadata(self.names.server),
             # llama-server guards /metrics with the API key like every route but /health.
-            spec=pod_monitor_spec(
-                select, spec.PORT_NAME, (spec.api_key_secret_name(self.server_name), spec.API_KEY_FILE)
-            ),
+            spec=pod_monitor_spec(select, spec.PORT_NAME, (self.names.api_key_secret, labels.API_KEY_FILE)),
             opts=child,
         )
         return service

@@ -5,7 +5,9 @@ One helper so that no resource can carry a name or a version that disagrees with
 
 from __future__ import annotations
 
-from core.config import PROJECT
+from dataclasses import dataclass
+
+from core.config import PROJECT, ModelFiles
 
 # The GPU pool's node label and taint: only pods that select and tolerate them land there.
 GPU_POOL_LABEL = ("llamacpp-aks/pool", "gpu")
@@ -25,6 +27,55 @@ def taint(key_value_effect: tuple[str, str, str]) -> str:
 def name(stack: str, what: str) -> str:
     """A resource name: `llamacpp-<stack>-<what>` (lower case, valid as a DNS label)."""
     return f"llamacpp-{stack}-{what}".lower()
+
+
+# The key inside the API key Secret, and the file name it mounts as (server, scraper, load test).
+API_KEY_FILE = "api-key"
+
+
+@dataclass(frozen=True)
+class ServingNames:
+    """The serving namespace and the names of the objects in it: the components that make them,
+    the specs that refer to them and the tools that find them (the load-test Job) all read them here."""
+
+    stack: str
+
+    @property
+    def namespace(self) -> str:
+        return name(self.stack, "serving")
+
+    @property
+    def server(self) -> str:
+        """The Deployment, its Service, ServiceAccount, disruption budget, policy and PodMonitor."""
+        return name(self.stack, "server")
+
+    @property
+    def api_key_secret(self) -> str:
+        """The Secret the server mounts its key from; the metrics scraper and the load test read it too."""
+        return f"{self.server}-api-key"
+
+    @property
+    def hf_token_secret(self) -> str:
+        return f"{self.server}-hf-token"
+
+    @property
+    def claim(self) -> str:
+        """The model volume's PersistentVolumeClaim."""
+        return f"{self.server}-models"
+
+    @property
+    def download_policy(self) -> str:
+        """The NetworkPolicy of the model download Job: its only egress."""
+        return f"{self.server}-download"
+
+    def download_job(self, model: ModelFiles) -> str:
+        """One Job per model revision: a new revision, file or digest is a new Job, an unchanged one none."""
+        return f"{self.server}-download-{model.download_key()}"
+
+    @property
+    def loadtest(self) -> str:
+        """The in-cluster load test: its Job, ConfigMap and NetworkPolicy."""
+        return name(self.stack, "loadtest")
 
 
 def compact_name(stack: str, what: str, suffix: str = "") -> str:

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from core.config import ModelFiles, Server, Service
+from core.labels import API_KEY_FILE, ServingNames
 from core.server_args import ServerPaths, llama_server_args
 from specs.gpu import GPU_ENV, NO_GPUS
 from specs.ingress import gateway_peer
@@ -28,7 +29,6 @@ from specs.k8s import (
 
 MODEL_DIR = "/models"
 API_KEY_DIR = "/var/run/secrets/llama-server"
-API_KEY_FILE = "api-key"  # the key inside the API key Secret, and the file name it mounts as
 HF_TOKEN_DIR = "/var/run/secrets/huggingface"
 HF_TOKEN_FILE = "token"
 PORT_NAME = "http"
@@ -59,7 +59,7 @@ class PodInputs:
     """What the server pod is made of besides config: image, names of its objects, the key's hash."""
 
     image: pulumi.Input[str]  # the llama-server image, by digest
-    server_name: str  # name of the Deployment, its PVC and Secrets
+    names: ServingNames  # the names of the server's objects (its volume claim)
     service_account: pulumi.Input[str]  # the pod's ServiceAccount (an output: the pod waits for it)
     api_key_secret: pulumi.Input[str]  # name of the Secret holding the API key
     api_key_sha256: pulumi.Input[str]  # a new key changes the pod template, so the pods roll
@@ -70,13 +70,8 @@ class DownloadInputs:
     """What the model download Job needs besides config."""
 
     image: pulumi.Input[str]  # the llama-server image (it carries fetch-model.sh and curl)
-    server_name: str  # whose volume it fills
+    names: ServingNames  # whose volume it fills
     hf_token_secret: pulumi.Input[str] | None = None  # name of the Hugging Face token Secret, if any
-
-
-def api_key_secret_name(server_name: str) -> str:
-    """The Secret holding the API key (the server mounts it; the scraper and the load test read it)."""
-    return f"{server_name}-api-key"
 
 
 def server_paths(model: ModelFiles) -> ServerPaths:
@@ -224,10 +219,10 @@ def server_container(server: Server, image: pulumi.Input[str], paths: ServerPath
     }
 
 
-def volumes(server_name: str, secrets: dict[str, pulumi.Input[str]]) -> list[k8s.core.v1.VolumeArgsDict]:
+def volumes(names: ServingNames, secrets: dict[str, pulumi.Input[str]]) -> list[k8s.core.v1.VolumeArgsDict]:
     """The model volume, a scratch /tmp, and each Secret (volume name -> Secret name) as files."""
     out: list[k8s.core.v1.VolumeArgsDict] = [
-        {"name": "models", "persistent_volume_claim": {"claim_name": claim_name(server_name)}},
+        {"name": "models", "persistent_volume_claim": {"claim_name": names.claim}},
         {"name": "tmp", "empty_dir": {"size_limit": TMP_SIZE}},
     ]
     out += [
@@ -269,7 +264,7 @@ def pod_spec(
         "security_context": restricted_pod_security(SERVER_UID, fs_group=True),
         "init_containers": verify_containers(model, inputs.image),
         "containers": [server_container(server, inputs.image, server_paths(model))],
-        "volumes": volumes(inputs.server_name, {"api-key": inputs.api_key_secret}),
+        "volumes": volumes(inputs.names, {"api-key": inputs.api_key_secret}),
     }
 
 
@@ -290,11 +285,6 @@ def deployment_spec(
             "spec": pod_spec(server, model, inputs, selector, max_replicas),
         },
     }
-
-
-def download_job_name(server_name: str, model: ModelFiles) -> str:
-    """One Job per model revision: a new revision, file or digest is a new Job, an unchanged one none."""
-    return f"{server_name}-download-{model.download_key()}"
 
 
 def download_job_spec(
@@ -336,7 +326,7 @@ def download_job_spec(
                 # One file after the other: the model first, then its projector.
                 "init_containers": [model_container],
                 "containers": [mmproj_container],
-                "volumes": volumes(inputs.server_name, secrets),
+                "volumes": volumes(inputs.names, secrets),
             },
         },
     }
@@ -349,10 +339,6 @@ def download_network_policy_spec(selector: dict[str, str]) -> k8s.networking.v1.
         "policy_types": ["Ingress", "Egress"],
         "egress": [dns_egress(), public_https_egress()],
     }
-
-
-def claim_name(server_name: str) -> str:
-    return f"{server_name}-models"
 
 
 def volume_claim_spec(model: ModelFiles) -> k8s.core.v1.PersistentVolumeClaimSpecArgsDict:

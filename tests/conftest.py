@@ -28,6 +28,7 @@ from core.server_args import ServerPaths, llama_server_args
 from tests.tiny_qwen2vl import TinyModel, vocabulary, write_tiny_qwen2vl
 from tools import render
 from tools.llama_build import build, source_tree
+from tools.mocks import Recorded, RenderMocks
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
@@ -44,8 +45,8 @@ def run_stack(
     raw: dict[str, Any] | None = None,
     stack: str = "dev",
     secrets: dict[str, str] | None = None,
-    mocks: render.RenderMocks | None = None,
-) -> render.RenderMocks:
+    mocks: RenderMocks | None = None,
+) -> RenderMocks:
     """Runs __main__.py under mocks with this config; returns every resource it declared."""
     flat = flat_config(raw or {})
     flat.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
@@ -55,7 +56,7 @@ def run_stack(
 def preview_problems(raw: dict[str, Any], stack: str = "dev", secrets: dict[str, str] | None = None) -> list[str]:
     """Runs the program under mocks as `pulumi preview` would; returns its config problems,
     after checking that it declared no resource and printed no traceback."""
-    mocks = render.RenderMocks()
+    mocks = RenderMocks()
     with pytest.raises(pulumi.RunError) as err:
         run_stack(raw, stack, secrets, mocks=mocks)
     assert not mocks.resources, "a bad config must not declare any resource"
@@ -71,17 +72,17 @@ def only(problems: list[str]) -> str:
     return problems[0]
 
 
-def of_type(mocks: render.RenderMocks, typ: str) -> list[render.Recorded]:
+def of_type(mocks: RenderMocks, typ: str) -> list[Recorded]:
     return [r for r in mocks.resources if r.typ == typ]
 
 
-def one(mocks: render.RenderMocks, typ: str) -> dict[str, Any]:
+def one(mocks: RenderMocks, typ: str) -> dict[str, Any]:
     found = of_type(mocks, typ)
     assert len(found) == 1, f"expected one {typ}, found {len(found)}"
     return found[0].inputs
 
 
-def named(mocks: render.RenderMocks, typ: str, name: str) -> dict[str, Any]:
+def named(mocks: RenderMocks, typ: str, name: str) -> dict[str, Any]:
     """The inputs of the one resource of this type whose metadata.name is `name`."""
     found = [r.inputs for r in of_type(mocks, typ) if r.inputs["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {typ} named {name}, found {len(found)}"

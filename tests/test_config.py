@@ -7,7 +7,7 @@ import pytest
 
 from core import rules
 from core.config import StackConfig
-from core.loading import load_config
+from core.loading import ConfigError, load_config
 from core.summary import summary_markdown
 from tests.conftest import only, preview_problems, run_stack
 from tools import render
@@ -40,6 +40,20 @@ def test_rejects_parallel_that_leaves_no_room_for_an_image():
     assert "may need 4074 (1 image x 2050 + prompt 1000 + output 1024)" in msg
     assert "set server.parallel <= 8" in msg
     assert "raise server.contextSize to 40960" in msg
+
+
+def test_accepts_a_slot_that_holds_exactly_the_worst_case_request():
+    """32768 / 8 = 4096 tokens per slot; 1 image x 2050 + prompt 1000 + output 1046 = 4096."""
+    budget = {"images": 1, "imageMaxTokens": 2048, "promptTokens": 1000, "outputTokens": 1046}
+    config, _ = load_config({"server": {"requestBudget": budget}}, "dev")
+    assert config.server.request_budget.output_tokens == 1046
+
+
+def test_rejects_a_slot_one_token_short_of_the_worst_case_request():
+    budget = {"images": 1, "imageMaxTokens": 2048, "promptTokens": 1000, "outputTokens": 1047}
+    with pytest.raises(ConfigError) as err:
+        load_config({"server": {"requestBudget": budget}}, "dev")
+    assert any("gives 4096 tokens per slot, but one request may need 4097" in p for p in err.value.problems)
 
 
 def test_rejects_unified_context_smaller_than_one_request():

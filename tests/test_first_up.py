@@ -19,7 +19,7 @@ from core.identity import deployer_principal_type, principal_type_from_token
 from core.loading import load_config
 from specs import observability as observability_spec
 from tests.conftest import of_type, one, only, preview_problems, run_stack
-from tools.render import RenderMocks
+from tools.mocks import RenderMocks
 
 ROLE = "azure-native:authorization:RoleAssignment"
 SLEEP = "time:index/sleep:Sleep"

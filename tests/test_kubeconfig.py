@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from core.kubeconfig import LOGIN_MODES, ExplicitFlags, with_login_mode
-from tools.render import TENANT, sample_kubeconfig
+from tools.mocks import TENANT, sample_kubeconfig
 
 SERVER = "6dae42f8-4368-4678-94ff-3960e28e3630"  # AKS's Entra server app (the --server-id AKS writes)
 AKS_CLIENT = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"  # the Azure CLI's AKS client app AKS writes as --client-id

@@ -56,6 +56,37 @@ def test_packages_import_only_the_layers_beneath_them(package):
         assert ours <= ALLOWED[package] | {package}, f"{path.relative_to(ROOT)} imports {ours - ALLOWED[package]}"
 
 
+MUTATORS = {"append", "extend", "insert", "add", "update", "setdefault", "pop", "popitem", "clear", "remove", "discard"}
+
+
+@pytest.mark.parametrize("path", modules("core"), ids=lambda p: p.name)
+def test_pure_modules_keep_no_state_between_calls(path):
+    """No registry filled by one caller and read by another: module-level names are constants."""
+    tree = ast.parse(path.read_text())
+    module_names = {
+        t.id
+        for node in tree.body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(t, ast.Name)
+    }
+    for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        for node in ast.walk(function):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+            assert not isinstance(node, ast.Global), f"{where} rebinds a module-level name"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                target = node.func.value
+                assert not (
+                    isinstance(target, ast.Name) and target.id in module_names and node.func.attr in MUTATORS
+                ), f"{where} changes the module-level {target.id}"
+            if isinstance(node, ast.Assign | ast.AugAssign | ast.Delete):
+                targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+                for t in targets:
+                    assert not (
+                        isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id in module_names
+                    ), f"{where} changes the module-level {t.value.id}"
+
+
 def test_specs_declare_no_resource():
     """Builders return inputs; only components call resource constructors (Capitalised SDK calls)."""
     for path in modules("specs"):

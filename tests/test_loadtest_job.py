@@ -100,9 +100,5 @@ def test_the_jobs_dns_egress_is_the_serving_pods():
     assert camel(dns_egress()) == loadtest_job.DNS_EGRESS
 
 
-def test_the_job_reads_the_servers_api_key_secret():
-    assert (loadtest_job.API_KEY_FILE, loadtest_job.SECRET_FILE_MODE) == (
-        serving.API_KEY_FILE,
-        serving.SECRET_FILE_MODE,
-    )
-    assert loadtest_job.api_key_secret_name("s") == serving.api_key_secret_name("s")
+def test_the_job_mounts_the_key_with_the_servers_file_mode():
+    assert loadtest_job.SECRET_FILE_MODE == serving.SECRET_FILE_MODE

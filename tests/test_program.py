@@ -11,6 +11,7 @@ from components.image import build_args, content_tag
 from core.catalog import ACR_PULL as ACR_PULL_ROLE
 from core.catalog import ACR_PUSH as ACR_PUSH_ROLE
 from core.config import StackConfig
+from core.labels import ServingNames
 from core.server_args import ServerPaths, llama_server_args
 from tests.conftest import named, of_type, one, only, preview_problems, run_stack, unsecret
 
@@ -161,6 +162,26 @@ def test_prebuilt_image_must_be_pinned_by_digest():
 
 
 # --- serving -------------------------------------------------------------------------------
+
+
+def test_the_serving_objects_carry_the_names_the_tools_look_up(dev):
+    """The load-test Job and the alert rules find these objects by core.labels.ServingNames alone."""
+    names = ServingNames("dev")
+    declared = {
+        (r.inputs["kind"], r.inputs["metadata"]["name"], r.inputs["metadata"].get("namespace"))
+        for r in dev.resources
+        if r.typ.startswith("kubernetes:") and "kind" in r.inputs
+    }
+    ns = names.namespace
+    assert ("Namespace", ns, None) in declared
+    assert {
+        ("Deployment", names.server, ns),
+        ("Service", names.server, ns),
+        ("Secret", names.api_key_secret, ns),
+        ("PersistentVolumeClaim", names.claim, ns),
+        ("NetworkPolicy", names.download_policy, ns),
+        ("Job", names.download_job(StackConfig().model), ns),
+    } <= declared
 
 
 def test_server_args_are_exactly_the_rendered_command(dev):

@@ -11,9 +11,13 @@ import pytest
 import yaml
 
 from core.loading import load_config, split_pulumi_config
+from core.skips import AZURE_SKIPS, skips_for
 from tests.conftest import RENDERED_STACK_FILES, ROOT, STACK_FILES
+from tools.mocks import ARM_TYPES
 from tools.render import stack_config
 
+ACR = "azure-native:containerregistry:Registry"
+AKS = "azure-native:containerservice:ManagedCluster"
 ARM_FIELDS = {"type", "apiVersion", "name", "properties"}  # location only where the API has one
 
 
@@ -88,6 +92,29 @@ def test_checkov_skips_travel_with_their_reason(rendered):
     registry = next(r for r in template["resources"] if r["type"] == "Microsoft.ContainerRegistry/registries")
     skips = registry["metadata"]["checkov"]
     assert any(s.startswith("checkov:skip=CKV_AZURE_166: quarantine") for s in skips)
+
+
+def test_every_type_with_skips_reaches_the_arm_template():
+    assert set(AZURE_SKIPS) <= set(ARM_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "inputs", "checks"),
+    [
+        (ACR, {"zoneRedundancy": "Disabled", "publicNetworkAccess": "Enabled"}, {"166", "233", "139"}),
+        (ACR, {"zoneRedundancy": "Enabled", "publicNetworkAccess": "Disabled"}, {"166"}),
+        (AKS, {"apiServerAccessProfile": {"authorizedIPRanges": [], "enablePrivateCluster": False}}, {"172", "6"}),
+        (AKS, {"apiServerAccessProfile": {"authorizedIPRanges": ["203.0.113.0/24"]}}, {"172"}),
+        (AKS, {"apiServerAccessProfile": {"authorizedIPRanges": [], "enablePrivateCluster": True}}, {"172"}),
+    ],
+)
+def test_a_conditional_skip_is_written_only_for_a_resource_that_fails_its_check(resource_type, inputs, checks):
+    assert set(skips_for(resource_type, inputs)) == {f"CKV_AZURE_{c}" for c in checks}
+
+
+def test_the_skips_table_cannot_be_changed_at_run_time():
+    with pytest.raises(TypeError):
+        AZURE_SKIPS[ACR] = ()  # type: ignore[index]
 
 
 def test_secrets_are_redacted(rendered):

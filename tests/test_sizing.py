@@ -24,6 +24,19 @@ def test_quantized_kv_cache_scales_with_type_bytes():
     assert q8 == pytest.approx(f16 * KV_CACHE_TYPE_BYTES["q8_0"] / 2)
 
 
+@pytest.mark.parametrize(("type_k", "type_v"), [("f16", "q8_0"), ("q8_0", "f16"), ("q4_0", "f16"), ("f16", "q4_0")])
+def test_k_and_v_caches_each_take_their_own_type(type_k, type_v):
+    per_tensor = QWEN2VL_7B.layers * QWEN2VL_7B.kv_heads * QWEN2VL_7B.head_dim * 4096
+    expected = per_tensor * (KV_CACHE_TYPE_BYTES[type_k] + KV_CACHE_TYPE_BYTES[type_v])
+    assert sizing.kv_cache_bytes(QWEN2VL_7B, 4096, type_k, type_v) == expected
+
+
+def test_the_vram_estimate_sizes_v_by_server_cache_type_v():
+    """f16 K (2 bytes) and q4_0 V (0.5625 bytes) at 32768 cells: 28 x 4 x 128 x 2.5625 x 32768."""
+    c = StackConfig.model_validate({"server": {"cacheTypeK": "f16", "cacheTypeV": "q4_0"}})
+    assert rules.vram(c).kv_bytes == 28 * 4 * 128 * 32768 * 2.5625
+
+
 def test_vram_estimate_of_reference_config_is_within_10_percent_of_measured_8_4_gb():
     estimate = rules.vram(StackConfig()).total_bytes / GB
     assert abs(estimate - 8.4) / 8.4 < 0.10, f"estimate {estimate:.2f} GB"

@@ -7,6 +7,7 @@ import pytest
 from core import labels
 from core.catalog import GPU_VM_SIZES
 from core.config import Autoscaling, Cluster, GpuPool, ModelFiles, Registry, Server, Service, StackConfig
+from core.labels import API_KEY_FILE
 from specs import autoscaling, cluster, gpu, observability, serving
 from specs.k8s import (
     DCGM_UID,
@@ -19,10 +20,11 @@ from specs.k8s import (
 )
 
 SELECT = labels.selector("dev", "server")
+NAMES = labels.ServingNames("dev")
 POD = serving.PodInputs(
-    image="img@sha256:" + "0" * 64, server_name="srv", service_account="sa", api_key_secret="key", api_key_sha256="h"
+    image="img@sha256:" + "0" * 64, names=NAMES, service_account="sa", api_key_secret="key", api_key_sha256="h"
 )
-DOWNLOAD = serving.DownloadInputs(image="img", server_name="srv")
+DOWNLOAD = serving.DownloadInputs(image="img", names=NAMES)
 
 
 def test_restricted_security_context_drops_everything_and_runs_as_the_given_user():
@@ -92,9 +94,9 @@ def test_server_pod_only_verifies_and_holds_no_token():
 
 
 def test_download_job_name_changes_with_the_model_revision_only():
-    base = serving.download_job_name("srv", ModelFiles())
-    assert base == serving.download_job_name("srv", ModelFiles(storage={"sizeGi": 80}))
-    assert base != serving.download_job_name("srv", ModelFiles(revision="0" * 40))
+    base = NAMES.download_job(ModelFiles())
+    assert base == NAMES.download_job(ModelFiles(storage={"sizeGi": 80}))
+    assert base != NAMES.download_job(ModelFiles(revision="0" * 40))
     assert len(base) <= 63
 
 
@@ -107,7 +109,7 @@ def test_download_job_is_bounded_in_time_and_retries_and_mounts_the_token_only_i
     assert pod["restart_policy"] == "Never" and pod["automount_service_account_token"] is False
     assert [v["name"] for v in pod["volumes"]] == ["models", "tmp"]
     with_token = serving.download_job_spec(
-        ModelFiles(), serving.DownloadInputs(image="img", server_name="srv", hf_token_secret="tok"), {}, SELECT
+        ModelFiles(), serving.DownloadInputs(image="img", names=NAMES, hf_token_secret="tok"), {}, SELECT
     )
     assert [v["name"] for v in with_token["template"]["spec"]["volumes"]][-1] == "hf-token"
 
@@ -143,7 +145,7 @@ def test_pod_spreads_only_when_there_are_several_replicas():
 def test_api_key_is_one_file_that_a_rotation_does_not_change_under_a_running_pod():
     c = serving.server_container(Server(), "img", serving.server_paths(ModelFiles()))
     (mount,) = [m for m in c["volume_mounts"] if m["name"] == "api-key"]
-    assert mount["sub_path"] == serving.API_KEY_FILE
+    assert mount["sub_path"] == API_KEY_FILE
     assert mount["mount_path"] == serving.server_paths(ModelFiles()).api_key_file
 
 

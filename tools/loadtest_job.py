@@ -60,7 +60,6 @@ CONTAINER_SECURITY = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-API_KEY_FILE = "api-key"
 SECRET_FILE_MODE = 0o440
 DNS_EGRESS = {
     "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
@@ -69,10 +68,6 @@ DNS_EGRESS = {
 SKIPS = {
     "checkov.io/skip1": f"CKV_K8S_43=a stock Python image by tag ({IMAGE}): the Job installs AIPerf into it at start",
 }
-
-
-def api_key_secret_name(server_name: str) -> str:
-    return f"{server_name}-api-key"
 
 
 # Room for installing AIPerf and the probe before the load starts, and for the last answers after it.
@@ -104,15 +99,14 @@ def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> 
     stack, _ = stack_config(config_path)
     c = load_stack(config_path)
     plan = loadtest.plan_from_config(config_path)
-    namespace = labels.name(stack, "serving")
-    server = labels.name(stack, "server")
-    name = labels.name(stack, "loadtest")
+    names = labels.ServingNames(stack)
+    namespace, server, name = names.namespace, names.server, names.loadtest
     meta_labels = labels.labels(stack, "loadtest", c.image.llama_cpp_release)
     url = f"http://{server}.{namespace}.svc.cluster.local:{c.service.port}"
     venv = f"{WORK_DIR}/venv"
     script = (
         f"mkdir -p {WORK_DIR}/tmp && python -m venv {venv} && {venv}/bin/pip install --quiet --no-cache-dir --require-hashes -r {APP_DIR}/requirements-aiperf.lock.txt"
-        f' && cd {APP_DIR} && {venv}/bin/python -m tools.loadtest --url "$URL" --api-key-file {SECRET_DIR}/{API_KEY_FILE}'
+        f' && cd {APP_DIR} && {venv}/bin/python -m tools.loadtest --url "$URL" --api-key-file {SECRET_DIR}/{labels.API_KEY_FILE}'
         f' --plan "$PLAN" --duration {duration} --concurrency {concurrency or plan.parallel} --python {venv}/bin/python'
     )
     config_map = {
@@ -171,7 +165,7 @@ def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> 
                         {"name": "work", "emptyDir": {"sizeLimit": "8Gi"}},
                         {
                             "name": "api-key",
-                            "secret": {"secretName": api_key_secret_name(server), "defaultMode": SECRET_FILE_MODE},
+                            "secret": {"secretName": names.api_key_secret, "defaultMode": SECRET_FILE_MODE},
                         },
                     ],
                 },

@@ -8,106 +8,28 @@ usage: python -m tools.render [--config Pulumi.dev.yaml] [--out render/dev]
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import logging
 import re
 import runpy
 import sys
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
 from core.config import PROJECT
 from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
-from core.skips import clear as clear_skips
 from core.skips import skips_for
 from core.summary import summary_data, summary_markdown
+from tools.mocks import ARM_TYPES, Recorded, RenderMocks, arm_identity
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
-TENANT = "11111111-1111-1111-1111-111111111111"
-DEPLOYER = "22222222-2222-2222-2222-222222222222"
 REDACTED = "<redacted secret>"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the engine's marker of a secret value
 
 
-# ARM type of each azure-native resource the stack declares, the inputs that name it (path
-# parameters, not properties, parent first) and the input that is its scope when it is an
-# extension resource (learn.microsoft.com/azure/azure-resource-manager/templates/scope-extension-resources).
-@dataclass(frozen=True)
-class ArmType:
-    arm_type: str
-    name_keys: tuple[str, ...]
-    scope_key: str | None = None
-
-
-ARM_TYPES: dict[str, ArmType] = {
-    "azure-native:resources:ResourceGroup": ArmType("Microsoft.Resources/resourceGroups", ("resourceGroupName",)),
-    "azure-native:operationalinsights:Workspace": ArmType(
-        "Microsoft.OperationalInsights/workspaces", ("workspaceName",)
-    ),
-    "azure-native:containerservice:ManagedCluster": ArmType(
-        "Microsoft.ContainerService/managedClusters", ("resourceName",)
-    ),
-    "azure-native:containerservice:AgentPool": ArmType(
-        "Microsoft.ContainerService/managedClusters/agentPools", ("resourceName", "agentPoolName")
-    ),
-    "azure-native:containerservice:MaintenanceConfiguration": ArmType(
-        "Microsoft.ContainerService/managedClusters/maintenanceConfigurations", ("resourceName", "configName")
-    ),
-    "azure-native:containerregistry:Registry": ArmType("Microsoft.ContainerRegistry/registries", ("registryName",)),
-    "azure-native:authorization:RoleAssignment": ArmType(
-        "Microsoft.Authorization/roleAssignments", ("roleAssignmentName",), "scope"
-    ),
-    "azure-native:monitor:AzureMonitorWorkspace": ArmType("Microsoft.Monitor/accounts", ("azureMonitorWorkspaceName",)),
-    "azure-native:monitor:DataCollectionEndpoint": ArmType(
-        "Microsoft.Insights/dataCollectionEndpoints", ("dataCollectionEndpointName",)
-    ),
-    "azure-native:monitor:DataCollectionRule": ArmType(
-        "Microsoft.Insights/dataCollectionRules", ("dataCollectionRuleName",)
-    ),
-    "azure-native:monitor:DataCollectionRuleAssociation": ArmType(
-        "Microsoft.Insights/dataCollectionRuleAssociations", ("associationName",), "resourceUri"
-    ),
-    "azure-native:monitor:ActionGroup": ArmType("Microsoft.Insights/actionGroups", ("actionGroupName",)),
-    "azure-native:alertsmanagement:PrometheusRuleGroup": ArmType(
-        "Microsoft.AlertsManagement/prometheusRuleGroups", ("ruleGroupName",)
-    ),
-    "azure-native:managedidentity:UserAssignedIdentity": ArmType(
-        "Microsoft.ManagedIdentity/userAssignedIdentities", ("resourceName",)
-    ),
-    "azure-native:managedidentity:FederatedIdentityCredential": ArmType(
-        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
-        ("resourceName", "federatedIdentityCredentialResourceName"),
-    ),
-    "azure-native:dashboard:Grafana": ArmType("Microsoft.Dashboard/grafana", ("workspaceName",)),
-    "azure-native:network:VirtualNetwork": ArmType("Microsoft.Network/virtualNetworks", ("virtualNetworkName",)),
-    "azure-native:network:Subnet": ArmType(
-        "Microsoft.Network/virtualNetworks/subnets", ("virtualNetworkName", "subnetName")
-    ),
-    "azure-native:network:WebApplicationFirewallPolicy": ArmType(
-        "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies", ("policyName",)
-    ),
-    "azure-native:servicenetworking:TrafficControllerInterface": ArmType(
-        "Microsoft.ServiceNetworking/trafficControllers", ("trafficControllerName",)
-    ),
-    "azure-native:servicenetworking:FrontendsInterface": ArmType(
-        "Microsoft.ServiceNetworking/trafficControllers/frontends", ("trafficControllerName", "frontendName")
-    ),
-    "azure-native:servicenetworking:AssociationsInterface": ArmType(
-        "Microsoft.ServiceNetworking/trafficControllers/associations", ("trafficControllerName", "associationName")
-    ),
-    "azure-native:servicenetworking:SecurityPoliciesInterface": ArmType(
-        "Microsoft.ServiceNetworking/trafficControllers/securityPolicies",
-        ("trafficControllerName", "securityPolicyName"),
-    ),
-}
 # Where a type has an API model (tools/conformance.py: its version's, or the nearest published),
 # the model says which keys sit at the resource's top level. For the types no package models
 # (resource groups, Prometheus rule groups), ARM's template reference does
@@ -133,156 +55,6 @@ KIND_ORDER = (
     "HealthCheckPolicy",
     "WebApplicationFirewallPolicy",
 )
-
-
-@dataclass
-class Recorded:
-    typ: str
-    name: str
-    inputs: dict[str, Any]
-    provider: str | None = None
-
-
-@dataclass
-class RenderMocks(Mocks):
-    """Answers the engine's calls the way Azure would, with fixed ids so renders are stable."""
-
-    resources: list[Recorded] = field(default_factory=list)
-    location: str = "eastus"
-
-    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        inputs = dict(args.inputs)
-        self.resources.append(Recorded(args.typ, args.name, inputs, args.provider))
-        outputs = dict(inputs)
-        arm = ARM_TYPES.get(args.typ)
-        if arm:
-            names = [str(inputs.get(k) or args.name) for k in arm.name_keys]
-            outputs["name"] = names[-1]
-            outputs["id"] = arm_id(arm.arm_type, names, inputs.get("resourceGroupName"))
-        if "identity" in inputs:
-            outputs["identity"] = arm_identity(inputs["identity"])
-        if args.typ == "azure-native:containerservice:ManagedCluster":
-            outputs["identityProfile"] = {"kubeletidentity": {"objectId": "33333333-3333-3333-3333-333333333333"}}
-            outputs["fqdn"] = f"{inputs.get('dnsPrefix')}.hcp.{self.location}.azmk8s.io"
-        if args.typ == "azure-native:containerservice:ManagedCluster":
-            outputs["oidcIssuerProfile"] = {
-                "enabled": True,
-                "issuerURL": f"https://{self.location}.oic.prod-aks.azure.com/{TENANT}/render/",
-            }
-        if args.typ == "azure-native:monitor:AzureMonitorWorkspace":
-            outputs["metrics"] = {
-                "prometheusQueryEndpoint": f"https://{inputs['azureMonitorWorkspaceName']}.{self.location}.prometheus.monitor.azure.com",
-                "internalId": "render",
-            }
-        if args.typ == "azure-native:managedidentity:UserAssignedIdentity":
-            outputs.update(
-                principalId="44444444-4444-4444-4444-444444444444",
-                clientId="55555555-5555-5555-5555-555555555555",
-                tenantId=TENANT,
-            )
-        if args.typ == "azure-native:dashboard:Grafana":
-            outputs["identity"] = {"type": "SystemAssigned", "principalId": "66666666-6666-6666-6666-666666666666"}
-            outputs["properties"] = {
-                **inputs.get("properties", {}),
-                "endpoint": f"https://{inputs['workspaceName']}.eus.grafana.azure.com",
-            }
-        if args.typ == "azure-native:servicenetworking:FrontendsInterface":
-            outputs["fqdn"] = f"render{hashlib.sha256(args.name.encode()).hexdigest()[:12]}.fz00.alb.azure.com"
-        if args.typ == "azure-native:containerservice:ManagedCluster":
-            outputs["nodeResourceGroup"] = (
-                f"MC_{inputs.get('resourceGroupName')}_{inputs.get('resourceName')}_{self.location}"
-            )
-        if args.typ == "azure-native:containerregistry:Registry":
-            outputs["loginServer"] = f"{inputs['registryName']}.azurecr.io"
-        if args.typ == "random:index/randomString:RandomString":
-            outputs["result"] = "r3nd3r"[: int(inputs.get("length", 6))]
-        if args.typ == "random:index/randomId:RandomId":
-            outputs["hex"] = "5a17" * (int(inputs.get("byteLength", 8)) // 2)
-        if args.typ == "random:index/randomPassword:RandomPassword":
-            outputs["result"] = "render-placeholder-api-key"
-        if args.typ == "docker:index/image:Image":
-            name = inputs["imageName"]
-            digest = hashlib.sha256(name.encode()).hexdigest()
-            outputs["repoDigest"] = f"{name.rsplit(':', 1)[0]}@sha256:{digest}"
-        if args.typ == "command:local:Command":
-            # The ACR build prints the pushed digest (components/image.py, acr_build_script).
-            image = inputs.get("environment", {}).get("IMAGE", args.name)
-            outputs["stdout"] = f"sha256:{hashlib.sha256(image.encode()).hexdigest()}\n"
-        return outputs.get("id", f"{args.name}-id"), outputs
-
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return self.answer(args), []
-
-    def answer(self, args: MockCallArgs) -> dict[str, Any]:
-        """What Azure would answer to a provider function call (data sources, tokens, credentials)."""
-        if args.token == "azure-native:authorization:getClientConfig":
-            return {"subscriptionId": SUBSCRIPTION, "tenantId": TENANT, "objectId": DEPLOYER, "clientId": DEPLOYER}
-        if args.token == "azure-native:authorization:getClientToken":
-            # An unsigned JWT shaped like a person's ARM token (`scp` set): the deployer renders as a User.
-            return {
-                "token": "eyJhbGciOiJub25lIn0.eyJzY3AiOiJ1c2VyX2ltcGVyc29uYXRpb24iLCJyZW5kZXIiOiJwbGFjZWhvbGRlciJ9."
-            }
-        if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
-            return {
-                "kubeconfigs": [
-                    {"name": "clusterUser", "value": base64.b64encode(sample_kubeconfig(args.args).encode()).decode()}
-                ]
-            }
-        return {}
-
-
-def arm_identity(identity: Any) -> Any:
-    """A managed identity block as ARM has it: azure-native takes user-assigned identities as a
-    list of ids and sends (and gets back) a map of id -> {}."""
-    if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
-        return {**identity, "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]}}
-    return identity
-
-
-def arm_id(arm_type: str, names: list[str], resource_group: str | None) -> str:
-    provider, *types = arm_type.split("/")
-    if arm_type == "Microsoft.Resources/resourceGroups":
-        return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{names[0]}"
-    path = "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
-    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{resource_group}/providers/{provider}/{path}"
-
-
-def sample_kubeconfig(args: dict[str, Any]) -> str:
-    """The shape of the kubeconfig AKS returns for `format=exec` with Entra ID integration."""
-    name = args.get("resourceName", "aks")
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": f"https://{name}.hcp.azmk8s.io:443"}}],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": f"clusterUser_{name}"}}],
-            "current-context": name,
-            "users": [
-                {
-                    "name": f"clusterUser_{name}",
-                    "user": {
-                        "exec": {
-                            "apiVersion": "client.authentication.k8s.io/v1beta1",
-                            "command": "kubelogin",
-                            "args": [
-                                "get-token",
-                                "--login",
-                                "devicecode",
-                                "--server-id",
-                                "6dae42f8-4368-4678-94ff-3960e28e3630",
-                                "--client-id",
-                                "80faf920-1908-4b52-b5ef-a8e7bedfc67a",
-                                "--tenant-id",
-                                TENANT,
-                                "--environment",
-                                "AzurePublicCloud",
-                            ],
-                        }
-                    },
-                }
-            ],
-        }
-    )
 
 
 def api_version(typ: str) -> str:
@@ -382,7 +154,7 @@ def arm_resource(r: Recorded, location: str) -> dict[str, Any]:
     if "identity" in doc:
         doc["identity"] = arm_identity(doc["identity"])
     doc["properties"] = dict(sorted(props.items()))
-    skipped = skips_for(r.name)
+    skipped = skips_for(r.typ, r.inputs)
     if skipped:
         doc["metadata"] = {"checkov": [f"checkov:skip={check}: {reason}" for check, reason in skipped.items()]}
     return doc
@@ -511,7 +283,6 @@ def run_program(stack: str, flat: dict[str, str], mocks: RenderMocks | None = No
     if mocks is None:
         location = json.loads(flat.get(f"{PROJECT}:cluster", "{}")).get("location", "eastus")
         mocks = RenderMocks(location=location)
-    clear_skips()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, logger=PROGRAM_LOG)
     pulumi.runtime.set_all_config(flat)
 
@@ -522,10 +293,10 @@ def run_program(stack: str, flat: dict[str, str], mocks: RenderMocks | None = No
     return mocks
 
 
-def render(config_path: Path, out: Path) -> list[str]:
+def render(config_path: Path, out: Path) -> None:
     stack, flat = stack_config(config_path)
     raw, _ = split_pulumi_config(flat)
-    config, warnings = load_config(raw, stack)  # fails before any resource, as the program does
+    config, _ = load_config(raw, stack)  # fails before any resource, as the program does
     sys.path.insert(0, str(ROOT))
     mocks = run_program(stack, flat)
     (out / "kubernetes").mkdir(parents=True, exist_ok=True)
@@ -547,7 +318,6 @@ def render(config_path: Path, out: Path) -> list[str]:
     )
     (out / "summary.md").write_text(summary_markdown(config, stack))
     (out / "summary.json").write_text(json.dumps(summary_data(config, stack), indent=2) + "\n")
-    return warnings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,11 @@
 """`make verify`: is the running llama-server the one the stack config describes?
 
-Checks /health; /props (the slot count, the context per slot, the model alias, the vision
-projector) and the context in all (from /slots where the server exposes it, else /props' slots times
-their context; the stack runs --no-slots) against what core.sizing computes from the config;
-and one image chat within server.requestBudget, which must answer 200 with usage. Each mismatch is
-one sentence naming the config key; the exit status is 0 only when everything matches.
+Checks /health; the slot count (/props), on its own: with server.kvUnified every slot holds the
+whole context, so no context check sees another -np; /props (the context per slot, the model alias,
+the vision projector) and the context in all (from /slots where the server exposes it, else /props'
+slots times their context; the stack runs --no-slots) against what core.sizing computes from the
+config; and one image chat within server.requestBudget, which must answer 200 with usage. Each
+mismatch is one sentence naming the config key; the exit status is 0 only when everything matches.
 
 usage: python -m tools.verify --url http://127.0.0.1:8008 --api-key-file key.txt --config Pulumi.dev.yaml
 
@@ -50,19 +51,34 @@ def check_health(client: Client, c: StackConfig) -> list[str]:
     ]
 
 
-def check_props(client: Client, c: StackConfig) -> list[str]:
-    s = c.server
+class Unanswered(Exception):
+    """A route the remaining checks need did not answer; its one sentence ends the run."""
+
+
+def props_of(client: Client) -> dict[str, Any]:
     status, props = client.request("/props")
     if status != 200 or not isinstance(props, dict):
-        return [
+        raise Unanswered(
             f"GET /props answered {status}: the key in the API key file is not the stack's apiKey; use the key of this stack."
-        ]
-    problems = []
-    if props.get("total_slots") != s.parallel:
-        problems.append(
-            f"server.parallel={s.parallel} but the server has {props.get('total_slots')} slots (/props total_slots); "
-            f"redeploy the config or set server.parallel to what is deployed."
         )
+    return props
+
+
+def check_slots(client: Client, c: StackConfig) -> list[str]:
+    s = c.server
+    props = props_of(client)
+    if props.get("total_slots") == s.parallel:
+        return []
+    return [
+        f"server.parallel={s.parallel} but the server has {props.get('total_slots')} slots (/props total_slots); "
+        f"redeploy the config or set server.parallel to what is deployed."
+    ]
+
+
+def check_props(client: Client, c: StackConfig) -> list[str]:
+    s = c.server
+    props = props_of(client)
+    problems: list[str] = []
     want_slot = rules.slot_tokens(c)
     got_slot = props.get("default_generation_settings", {}).get("n_ctx")
     if got_slot != want_slot:
@@ -92,8 +108,7 @@ def check_total_context(client: Client, c: StackConfig) -> list[str]:
     else:
         # The stack runs --no-slots (the slot dump shows other callers' prompts): each of /props'
         # total_slots holds its default_generation_settings.n_ctx.
-        _, props = client.request("/props")
-        props = props if isinstance(props, dict) else {}
+        props = props_of(client)
         n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx", 0)
         per_slot = [n_ctx] * int(props.get("total_slots") or 0)
     got = max(per_slot, default=0) if s.kv_unified else sum(per_slot)
@@ -133,17 +148,23 @@ def check_image_chat(client: Client, c: StackConfig) -> list[str]:
 
 CHECKS: tuple[tuple[str, Callable[[Client, StackConfig], list[str]]], ...] = (
     ("health", check_health),
-    ("props: slots, context per slot, alias, vision projector", check_props),
+    ("slot count", check_slots),
+    ("props: context per slot, alias, vision projector", check_props),
     ("context in all", check_total_context),
     ("image chat within the request budget", check_image_chat),
 )
 
 
 def verify(client: Client, c: StackConfig) -> list[tuple[str, list[str]]]:
-    """Each check's name and its mismatches; after a failed health check the rest are not run."""
+    """Each check's name and its mismatches; after a failed health check, or a route that does not
+    answer (a wrong key), the rest are not run."""
     out: list[tuple[str, list[str]]] = []
     for name, check in CHECKS:
-        out.append((name, check(client, c)))
+        try:
+            out.append((name, check(client, c)))
+        except Unanswered as err:
+            out.append((name, [str(err)]))
+            break
         if name == "health" and out[-1][1]:
             break
     return out
