@@ -27,8 +27,8 @@ secret_keys = {
     *filter(pulumi.runtime.is_config_secret, all_config),
 }
 told = "PULUMI_CONFIG_SECRET_KEYS" in os.environ or bool(secret_keys)
-raw, secrets = split_pulumi_config(all_config)
 try:
+    raw, secrets = split_pulumi_config(all_config)
     if told and (plaintext := plaintext_secrets(all_config, secret_keys)):
         raise ConfigError(plaintext)
     config, warnings = load_config(raw, stack)

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
+from core import stack_file
 from core.config import PROJECT
 from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
 from core.skips import clear as clear_skips
@@ -443,7 +444,9 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
             [f"{path} is not named Pulumi.<stack>.yaml; pass --config with a stack file such as Pulumi.dev.yaml."]
         )
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = stack_file.parse(path.read_bytes())
+    except stack_file.StackFileProblem as err:
+        raise ConfigError([f"{path}: {err}"]) from None
     except FileNotFoundError:
         raise ConfigError(
             [f"{path} does not exist; pass --config with a stack file such as Pulumi.dev.yaml."]
@@ -455,16 +458,12 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(err, "problem", None) or "not valid YAML"
         raise ConfigError([f"{path} is not valid YAML{where} ({what}); fix the syntax there."]) from None
-    doc = {} if doc is None else doc
-    if not isinstance(doc, dict):
-        raise ConfigError(
-            [f"{path} holds a {type(doc).__name__} at the top level; a stack file is a mapping with a config: key."]
-        )
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError(
             [
-                f"{path}: config={config!r} is not a mapping; write one key per setting under config:, such as llamacpp-aks:server."
+                f"{path}: config={stack_file.shown(config)} is not a mapping; write one key per setting under "
+                f"config:, such as llamacpp-aks:server."
             ]
         )
     flat: dict[str, str] = {}
