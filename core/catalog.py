@@ -247,3 +247,13 @@ def list_price(region: str, item: str) -> ListPrice | None:
 def premium_ssd_tier(size_gi: int) -> str | None:
     """The Premium SSD tier a disk of `size_gi` is billed as; None above the largest tier listed."""
     return next((tier for tier, gib in PREMIUM_SSD_TIERS if size_gi <= gib), None)
+
+
+# Scripts of image/ that the stack runs inside the server image: the download Job's command and
+# the server's preStop hook. llama.cpp's own images (ghcr.io/ggml-org/llama.cpp, every tag:
+# server, server-cuda, full, light) hold llama-server but neither script, so a prebuilt image
+# must be a build of image/.
+FETCH_MODEL_SCRIPT = "/usr/local/bin/fetch-model.sh"
+DRAIN_SCRIPT = "/usr/local/bin/drain.sh"
+IMAGE_SCRIPTS = (FETCH_MODEL_SCRIPT, DRAIN_SCRIPT)
+UPSTREAM_IMAGES_WITHOUT_SCRIPTS = ("ghcr.io/ggml-org/llama.cpp", "ghcr.io/ggerganov/llama.cpp")

@@ -56,7 +56,7 @@ def _value_problems(value: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(value, dict):
         out = []
         for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
+            inner = f"{path}.{_key(key)}" if path else _key(key)
             out += [(inner, p) for _, p in _value_problems(str(key), f"the key under {path or 'the top level'}")]
             out += _value_problems(item, inner)
         return out
@@ -84,10 +84,17 @@ def _value_problems(value: Any, path: str) -> list[tuple[str, str]]:
     return []
 
 
+def _key(part: object) -> str:
+    """A key as a message shows it: escaped where it holds anything but printable ASCII, so that
+    an invisible character is never echoed."""
+    text = str(part)
+    return text if text.isprintable() and text.isascii() else text.encode("unicode_escape").decode("ascii")
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{_key(part)}" if out else _key(part))
     return out
 
 
@@ -128,6 +135,11 @@ def _explain(error: ErrorDetails, raw: dict[str, Any]) -> str:
         return f"{path}={value} is below the minimum {ctx.get('ge', ctx.get('gt'))}; set {path} to at least {ctx.get('ge', ctx.get('gt'))}."
     if kind in ("less_than_equal", "less_than"):
         return f"{path}={value} is above the maximum {ctx.get('le', ctx.get('lt'))}; set {path} below that."
+    if kind == "bool_type":
+        return (
+            f"{path}={value} is not true or false; a switch takes only YAML's true or false, unquoted "
+            f"(never 'off', 'no' or 0, which could turn a guard off unseen): set {path} to true or false."
+        )
     if kind == "literal_error":
         return f"{path}={value} is not allowed; use one of {ctx.get('expected')}."
     if kind == "missing":

@@ -6,23 +6,26 @@ concrete fix. `check` runs them all, so a user sees every problem in one preview
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core import sizing
+from core import networks, sizing
 from core.catalog import (
     AKS_KUBERNETES_VERSIONS,
     CUDA_BASE_DIGESTS,
     GB,
     GIB,
     GPU_VM_SIZES,
+    IMAGE_SCRIPTS,
     KV_CACHE_BLOCK_SIZE,
+    UPSTREAM_IMAGES_WITHOUT_SCRIPTS,
     GpuVmSize,
     cuda_limit_for,
 )
 from core.config import StackConfig, parse_quantity
+from core.labels import compact_name
+from core.stack_file import shown
 
 # The model volume holds the model and projector plus their partial downloads during a resume.
 VOLUME_MARGIN = 1.2
@@ -353,16 +356,68 @@ def private_or_authorized(c: StackConfig, stack: str) -> list[str]:
     ]
 
 
-def prod_api_server_not_open_to_all(c: StackConfig, stack: str) -> list[str]:
-    cl = c.cluster
-    if not cl.production:
+def prod_ranges_within_one_organisation(c: StackConfig, stack: str) -> list[str]:
+    """The ranges that may reach the API server or the load balancer, measured as a union of
+    public addresses: split, mapped or NAT64 forms of 'everyone' count as what they admit."""
+    if not c.cluster.production:
+        return []
+    out = []
+    for key, cidrs, what in (
+        ("cluster.authorizedIpRanges", c.cluster.authorized_ip_ranges, "the API server"),
+        ("service.allowedCidrs", c.service.allowed_cidrs, "the model server's load balancer"),
+    ):
+        space = networks.public_space(cidrs)
+        if space.too_wide:
+            out.append(
+                f"{key}={shown(cidrs)} together admit {space.describe()} with cluster.production=true "
+                f"(stack {stack}), more than one organisation holds (at most a /8 of IPv4 and a /32 of IPv6): "
+                f"{what} would be open to the internet; list only your own networks, such as 198.51.100.0/24."
+            )
+    return out
+
+
+# Switches a production cluster keeps on: local accounts off (only Entra ID signs in), Azure
+# Policy (the Pod Security and image admission rules), host encryption of node disks.
+PRODUCTION_SWITCHES = (
+    ("cluster.localAccountsDisabled", "local_accounts_disabled", "the static admin kubeconfig would bypass Entra ID"),
+    ("cluster.azurePolicy", "azure_policy", "the admission policies would not run"),
+    ("cluster.encryptionAtHost", "encryption_at_host", "node disks and caches would be unencrypted at the host"),
+)
+
+
+def prod_security_switches_on(c: StackConfig, stack: str) -> list[str]:
+    if not c.cluster.production:
         return []
     return [
-        f"cluster.authorizedIpRanges[{i}]={cidr} admits every address with cluster.production=true "
-        f"(stack {stack}): the API server would be open to the internet; list your own networks "
-        f"(such as 203.0.113.0/24) instead, or set cluster.privateCluster=true."
-        for i, cidr in enumerate(cl.authorized_ip_ranges)
-        if ipaddress.ip_network(cidr).prefixlen == 0
+        f"{key}=false with cluster.production=true (stack {stack}): {why}; set {key}=true."
+        for key, attr, why in PRODUCTION_SWITCHES
+        if not getattr(c.cluster, attr)
+    ]
+
+
+def prebuilt_image_is_trusted(c: StackConfig, stack: str) -> list[str]:
+    """A prebuilt image must be one built from image/: the download Job runs its fetch-model.sh and
+    the server's preStop hook its drain.sh. In production it comes from the stack's own registry or
+    one listed in image.trustedRegistries."""
+    ref = c.image.prebuilt
+    if ref is None:
+        return []
+    host, repository = ref.split("/", 1)[0], ref.split("/", 1)[1].split("@")[0].split(":")[0]
+    if f"{host}/{repository}" in UPSTREAM_IMAGES_WITHOUT_SCRIPTS:
+        return [
+            f"image.prebuilt={shown(ref)} is llama.cpp's upstream image, which has no "
+            f"{' or '.join(IMAGE_SCRIPTS)}: the model download Job and the drain on stop would fail; build "
+            f"image/ (unset image.prebuilt) or push that build and set image.prebuilt to its digest."
+        ]
+    if not c.cluster.production:
+        return []
+    own = re.fullmatch(rf"{re.escape(compact_name(stack, 'acr'))}[a-z0-9]*\.azurecr\.io", host)
+    if own or host in c.image.trusted_registries:
+        return []
+    return [
+        f"image.prebuilt={shown(ref)} comes from {host} with cluster.production=true (stack {stack}); "
+        f"production runs images from the stack's own registry or from image.trustedRegistries: push the "
+        f"image there, or add {host} to image.trustedRegistries if it holds builds of image/."
     ]
 
 
@@ -581,7 +636,9 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,
     private_or_authorized,
-    prod_api_server_not_open_to_all,
+    prod_ranges_within_one_organisation,
+    prod_security_switches_on,
+    prebuilt_image_is_trusted,
     prod_has_admin_group,
     prod_alerts_notify_someone,
 )

@@ -22,7 +22,7 @@ MAX_FILE_BYTES = 256 * 1024
 MAX_DEPTH = 32
 MAX_ALIASES = 32
 MAX_NODES = 20_000  # with every alias expanded: what the program would receive
-SHOWN_CHARS = 60  # of a value or key quoted in a message
+SHOWN_CHARS = 160  # of a value or key quoted in a message
 
 
 class StackFileProblem(ValueError):

@@ -235,8 +235,9 @@ def test_a_stack_named_prod_without_the_switch_gets_no_production_rules():
 def test_production_refuses_an_authorized_range_open_to_every_address(everyone):
     raw = {**ALERTED, "cluster": {**PRODUCTION, "authorizedIpRanges": ["203.0.113.0/24", everyone]}}
     msg = only(preview_problems(raw, stack="prod"))
-    assert msg.startswith(f"cluster.authorizedIpRanges[1]={everyone} admits every address with cluster.production=true")
-    assert "list your own networks" in msg
+    assert msg.startswith(f"cluster.authorizedIpRanges=['203.0.113.0/24', '{everyone}'] together admit ")
+    assert "with cluster.production=true (stack prod), more than one organisation holds" in msg
+    assert "list only your own networks" in msg
 
 
 def test_internal_load_balancer_without_caller_ranges_is_refused():

@@ -60,21 +60,25 @@ MALFORMED = {
         "  llamacpp-aks:service: {x: [" + ", ".join(["*s"] * 30) + "]}\n",
         "expands to more than 20000 values",
     ),
+    "nul-in-a-free-text-key": (
+        'config:\n  llamacpp-aks:server:\n    "parallel\\0": 4\n',
+        "server.parallel\\x00 is not a known key",
+    ),
     "huge-file": (
         "config:\n  llamacpp-aks:server: {}\n" + "#" * 300_000 + "\n",
         "over the 262144 a stack file may have",
     ),
     "huge-value": (
         "config:\n  llamacpp-aks:alerts:\n    emails: [" + "a" * 100_000 + "@example.org]\n",
-        "alerts.emails[0]='aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa... (100014 characters) is longer than",
+        "alerts.emails[0]='" + "a" * 159 + "... (100014 characters) is longer than",
     ),
     "nul-in-email": (
         'config:\n  llamacpp-aks:alerts:\n    emails: ["oncall\\0@example.org"]\n',
-        "holds the control or invisible character U+0000",
+        "alerts.emails[0]='oncall\\x00@example.org' is not an email address",
     ),
     "right-to-left-override-in-webhook": (
         'config:\n  llamacpp-aks:alerts:\n    webhooks: ["https://hooks.example.org/\\u202egnp.x"]\n',
-        "holds the control or invisible character U+202E (RIGHT-TO-LEFT OVERRIDE)",
+        "alerts.webhooks[0]='https://hooks.example.org/\\u202egnp.x' is not an HTTPS URL",
     ),
 }
 
