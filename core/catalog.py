@@ -257,3 +257,21 @@ FETCH_MODEL_SCRIPT = "/usr/local/bin/fetch-model.sh"
 DRAIN_SCRIPT = "/usr/local/bin/drain.sh"
 IMAGE_SCRIPTS = (FETCH_MODEL_SCRIPT, DRAIN_SCRIPT)
 UPSTREAM_IMAGES_WITHOUT_SCRIPTS = ("ghcr.io/ggml-org/llama.cpp", "ghcr.io/ggerganov/llama.cpp")
+
+# Values the shipped Pulumi.prod.yaml holds as examples, to be replaced: documentation address
+# ranges (RFC 5737, RFC 3849), the object id Microsoft's documentation uses, and the domains
+# reserved for examples (RFC 2606). A production stack still holding one is a copy not yet made
+# its own: preview and up refuse it; the offline render shows it as a warning.
+EXAMPLE_NETWORKS = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+EXAMPLE_OBJECT_IDS = ("aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb",)
+EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org", "example", "test", "invalid")
+
+# The longest context a served model is trained for (Qwen2.5-1M and Llama 4 class models are at
+# about a million tokens); more than that, from -c or a model's claimed shape, is a mistake.
+MAX_CONTEXT_TOKENS = 1_048_576
+# The longest one answer may take at the slowest decode rate (sizing.request_timeout_seconds):
+# it becomes the public route's timeout, and a request that long holds a slot and a connection.
+MAX_REQUEST_TIMEOUT_SECONDS = 3600
+# The largest request body the request budget may imply (sizing.request_body_bytes): it becomes
+# the WAF's body limit, and llama-server holds each body whole in memory while it parses it.
+MAX_REQUEST_BODY_BYTES = 100 * 1000 * 1000

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from core.catalog import MAX_CONTEXT_TOKENS
 from core.sizing import ModelShape
 
 PROJECT = "llamacpp-aks"
@@ -91,6 +92,19 @@ def _cidr(value: str) -> str:
     except ValueError as err:
         raise ValueError(f"{value!r} is not a CIDR range such as 203.0.113.0/24 ({err})") from err
     return value
+
+
+# Characters of a value or key that a message quotes: enough for an image reference, bounded
+# so that a 100k-character value never comes back as a 100 KB message.
+SHOWN_CHARS = 160
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A value as a message quotes it: repr, cut to `limit` characters with the full length named."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 class ValueProblem(ValueError):
@@ -344,7 +358,7 @@ class Architecture(Model):
     layers: Annotated[int, Field(ge=1)] = 28
     kv_heads: Annotated[int, Field(ge=1)] = 4
     head_dim: Annotated[int, Field(ge=1)] = 128
-    max_context: Annotated[int, Field(ge=256)] = 32768
+    max_context: Annotated[int, Field(ge=256, le=MAX_CONTEXT_TOKENS)] = 32768
     vocab: Annotated[int, Field(ge=1)] = 152064
     hidden: Annotated[int, Field(ge=1)] = 3584
 
@@ -413,7 +427,7 @@ class Resources(Model):
 
 
 class Server(Model):
-    context_size: Annotated[int, Field(ge=256)] = 32768
+    context_size: Annotated[int, Field(ge=256, le=MAX_CONTEXT_TOKENS)] = 32768
     parallel: Annotated[int, Field(ge=1, le=256)] = 8
     batch_size: Annotated[int, Field(ge=32)] = 2048
     ubatch_size: Annotated[int, Field(ge=32)] = 512

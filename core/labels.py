@@ -5,7 +5,9 @@ One helper so that no resource can carry a name or a version that disagrees with
 
 from __future__ import annotations
 
-from core.config import PROJECT
+import re
+
+from core.config import DOWNLOAD_KEY_LENGTH, PROJECT
 
 # The GPU pool's node label and taint: only pods that select and tolerate them land there.
 GPU_POOL_LABEL = ("llamacpp-aks/pool", "gpu")
@@ -25,6 +27,21 @@ def taint(key_value_effect: tuple[str, str, str]) -> str:
 def name(stack: str, what: str) -> str:
     """A resource name: `llamacpp-<stack>-<what>` (lower case, valid as a DNS label)."""
     return f"llamacpp-{stack}-{what}".lower()
+
+
+# Kubernetes names that are DNS labels (namespaces, Services, and Jobs, whose name becomes a pod
+# label value) hold at most 63 characters: lowercase letters, digits and '-'.
+DNS_LABEL_MAX = 63
+STACK_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+# The longest name derived from the stack's: the model download Job, `<server>-download-<key>`
+# (specs/serving.py download_job_name), whose key is DOWNLOAD_KEY_LENGTH hex digits.
+LONGEST_DERIVED = ("server", "-download-", DOWNLOAD_KEY_LENGTH)
+
+
+def stack_name_max() -> int:
+    """The longest stack name whose every derived Kubernetes and Azure name is still valid."""
+    what, middle, key = LONGEST_DERIVED
+    return DNS_LABEL_MAX - len(name("", what)) - len(middle) - key
 
 
 def compact_name(stack: str, what: str, suffix: str = "") -> str:

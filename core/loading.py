@@ -6,15 +6,16 @@ from __future__ import annotations
 import difflib
 import json
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from core.config import PROJECT, SECRET_KEYS, StackConfig, ValueProblem
+from core.config import PROJECT, SECRET_KEYS, StackConfig, ValueProblem, shown
 from core.rules import check
-from core.stack_file import shown
 
 # Longest string any setting needs (a webhook URL is at most 2048); longer is a mistake or an attack.
 MAX_VALUE_CHARS = 4096
@@ -31,8 +32,28 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
-def load_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig, list[str]]:
-    """Validated config and its warnings; raises ConfigError listing every problem."""
+_offline_render = False
+
+
+@contextmanager
+def offline_render() -> Iterator[None]:
+    """While the offline render runs the program: what preview and up refuse only because it is
+    the shipped example (a documentation range, example.com) shows as a warning instead."""
+    global _offline_render
+    before, _offline_render = _offline_render, True
+    try:
+        yield
+    finally:
+        _offline_render = before
+
+
+def in_offline_render() -> bool:
+    return _offline_render
+
+
+def load_config(raw: dict[str, Any], stack: str, refuse_examples: bool = False) -> tuple[StackConfig, list[str]]:
+    """Validated config and its warnings; raises ConfigError listing every problem. The program
+    (preview, up) passes refuse_examples=True outside the offline render."""
     # Checked beside the schema, so a value the schema names already is named once, by the schema.
     values = _value_problems(raw, "")
     try:
@@ -43,7 +64,7 @@ def load_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig, list[str]
         raise ConfigError([_explain(e, raw) for e in err.errors()] + extra) from None
     if values:
         raise ConfigError([problem for _, problem in values])
-    errors, warnings = check(config, stack)
+    errors, warnings = check(config, stack, refuse_examples)
     if errors:
         raise ConfigError(errors)
     return config, warnings
@@ -221,3 +242,136 @@ def plaintext_secrets(all_config: dict[str, Any], secret_keys: Collection[str]) 
         for key in SECRET_KEYS
         if f"{PROJECT}:{key}" in all_config and f"{PROJECT}:{key}" not in secret_keys
     ]
+
+
+# --- the stack file -------------------------------------------------------------------------
+# A Pulumi.<stack>.yaml read as strictly as the Pulumi CLI reads it, and more strictly. The CLI's
+# YAML reader (Go's yaml.v3) refuses a mapping that holds a key twice; PyYAML keeps the last one,
+# so a second `llamacpp-aks:cluster:` would silently win over the first. The offline render reads
+# the file itself, so it refuses what the CLI refuses, and also what no stack file needs: keys
+# outside Pulumi's stack-file schema, aliases beyond a few, deep nesting, huge files and bytes
+# that are not UTF-8. Each problem is one sentence naming the line or key, found in bounded time.
+
+# Keys Pulumi's stack file schema knows (pulumi/pkg/workspace ProjectStack).
+STACK_FILE_KEYS = ("config", "environment", "secretsprovider", "encryptedkey", "encryptionsalt")
+# A stack file is a few kilobytes; these bounds are far above any real one and far below what
+# makes the reader slow or the output huge.
+MAX_FILE_BYTES = 256 * 1024
+MAX_DEPTH = 32
+MAX_ALIASES = 32
+MAX_NODES = 20_000  # with every alias expanded: what the program would receive
+
+
+class StackFileProblem(ValueError):
+    """One sentence saying what is wrong with the stack file and where."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with duplicate keys refused and nesting and aliases bounded."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise StackFileProblem(
+                    f"line {mark.line + 1} holds alias number {self._aliases}; a stack file may use at most "
+                    f"{MAX_ALIASES} YAML aliases (*name): write the values out."
+                )
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise StackFileProblem(
+                f"line {mark.line + 1} nests values deeper than {MAX_DEPTH} levels; no setting of this "
+                f"stack is that deep: remove the extra nesting."
+            )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+                seen[key] = line
+            except TypeError:
+                raise StackFileProblem(
+                    f"line {line} uses a {type(key).__name__} as a mapping key; keys are names such as "
+                    f"llamacpp-aks:server."
+                ) from None
+            if first is not None:
+                raise StackFileProblem(
+                    f"line {line} repeats the key {shown(key)} (first at line {first}); the Pulumi CLI "
+                    f"refuses a key given twice: keep one and merge the settings into it."
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes of the document with every alias expanded, counted without expanding them."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a cycle counts once; safe_load builds it as a self-reference
+    if isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_nodes(v, memo) for v in node.value)
+    else:
+        total = 1
+    memo[id(node)] = total
+    return total
+
+
+def _decoded(data: bytes) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        raise StackFileProblem(
+            f"the file is {len(data)} bytes, over the {MAX_FILE_BYTES} a stack file may have; "
+            f"a stack's config is a few kilobytes: remove what is not config."
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise StackFileProblem(
+            f"line {line} holds the byte 0x{data[err.start]:02x}, which is not UTF-8; save the file as UTF-8."
+        ) from None
+
+
+def parse_stack_file(data: bytes) -> dict[str, Any]:
+    """The stack file's top-level mapping; raises StackFileProblem (one sentence) or yaml.YAMLError."""
+    text = _decoded(data)
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        if _expanded_nodes(node, {}) > MAX_NODES:
+            raise StackFileProblem(
+                f"the file expands to more than {MAX_NODES} values once its YAML aliases are resolved; "
+                f"write the values out without aliases."
+            )
+        doc = loader.construct_document(node)
+    finally:
+        loader.dispose()
+    if not isinstance(doc, dict):
+        raise StackFileProblem(
+            f"the file holds a {type(doc).__name__} at the top level; a stack file is a mapping with a config: key."
+        )
+    unknown = [k for k in doc if k not in STACK_FILE_KEYS]
+    if unknown:
+        close = [k for k in STACK_FILE_KEYS if str(unknown[0]).lower() == k]
+        hint = f" (keys are case-sensitive: did you mean {close[0]}?)" if close else ""
+        raise StackFileProblem(
+            f"the top-level key {shown(unknown[0])} is not part of a Pulumi stack file{hint}; the CLI would "
+            f"ignore it and everything under it: use {', '.join(STACK_FILE_KEYS)}."
+        )
+    return doc

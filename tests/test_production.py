@@ -4,11 +4,13 @@ without credentials, and hostile values of every kind refused with the key and t
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import networks
+from core import rules
 from core.loading import load_config
 from tests.conftest import only, preview_problems
 
@@ -37,7 +39,7 @@ WIDE = {
     "nat64-prefix": ["64:ff9b::/96"],
     "a-slash-7": ["4.0.0.0/7"],
     "many-slash-9s": [f"{i}.0.0.0/9" for i in range(11, 14)],
-    "global-ipv6-slash-31": ["2001:db0::/31"],
+    "global-ipv6-slash-31": ["2a00::/31"],
     "everything": ["0.0.0.0/0"],
 }
 
@@ -58,7 +60,7 @@ def test_production_refuses_load_balancer_ranges_that_together_admit_the_interne
 
 @pytest.mark.parametrize(
     "cidrs",
-    [["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"], ["20.0.0.0/8"], ["2001:db8::/32"], ["fd00::/8"]],
+    [["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"], ["20.0.0.0/8"], ["2a01:110::/32"], ["fd00::/8"]],
 )
 def test_production_accepts_private_ranges_and_one_organisations_block(cidrs):
     load_config(prod(cluster={"authorizedIpRanges": cidrs}, service={"allowedCidrs": cidrs}), "prod")
@@ -66,11 +68,11 @@ def test_production_accepts_private_ranges_and_one_organisations_block(cidrs):
 
 @given(st.lists(st.integers(min_value=9, max_value=32), min_size=1, max_size=8))
 def test_splitting_a_range_never_changes_what_it_admits(prefixes):
-    whole = networks.public_space(["0.0.0.0/0"])
+    whole = rules.public_space(["0.0.0.0/0"])
     for prefix in prefixes:
         net = f"0.0.0.0/{prefix}"
-        split = [str(n) for n in networks.ipaddress.ip_network(net).subnets(prefixlen_diff=1)]
-        assert networks.public_space(split) == networks.public_space([net])
+        split = [str(n) for n in ipaddress.ip_network(net).subnets(prefixlen_diff=1)]
+        assert rules.public_space(split) == rules.public_space([net])
     assert whole.too_wide
 
 
@@ -202,3 +204,150 @@ def test_accepts_ordinary_alert_receivers():
         "dev",
     )
     assert config.alerts.webhooks
+
+
+# --- derived values: capped, with the reason ----------------------------------------------
+
+FAKE_ARCHITECTURE = {"layers": 1, "kvHeads": 1, "headDim": 1, "maxContext": 1_000_000_000, "vocab": 1, "hidden": 1}
+
+
+def test_a_fake_architecture_cannot_buy_a_billion_token_context():
+    raw = {"model": {"architecture": FAKE_ARCHITECTURE}, "server": {"contextSize": 1_000_000_000, "parallel": 1}}
+    problems = preview_problems(raw)
+    assert any(p.startswith("model.architecture.maxContext=1000000000 is above the maximum 1048576") for p in problems)
+    assert any(p.startswith("server.contextSize=1000000000 is above the maximum 1048576") for p in problems)
+
+
+def test_an_answer_budget_that_would_hold_a_slot_for_hours_is_refused():
+    raw = {"server": {"requestBudget": {"outputTokens": 500_000_000}, "contextSize": 1_048_576, "parallel": 1}}
+    problems = preview_problems(raw)
+    msg = next(p for p in problems if p.startswith("server.requestBudget.outputTokens=500000000"))
+    assert "over the 3600 s a request may hold a slot and a connection" in msg
+    assert "set outputTokens <= 17700" in msg
+
+
+def test_a_request_budget_that_implies_a_body_of_gigabytes_is_refused():
+    raw = {"server": {"requestBudget": {"promptTokens": 400_000_000}, "contextSize": 1_048_576, "parallel": 1}}
+    problems = preview_problems(raw)
+    msg = next(p for p in problems if p.startswith("server.requestBudget (images=1"))
+    assert "allows a request body of 12.81 GB, over 0.10 GB" in msg
+
+
+# --- stack names --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["ml_team", "Prod", "team.eu", "-dev", "dev-", "déjà"])
+def test_a_stack_name_that_makes_invalid_kubernetes_names_is_refused(stack):
+    msg = only(preview_problems({}, stack=stack))
+    assert msg.startswith(f"the stack name {stack!r} would make names such as")
+    assert "that Kubernetes refuses" in msg and "pulumi stack rename" in msg
+
+
+def test_a_stack_name_too_long_for_the_download_job_name_is_refused():
+    stack = "a" * 28
+    msg = only(preview_problems({}, stack=stack))
+    assert msg.startswith(f"the stack name '{stack}' has 28 characters; the model download Job's name (64 characters)")
+    assert "to at most 27 characters" in msg
+
+
+def test_the_longest_stack_name_allowed_makes_only_valid_names():
+    from tests.conftest import run_stack
+
+    mocks = run_stack({}, stack="a" * 27)
+    for r in mocks.resources:
+        meta = r.inputs.get("metadata")
+        if r.typ.startswith("kubernetes:") and isinstance(meta, dict) and isinstance(meta.get("name"), str):
+            assert len(meta["name"]) <= 63, meta["name"]
+
+
+# --- the shipped example values -----------------------------------------------------------
+
+EXAMPLES = {
+    "documentation-range": ({"cluster": {"authorizedIpRanges": ["203.0.113.0/24"]}}, "cluster.authorizedIpRanges[0]"),
+    "documentation-ipv6": ({"cluster": {"authorizedIpRanges": ["2001:db8:1::/48"]}}, "cluster.authorizedIpRanges[0]"),
+    "documentation-group": (
+        {"cluster": {"entraAdminGroupObjectIds": ["aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb"]}},
+        "cluster.entraAdminGroupObjectIds[0]",
+    ),
+    "example-email": ({"alerts": {"emails": ["llm-oncall@example.com"]}}, "alerts.emails[0]"),
+    "example-webhook": ({"alerts": {"webhooks": ["https://hooks.example.org/x"]}}, "alerts.webhooks[0]"),
+    "example-hostname": (
+        {"ingress": {"enabled": True, "hostname": "llm.example.com", "acmeEmail": "ops@llm-team.org"}},
+        "ingress.hostname",
+    ),
+    "example-balancer-range": (
+        {"service": {"type": "InternalLoadBalancer", "allowedCidrs": ["198.51.100.0/24"]}},
+        "service.allowedCidrs[0]",
+    ),
+}
+
+
+def with_prod(raw: dict[str, object]) -> dict[str, object]:
+    base = prod()
+    for key, section in raw.items():
+        base[key] = {**base.get(key, {}), **section}  # type: ignore[dict-item]
+    return base
+
+
+@pytest.mark.parametrize(("raw", "key"), EXAMPLES.values(), ids=EXAMPLES.keys())
+def test_preview_refuses_a_production_stack_that_still_holds_a_shipped_example_value(raw, key):
+    msg = only(preview_problems(with_prod(raw), stack="prod"))
+    assert msg.startswith(f"{key}=") and "is an example value of the shipped Pulumi.prod.yaml" in msg
+    assert msg.endswith("preview and up refuse it: replace it.")
+
+
+@pytest.mark.parametrize(("raw", "key"), EXAMPLES.values(), ids=EXAMPLES.keys())
+def test_outside_the_program_an_example_value_is_a_warning(raw, key):
+    _, warnings = load_config(with_prod(raw), "prod")
+    assert any(w.startswith(f"{key}=") and "preview and up will refuse it" in w for w in warnings)
+
+
+def test_the_offline_render_of_the_shipped_prod_stack_warns_of_its_example_values(tmp_path, caplog):
+    from tests.conftest import ROOT
+    from tools import render
+
+    assert render.main(["--config", str(ROOT / "Pulumi.prod.yaml"), "--out", str(tmp_path)]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for key in ("cluster.authorizedIpRanges[0]", "cluster.entraAdminGroupObjectIds[0]", "alerts.emails[0]"):
+        assert any(w.startswith(f"{key}=") and "preview and up will refuse it" in w for w in warned), key
+
+
+def test_example_values_do_not_matter_outside_production():
+    _, warnings = load_config({"alerts": {"emails": ["llm-oncall@example.com"]}}, "dev")
+    assert not any("example value" in w for w in warnings)
+
+
+# --- switching models ---------------------------------------------------------------------
+
+Q8 = "Qwen2-VL-7B-Instruct-Q8_0.gguf"
+
+
+def test_a_new_model_file_without_its_size_and_digest_is_refused():
+    msg = only(preview_problems({"model": {"file": Q8}}))
+    assert msg.startswith("model.file changed but model.sha256 and model.sizeBytes still describe")
+    assert f"set model.sha256 and model.sizeBytes for bartowski/Qwen2-VL-7B-Instruct-GGUF@3088669af444/{Q8}" in msg
+
+
+def test_a_new_model_file_keeping_the_old_files_digest_is_refused():
+    shipped = "30f199c2192fce1db0fbbbd484c7b2aa69ccce883890853f9807e1c837405a80"
+    msg = only(preview_problems({"model": {"file": Q8, "sha256": shipped, "sizeBytes": 8_098_525_888}}))
+    assert msg.startswith("model.file changed but model.sha256 still describe")
+
+
+def test_a_new_projector_file_needs_its_own_size_and_digest():
+    msg = only(preview_problems({"model": {"mmprojFile": "mmproj-Qwen2-VL-7B-Instruct-Q8_0.gguf"}}))
+    assert msg.startswith("model.mmprojFile changed but model.mmprojSha256 and model.mmprojSizeBytes")
+
+
+def test_a_new_revision_needs_both_files_pinned_again():
+    problems = preview_problems({"model": {"revision": "1" * 40}})
+    assert [p.split(" still")[0] for p in problems] == [
+        "model.revision changed but model.sha256 and model.sizeBytes",
+        "model.revision changed but model.mmprojSha256 and model.mmprojSizeBytes",
+        "model.revision changed but model.architecture is the shipped Qwen2-VL 7B shape: sizing would be wrong for another model; set model.architecture from the new model's GGUF header (make model prints it).",
+    ]
+
+
+def test_a_new_model_file_with_its_own_size_and_digest_passes():
+    config, _ = load_config({"model": {"file": Q8, "sha256": "2" * 64, "sizeBytes": 8_098_525_888}}, "dev")
+    assert config.model.file == Q8

@@ -23,9 +23,16 @@ from typing import Any
 import yaml
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
-from core import stack_file
-from core.config import PROJECT
-from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
+from core.config import PROJECT, shown
+from core.loading import (
+    ConfigError,
+    StackFileProblem,
+    load_config,
+    offline_render,
+    parse_stack_file,
+    plaintext_secrets,
+    split_pulumi_config,
+)
 from core.skips import clear as clear_skips
 from core.skips import skips_for
 from core.summary import summary_data, summary_markdown
@@ -444,8 +451,8 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
             [f"{path} is not named Pulumi.<stack>.yaml; pass --config with a stack file such as Pulumi.dev.yaml."]
         )
     try:
-        doc = stack_file.parse(path.read_bytes())
-    except stack_file.StackFileProblem as err:
+        doc = parse_stack_file(path.read_bytes())
+    except StackFileProblem as err:
         raise ConfigError([f"{path}: {err}"]) from None
     except FileNotFoundError:
         raise ConfigError(
@@ -462,7 +469,7 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
     if not isinstance(config, dict):
         raise ConfigError(
             [
-                f"{path}: config={stack_file.shown(config)} is not a mapping; write one key per setting under "
+                f"{path}: config={shown(config)} is not a mapping; write one key per setting under "
                 f"config:, such as llamacpp-aks:server."
             ]
         )
@@ -526,7 +533,8 @@ def render(config_path: Path, out: Path) -> list[str]:
     raw, _ = split_pulumi_config(flat)
     config, warnings = load_config(raw, stack)  # fails before any resource, as the program does
     sys.path.insert(0, str(ROOT))
-    mocks = run_program(stack, flat)
+    with offline_render():
+        mocks = run_program(stack, flat)
     (out / "kubernetes").mkdir(parents=True, exist_ok=True)
     (out / "azure").mkdir(parents=True, exist_ok=True)
     for old in (out / "kubernetes").glob("*.yaml"):
