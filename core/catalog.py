@@ -73,6 +73,23 @@ QWEN2VL_IMAGE_MARKER_TOKENS = 2
 QWEN2VL_IMAGE_MIN_TOKENS = 8  # llama-server's default --image-min-tokens for Qwen2-VL
 
 
+@dataclass(frozen=True)
+class VisionArithmetic:
+    """How a model family turns an image into prompt tokens: one token per square of this many
+    pixels a side, marker tokens around each image, and the fewest tokens an image gets."""
+
+    pixels_per_token_side: int
+    marker_tokens: int
+    min_tokens: int
+
+
+QWEN2VL_VISION = VisionArithmetic(QWEN2VL_PIXELS_PER_TOKEN_SIDE, QWEN2VL_IMAGE_MARKER_TOKENS, QWEN2VL_IMAGE_MIN_TOKENS)
+# Model families, by a text GGUF's `general.architecture`, whose image arithmetic the sizing
+# knows. Another family (gemma3, llama4, qwen3vl...) tiles or merges images differently: it is
+# refused, not sized with Qwen2-VL's numbers, until its arithmetic is added here with a source.
+VISION_FAMILIES: dict[str, VisionArithmetic] = {"qwen2vl": QWEN2VL_VISION}
+
+
 # The CUDA base images of image/Dockerfile, pinned by the digest of their multi-arch index
 # (`nvidia/cuda:<version>-devel-ubuntu24.04`, `...-runtime-ubuntu24.04`); the build checks them.
 # 12.8.1, as published on Docker Hub (index digests; linux/amd64 manifests 4b9ed5fa... and

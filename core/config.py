@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from core.catalog import MAX_CONTEXT_TOKENS
+from core.catalog import MAX_CONTEXT_TOKENS, QWEN2VL_VISION, VISION_FAMILIES, VisionArithmetic
 from core.sizing import ModelShape
 
 PROJECT = "llamacpp-aks"
@@ -378,6 +378,9 @@ class ModelFiles(Model):
     mmproj_sha256: Sha256 = "a8f920894800b821a31a76540f14fde9dc1671003721509fc256e285e055c25d"
     size_bytes: Annotated[int, Field(ge=1)] = 4_683_072_672
     mmproj_size_bytes: Annotated[int, Field(ge=1)] = 1_352_635_904
+    # The text model's `general.architecture` in its GGUF header: it selects the image token
+    # arithmetic (core/catalog.py VISION_FAMILIES); a family without one is refused.
+    family: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$")] = "qwen2vl"
     architecture: Architecture = Architecture()
     storage: Storage = Storage()
     # How long the one-shot download Job may take for both files before it fails.
@@ -393,6 +396,11 @@ class ModelFiles(Model):
         """Short hash of what the download fetches: a new revision, file or digest gets a new Job."""
         what = (self.repo, self.revision, self.file, self.sha256, self.mmproj_file, self.mmproj_sha256)
         return hashlib.sha256("\n".join(what).encode()).hexdigest()[:DOWNLOAD_KEY_LENGTH]
+
+    @property
+    def vision(self) -> VisionArithmetic:
+        """The family's image arithmetic; Qwen2-VL's for a family without one, which the rules refuse."""
+        return VISION_FAMILIES.get(self.family, QWEN2VL_VISION)
 
     @property
     def shape(self) -> ModelShape:

@@ -26,6 +26,7 @@ from core.catalog import (
     MAX_REQUEST_BODY_BYTES,
     MAX_REQUEST_TIMEOUT_SECONDS,
     UPSTREAM_IMAGES_WITHOUT_SCRIPTS,
+    VISION_FAMILIES,
     GpuVmSize,
     cuda_limit_for,
 )
@@ -42,7 +43,9 @@ def gpu_vm(config: StackConfig) -> GpuVmSize | None:
 
 def request_tokens(config: StackConfig) -> int:
     b = config.server.request_budget
-    return sizing.worst_case_request_tokens(b.images, b.image_max_tokens, b.prompt_tokens, b.output_tokens)
+    return sizing.worst_case_request_tokens(
+        b.images, b.image_max_tokens, b.prompt_tokens, b.output_tokens, config.model.vision
+    )
 
 
 def slot_tokens(config: StackConfig) -> int:
@@ -201,7 +204,7 @@ def slot_holds_request(c: StackConfig) -> list[str]:
     if per_slot >= need:
         return []
     what = (
-        f"{b.images} image x {sizing.worst_case_image_tokens(b.image_max_tokens)} "
+        f"{b.images} image x {sizing.worst_case_image_tokens(b.image_max_tokens, c.model.vision)} "
         f"+ prompt {b.prompt_tokens} + output {b.output_tokens}"
     )
     max_ctx = c.model.architecture.max_context
@@ -625,7 +628,7 @@ def derived_values_capped(c: StackConfig) -> list[str]:
             f"{sizing.MIN_DECODE_TOKENS_PER_SECOND} tokens/s, over the {MAX_REQUEST_TIMEOUT_SECONDS} s a request "
             f"may hold a slot and a connection (it becomes the route's timeout); set outputTokens <= {most}."
         )
-    body = sizing.request_body_bytes(b.images, b.image_max_tokens, b.prompt_tokens)
+    body = sizing.request_body_bytes(b.images, b.image_max_tokens, b.prompt_tokens, c.model.vision)
     if body > MAX_REQUEST_BODY_BYTES:
         out.append(
             f"server.requestBudget (images={b.images}, imageMaxTokens={b.image_max_tokens}, promptTokens="
@@ -673,6 +676,18 @@ def model_files_change_together(c: StackConfig) -> list[str]:
             f"GGUF header (make model prints it)."
         )
     return out
+
+
+def model_family_has_vision_arithmetic(c: StackConfig) -> list[str]:
+    family = c.model.family
+    if family in VISION_FAMILIES:
+        return []
+    return [
+        f"model.family={family} has no image arithmetic this stack knows (how many tokens an image "
+        f"becomes), so the slot and body checks would size it with another family's numbers; use a "
+        f"model of family {', '.join(VISION_FAMILIES)}, or add {family}'s arithmetic to VISION_FAMILIES "
+        f"in core/catalog.py with its source."
+    ]
 
 
 def _attr(alias: str) -> str:
@@ -861,6 +876,7 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     deployer_override_names_its_type,
     derived_values_capped,
     model_files_change_together,
+    model_family_has_vision_arithmetic,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,

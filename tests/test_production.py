@@ -351,3 +351,24 @@ def test_a_new_revision_needs_both_files_pinned_again():
 def test_a_new_model_file_with_its_own_size_and_digest_passes():
     config, _ = load_config({"model": {"file": Q8, "sha256": "2" * 64, "sizeBytes": 8_098_525_888}}, "dev")
     assert config.model.file == Q8
+
+
+# --- model families -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["gemma3", "llama4", "qwen3vl"])
+def test_a_model_family_without_image_arithmetic_is_refused_not_sized_wrongly(family):
+    msg = only(preview_problems({"model": {"family": family}}))
+    assert msg.startswith(f"model.family={family} has no image arithmetic this stack knows")
+    assert "VISION_FAMILIES in core/catalog.py" in msg
+
+
+def test_the_family_selects_the_image_arithmetic():
+    from core import sizing
+    from core.catalog import VisionArithmetic
+
+    config, _ = load_config({}, "dev")
+    assert config.model.vision.pixels_per_token_side == 28
+    coarse = VisionArithmetic(pixels_per_token_side=56, marker_tokens=4, min_tokens=4)
+    assert sizing.tokens_per_image(448, 448, 4096, vision=config.model.vision) == 258
+    assert sizing.tokens_per_image(448, 448, 4096, min_tokens=4, vision=coarse) == 68
