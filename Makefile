@@ -23,7 +23,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render diff prices bootstrap verify loadtest loadtest-job test lint typecheck bench cuda-check clean
+.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-job test lint typecheck bench cuda-check clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -79,6 +79,10 @@ destroy: ## pulumi destroy of STACK
 
 render: $(VENV)/.installed ## offline render of CONFIG (default Pulumi.dev.yaml) to OUT, under mocks
 	$(PY) -m tools.render --config "$(CONFIG)" --out "$(OUT)"
+
+model: $(VENV)/.installed ## print the model block for REPO, FILE and MMPROJ (REVISION, default main) to paste into a stack
+	@test -n "$(REPO)" -a -n "$(FILE)" -a -n "$(MMPROJ)" || { echo "make model needs REPO, FILE and MMPROJ (e.g. REPO=owner/name FILE=model.gguf MMPROJ=mmproj.gguf)"; exit 1; }
+	$(PY) -m tools.model_block --repo "$(REPO)" --file "$(FILE)" --mmproj "$(MMPROJ)" --revision "$(or $(REVISION),main)"
 
 diff: $(VENV)/.installed ## sizing and cost of STACK at BASE (a git ref) against the working tree
 	@test -n "$(BASE)" || { echo "make diff needs BASE, a git ref to compare against (e.g. BASE=origin/main)"; exit 1; }

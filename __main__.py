@@ -15,7 +15,7 @@ from components.image import LlamaCppImage, LlamaCppImageArgs
 from components.ingress import PublicEndpoint, PublicEndpointArgs
 from components.observability import ManagedPrometheus, ManagedPrometheusArgs
 from components.serving import ModelServer, ModelServerArgs
-from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
+from core.loading import ConfigError, in_offline_render, load_config, plaintext_secrets, split_pulumi_config
 
 stack = pulumi.get_stack()
 # Pulumi has no public call that lists every key; unknown keys must fail, so read the whole map.
@@ -27,11 +27,12 @@ secret_keys = {
     *filter(pulumi.runtime.is_config_secret, all_config),
 }
 told = "PULUMI_CONFIG_SECRET_KEYS" in os.environ or bool(secret_keys)
-raw, secrets = split_pulumi_config(all_config)
 try:
+    raw, secrets = split_pulumi_config(all_config)
     if told and (plaintext := plaintext_secrets(all_config, secret_keys)):
         raise ConfigError(plaintext)
-    config, warnings = load_config(raw, stack)
+    # preview and up refuse a production stack that still holds the shipped example values.
+    config, warnings = load_config(raw, stack, refuse_examples=not in_offline_render())
 except ConfigError as err:
     # A RunError prints its message without a stack trace and creates nothing.
     raise pulumi.RunError("invalid stack config:\n- " + "\n- ".join(err.problems)) from None

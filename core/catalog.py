@@ -76,6 +76,23 @@ QWEN2VL_IMAGE_MARKER_TOKENS = 2
 QWEN2VL_IMAGE_MIN_TOKENS = 8  # llama-server's default --image-min-tokens for Qwen2-VL
 
 
+@dataclass(frozen=True)
+class VisionArithmetic:
+    """How a model family turns an image into prompt tokens: one token per square of this many
+    pixels a side, marker tokens around each image, and the fewest tokens an image gets."""
+
+    pixels_per_token_side: int
+    marker_tokens: int
+    min_tokens: int
+
+
+QWEN2VL_VISION = VisionArithmetic(QWEN2VL_PIXELS_PER_TOKEN_SIDE, QWEN2VL_IMAGE_MARKER_TOKENS, QWEN2VL_IMAGE_MIN_TOKENS)
+# Model families, by a text GGUF's `general.architecture`, whose image arithmetic the sizing
+# knows. Another family (gemma3, llama4, qwen3vl...) tiles or merges images differently: it is
+# refused, not sized with Qwen2-VL's numbers, until its arithmetic is added here with a source.
+VISION_FAMILIES: dict[str, VisionArithmetic] = {"qwen2vl": QWEN2VL_VISION}
+
+
 # The CUDA base images of image/Dockerfile, pinned by the digest of their multi-arch index
 # (`nvidia/cuda:<version>-devel-ubuntu24.04`, `...-runtime-ubuntu24.04`); the build checks them.
 # 12.8.1, as published on Docker Hub (index digests; linux/amd64 manifests 4b9ed5fa... and
@@ -275,3 +292,31 @@ def list_price(region: str, item: str) -> ListPrice | None:
 def premium_ssd_tier(size_gi: int) -> str | None:
     """The Premium SSD tier a disk of `size_gi` is billed as; None above the largest tier listed."""
     return next((tier for tier, gib in PREMIUM_SSD_TIERS if size_gi <= gib), None)
+
+
+# Scripts of image/ that the stack runs inside the server image: the download Job's command and
+# the server's preStop hook. llama.cpp's own images (ghcr.io/ggml-org/llama.cpp, every tag:
+# server, server-cuda, full, light) hold llama-server but neither script, so a prebuilt image
+# must be a build of image/.
+FETCH_MODEL_SCRIPT = "/usr/local/bin/fetch-model.sh"
+DRAIN_SCRIPT = "/usr/local/bin/drain.sh"
+IMAGE_SCRIPTS = (FETCH_MODEL_SCRIPT, DRAIN_SCRIPT)
+UPSTREAM_IMAGES_WITHOUT_SCRIPTS = ("ghcr.io/ggml-org/llama.cpp", "ghcr.io/ggerganov/llama.cpp")
+
+# Values the shipped Pulumi.prod.yaml holds as examples, to be replaced: documentation address
+# ranges (RFC 5737, RFC 3849), the object id Microsoft's documentation uses, and the domains
+# reserved for examples (RFC 2606). A production stack still holding one is a copy not yet made
+# its own: preview and up refuse it; the offline render shows it as a warning.
+EXAMPLE_NETWORKS = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+EXAMPLE_OBJECT_IDS = ("aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb",)
+EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org", "example", "test", "invalid")
+
+# The longest context a served model is trained for (Qwen2.5-1M and Llama 4 class models are at
+# about a million tokens); more than that, from -c or a model's claimed shape, is a mistake.
+MAX_CONTEXT_TOKENS = 1_048_576
+# The longest one answer may take at the slowest decode rate (sizing.request_timeout_seconds):
+# it becomes the public route's timeout, and a request that long holds a slot and a connection.
+MAX_REQUEST_TIMEOUT_SECONDS = 3600
+# The largest request body the request budget may imply (sizing.request_body_bytes): it becomes
+# the WAF's body limit, and llama-server holds each body whole in memory while it parses it.
+MAX_REQUEST_BODY_BYTES = 100 * 1000 * 1000

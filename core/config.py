@@ -18,9 +18,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
 )
 from pydantic.alias_generators import to_camel
 
+from core.catalog import MAX_CONTEXT_TOKENS, QWEN2VL_VISION, VISION_FAMILIES, VisionArithmetic
 from core.sizing import ModelShape
 
 PROJECT = "llamacpp-aks"
@@ -75,12 +77,34 @@ def _on_off(value: Any) -> Any:
     return value
 
 
+def _spot_price(value: float) -> float:
+    if value != -1 and value <= 0:
+        raise ValueProblem(
+            "is neither -1 (pay up to the on-demand price) nor a positive price in US dollars an hour; "
+            "use -1 or a price such as 1.5"
+        )
+    return value
+
+
 def _cidr(value: str) -> str:
     try:
         ipaddress.ip_network(value, strict=True)
     except ValueError as err:
         raise ValueError(f"{value!r} is not a CIDR range such as 203.0.113.0/24 ({err})") from err
     return value
+
+
+# Characters of a value or key that a message quotes: enough for an image reference, bounded
+# so that a 100k-character value never comes back as a 100 KB message.
+SHOWN_CHARS = 160
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A value as a message quotes it: repr, cut to `limit` characters with the full length named."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 class ValueProblem(ValueError):
@@ -189,6 +213,40 @@ PinnedImage = Annotated[
     ),
 ]
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+# A switch that guards the cluster or the server: only YAML's true or false. Pydantic would read
+# "off", "no", "0" or 0 as false, so a quoted or mistyped value could turn a guard off unseen.
+SecuritySwitch = Annotated[bool, Strict()]
+# Azure VM size names (`az vm list-sizes`): Standard_ or Basic_, then letters, digits and '_'.
+VmSize = Annotated[
+    str,
+    Field(max_length=64),
+    _matching(r"(?:Standard|Basic)_[A-Za-z0-9_]+", "an Azure VM size name", "Standard_D4ds_v5"),
+]
+# An image in a registry, pinned by digest: registry host, repository path, optional tag, digest.
+# The same grammar as PinnedImage with the tag optional; no '..', spaces or shell characters.
+PrebuiltImage = Annotated[
+    str,
+    Field(max_length=400),
+    _matching(
+        r"(?P<host>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+(?::[0-9]{1,5})?)"
+        r"/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
+        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[0-9a-f]{64}",
+        "an image in a registry pinned by digest (host/repository[:tag]@sha256:<64 hex digits>)",
+        "myregistry.azurecr.io/llama-server:b11434@sha256:<64 hex digits>",
+    ),
+]
+
+
+# A public DNS name: lowercase labels of letters, digits and inner '-', and a letter-only top label.
+Hostname = Annotated[
+    str,
+    Field(max_length=253),
+    _matching(
+        r"(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+        "a public DNS host name in lowercase (labels of letters, digits and '-', joined by '.')",
+        "llm.example.com",
+    ),
+]
 
 
 class Model(BaseModel):
@@ -203,17 +261,17 @@ class Model(BaseModel):
 
 
 class SystemPool(Model):
-    vm_size: str = "Standard_D4ds_v5"
+    vm_size: VmSize = "Standard_D4ds_v5"
     count: Annotated[int, Field(ge=1, le=100)] = 2
 
 
 class GpuPool(Model):
-    vm_size: str = "Standard_NV36ads_A10_v5"
+    vm_size: VmSize = "Standard_NV36ads_A10_v5"
     min_count: Annotated[int, Field(ge=0, le=1000)] = 1
     max_count: Annotated[int, Field(ge=1, le=1000)] = 1
     spot: bool = False
     # -1 pays up to the on-demand price, so capacity, not price, is what evicts a spot node.
-    spot_max_price: float = -1
+    spot_max_price: Annotated[float, AfterValidator(_spot_price)] = -1
     driver: Literal["Install", "None"] = "Install"
     os_disk_size_gb: Annotated[int, Field(ge=30, le=2048)] = 128
 
@@ -226,19 +284,19 @@ class MaintenanceWindow(Model):
 
 class Cluster(Model):
     # Production rules (pinned digests, a closed API server) follow this switch, not the stack's name.
-    production: bool = False
+    production: SecuritySwitch = False
     location: AzureRegion = "eastus"
     kubernetes_version: str = "1.36"
     tier: Literal["Free", "Standard", "Premium"] = "Standard"
     zones: list[Literal["1", "2", "3"]] = []
     authorized_ip_ranges: list[Cidr] = []
-    private_cluster: bool = False
+    private_cluster: SecuritySwitch = False
     entra_admin_group_object_ids: list[Guid] = []
-    local_accounts_disabled: bool = True
-    workload_identity: bool = True
-    azure_policy: bool = True
-    monitoring: bool = True
-    encryption_at_host: bool = True
+    local_accounts_disabled: SecuritySwitch = True
+    workload_identity: SecuritySwitch = True
+    azure_policy: SecuritySwitch = True
+    monitoring: SecuritySwitch = True
+    encryption_at_host: SecuritySwitch = True
     upgrade_channel: Literal["none", "patch", "stable", "rapid", "node-image"] = "patch"
     node_os_upgrade_channel: Literal["None", "Unmanaged", "NodeImage", "SecurityPatch"] = "NodeImage"
     maintenance_window: MaintenanceWindow = MaintenanceWindow()
@@ -272,7 +330,7 @@ class Cluster(Model):
 
 class Registry(Model):
     sku: Literal["Basic", "Standard", "Premium"] = "Premium"
-    public_network_access: bool = True
+    public_network_access: SecuritySwitch = True
     retention_days: Annotated[int, Field(ge=0, le=365)] = 7
 
 
@@ -287,7 +345,10 @@ class Image(Model):
     # registry (no Docker needed here). See docs/design.md, "The image".
     builder: Literal["local", "acr"] = "local"
     # A digest-pinned reference (repo@sha256:...) skips the build entirely.
-    prebuilt: Annotated[str, Field(pattern=r"^\S+@sha256:[0-9a-f]{64}$")] | None = None
+    prebuilt: PrebuiltImage | None = None
+    # Registries besides the stack's own that a production stack may take image.prebuilt from
+    # (host names, such as myteam.azurecr.io): each must hold images built from image/.
+    trusted_registries: Annotated[list[Hostname], Field(max_length=10)] = []
 
 
 # --- model ---------------------------------------------------------------------------------
@@ -297,7 +358,7 @@ class Architecture(Model):
     layers: Annotated[int, Field(ge=1)] = 28
     kv_heads: Annotated[int, Field(ge=1)] = 4
     head_dim: Annotated[int, Field(ge=1)] = 128
-    max_context: Annotated[int, Field(ge=256)] = 32768
+    max_context: Annotated[int, Field(ge=256, le=MAX_CONTEXT_TOKENS)] = 32768
     vocab: Annotated[int, Field(ge=1)] = 152064
     hidden: Annotated[int, Field(ge=1)] = 3584
 
@@ -317,13 +378,16 @@ class ModelFiles(Model):
     mmproj_sha256: Sha256 = "a8f920894800b821a31a76540f14fde9dc1671003721509fc256e285e055c25d"
     size_bytes: Annotated[int, Field(ge=1)] = 4_683_072_672
     mmproj_size_bytes: Annotated[int, Field(ge=1)] = 1_352_635_904
+    # The text model's `general.architecture` in its GGUF header: it selects the image token
+    # arithmetic (core/catalog.py VISION_FAMILIES); a family without one is refused.
+    family: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$")] = "qwen2vl"
     architecture: Architecture = Architecture()
     storage: Storage = Storage()
     # How long the one-shot download Job may take for both files before it fails.
     download_timeout_seconds: Annotated[int, Field(ge=300, le=86400)] = 7200
     # Re-hash a file already on the volume against the pinned digest on every start (5.3-5.9 s of
     # CPU a GiB with sha256sum, see docs/measurements.md, "Build, test and render times"); false trusts the record written after the last check.
-    verify_on_start: bool = True
+    verify_on_start: SecuritySwitch = True
 
     def url(self, file: str) -> str:
         return f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{file}"
@@ -332,6 +396,11 @@ class ModelFiles(Model):
         """Short hash of what the download fetches: a new revision, file or digest gets a new Job."""
         what = (self.repo, self.revision, self.file, self.sha256, self.mmproj_file, self.mmproj_sha256)
         return hashlib.sha256("\n".join(what).encode()).hexdigest()[:DOWNLOAD_KEY_LENGTH]
+
+    @property
+    def vision(self) -> VisionArithmetic:
+        """The family's image arithmetic; Qwen2-VL's for a family without one, which the rules refuse."""
+        return VISION_FAMILIES.get(self.family, QWEN2VL_VISION)
 
     @property
     def shape(self) -> ModelShape:
@@ -366,7 +435,7 @@ class Resources(Model):
 
 
 class Server(Model):
-    context_size: Annotated[int, Field(ge=256)] = 32768
+    context_size: Annotated[int, Field(ge=256, le=MAX_CONTEXT_TOKENS)] = 32768
     parallel: Annotated[int, Field(ge=1, le=256)] = 8
     batch_size: Annotated[int, Field(ge=32)] = 2048
     ubatch_size: Annotated[int, Field(ge=32)] = 512
@@ -388,9 +457,9 @@ class Server(Model):
     termination_grace_seconds: Annotated[int, Field(ge=5, le=3600)] = 120
     # Let requests carry http(s) image URLs that the server fetches: opens egress on 443 to
     # public addresses (never private, link-local or cluster ranges). Off: images inline only.
-    remote_images: bool = False
+    remote_images: SecuritySwitch = False
     # llama-server's built-in web UI (`--webui`); the API needs none of it.
-    web_ui: bool = False
+    web_ui: SecuritySwitch = False
 
 
 class Service(Model):
@@ -410,7 +479,14 @@ class ActiveHours(Model):
     end: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "20:00"
     timezone: IanaTimezone = "UTC"
     # Cron day-of-week field: 1-5 is Monday to Friday.
-    days: Annotated[str, Field(pattern=r"^[0-7*](-[0-7])?(,[0-7](-[0-7])?)*$")] = "1-5"
+    days: Annotated[
+        str,
+        _matching(
+            r"\*|[0-7](?:-[0-7])?(?:,[0-7](?:-[0-7])?)*",
+            "a cron day-of-week field (* alone, or days 0-7 and ranges such as 1-5, joined by ',')",
+            "1-5 or 0,6",
+        ),
+    ] = "1-5"
 
 
 class Autoscaling(Model):
@@ -433,8 +509,28 @@ class Autoscaling(Model):
 
 # --- alerts --------------------------------------------------------------------------------
 
-Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
-HttpsUrl = Annotated[str, Field(pattern=r"^https://[^\s/]+(/\S*)?$", max_length=2048)]
+_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+# An address of ASCII letters, digits and the local-part symbols of RFC 5322's dot-atom.
+Email = Annotated[
+    str,
+    Field(max_length=254),
+    _matching(
+        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@" + _DOMAIN,
+        "an email address (ASCII letters, digits and . _ + - before the @, a domain after it)",
+        "llm-oncall@yourcompany.com",
+    ),
+]
+# An HTTPS URL with a host name and no user information: `user:pass@` would store a credential
+# in the stack file, and `\` or a second authority hides the real host from a reader.
+HttpsUrl = Annotated[
+    str,
+    Field(max_length=2048),
+    _matching(
+        r"https://" + _DOMAIN + r"(?::[0-9]{1,5})?(?:[/?#][A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?",
+        "an HTTPS URL with a host name and no user:password@ or '\\' (credentials belong in a secret)",
+        "https://hooks.yourcompany.com/alerts",
+    ),
+]
 
 
 class Alerts(Model):
@@ -443,18 +539,6 @@ class Alerts(Model):
     emails: Annotated[list[Email], Field(max_length=100)] = []
     # Each gets every alert as a POST in Azure Monitor's common alert schema.
     webhooks: Annotated[list[HttpsUrl], Field(max_length=10)] = []
-
-
-# A public DNS name: lowercase labels of letters, digits and inner '-', and a letter-only top label.
-Hostname = Annotated[
-    str,
-    Field(max_length=253),
-    _matching(
-        r"(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
-        "a public DNS host name in lowercase (labels of letters, digits and '-', joined by '.')",
-        "llm.example.com",
-    ),
-]
 
 
 class Ingress(Model):

@@ -5,9 +5,10 @@ One helper so that no resource can carry a name or a version that disagrees with
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from core.config import PROJECT, ModelFiles
+from core.config import DOWNLOAD_KEY_LENGTH, PROJECT, ModelFiles
 
 # The GPU pool's node label and taint: only pods that select and tolerate them land there.
 GPU_POOL_LABEL = ("llamacpp-aks/pool", "gpu")
@@ -76,6 +77,21 @@ class ServingNames:
     def loadtest(self) -> str:
         """The in-cluster load test: its Job, ConfigMap and NetworkPolicy."""
         return name(self.stack, "loadtest")
+
+
+# Kubernetes names that are DNS labels (namespaces, Services, and Jobs, whose name becomes a pod
+# label value) hold at most 63 characters: lowercase letters, digits and '-'.
+DNS_LABEL_MAX = 63
+STACK_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+# The longest name derived from the stack's: the model download Job, `<server>-download-<key>`
+# (specs/serving.py download_job_name), whose key is DOWNLOAD_KEY_LENGTH hex digits.
+LONGEST_DERIVED = ("server", "-download-", DOWNLOAD_KEY_LENGTH)
+
+
+def stack_name_max() -> int:
+    """The longest stack name whose every derived Kubernetes and Azure name is still valid."""
+    what, middle, key = LONGEST_DERIVED
+    return DNS_LABEL_MAX - len(name("", what)) - len(middle) - key
 
 
 def compact_name(stack: str, what: str, suffix: str = "") -> str:

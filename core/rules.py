@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from core import sizing
+from core import labels, sizing
 from core.catalog import (
     AKS_KUBERNETES_VERSIONS,
     CUDA_BASE_DIGESTS,
+    EXAMPLE_DOMAINS,
+    EXAMPLE_NETWORKS,
+    EXAMPLE_OBJECT_IDS,
     GB,
     GIB,
     GPU_VM_SIZES,
+    IMAGE_SCRIPTS,
     KV_CACHE_BLOCK_SIZE,
+    MAX_REQUEST_BODY_BYTES,
+    MAX_REQUEST_TIMEOUT_SECONDS,
+    UPSTREAM_IMAGES_WITHOUT_SCRIPTS,
+    VISION_FAMILIES,
     GpuVmSize,
     cuda_limit_for,
 )
-from core.config import StackConfig, parse_quantity
+from core.config import ModelFiles, StackConfig, parse_quantity, shown
+from core.labels import compact_name
 
 # The model volume holds the model and projector plus their partial downloads during a resume.
 VOLUME_MARGIN = 1.2
@@ -34,7 +43,9 @@ def gpu_vm(config: StackConfig) -> GpuVmSize | None:
 
 def request_tokens(config: StackConfig) -> int:
     b = config.server.request_budget
-    return sizing.worst_case_request_tokens(b.images, b.image_max_tokens, b.prompt_tokens, b.output_tokens)
+    return sizing.worst_case_request_tokens(
+        b.images, b.image_max_tokens, b.prompt_tokens, b.output_tokens, config.model.vision
+    )
 
 
 def slot_tokens(config: StackConfig) -> int:
@@ -55,6 +66,98 @@ def vram(config: StackConfig) -> sizing.VramEstimate:
         s.cache_type_v,
         s.ubatch_size,
     )
+
+
+# --- public address space -----------------------------------------------------------------
+# How much public address space a list of CIDR ranges admits, measured by meaning, not by text:
+# `0.0.0.0/1` plus `128.0.0.0/1` is every IPv4 address though neither says /0, and
+# `::ffff:0.0.0.0/96` is every IPv4 address written as IPv6. The ranges are collapsed into their
+# union, IPv4 embedded in IPv6 (mapped and NAT64) counts as IPv4, and only addresses routable on
+# the internet count.
+
+IPv4Net = ipaddress.IPv4Network
+IPv6Net = ipaddress.IPv6Network
+
+# IPv4 ranges not routed on the internet (IANA IPv4 Special-Purpose Address Registry, RFC 6890):
+# a stack may list them freely (VNet ranges behind an internal load balancer).
+IPV4_NOT_PUBLIC = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
+)
+# Only global unicast IPv6 (2000::/3, RFC 4291) is routed on the internet.
+IPV6_PUBLIC = ipaddress.IPv6Network("2000::/3")
+# IPv6 ranges that carry an IPv4 address in their last 32 bits: IPv4-mapped (RFC 4291) and the
+# NAT64 well-known prefix (RFC 6052). A range there admits those IPv4 addresses.
+IPV4_EMBEDDING = (ipaddress.IPv6Network("::ffff:0:0/96"), ipaddress.IPv6Network("64:ff9b::/96"))
+
+# The most public space one organisation holds: the largest IPv4 allocations are /8s (a few
+# companies and agencies hold one), and /32 is a regional registry's standard IPv6 allocation
+# to an organisation (RIPE-738, ARIN NRPM 6.5). Ranges that admit more admit other people.
+MAX_PUBLIC_IPV4 = 2 ** (32 - 8)
+MAX_PUBLIC_IPV6 = 2 ** (128 - 32)
+
+
+@dataclass(frozen=True)
+class PublicSpace:
+    ipv4: int  # public IPv4 addresses admitted, embedded ones included
+    ipv6: int  # public IPv6 addresses admitted
+
+    @property
+    def too_wide(self) -> bool:
+        return self.ipv4 > MAX_PUBLIC_IPV4 or self.ipv6 > MAX_PUBLIC_IPV6
+
+    def describe(self) -> str:
+        parts = []
+        if self.ipv4:
+            parts.append(f"{self.ipv4:,} public IPv4 addresses (a /{32 - (self.ipv4.bit_length() - 1)} or more)")
+        if self.ipv6:
+            parts.append(f"2^{self.ipv6.bit_length() - 1} or more public IPv6 addresses")
+        return " and ".join(parts) or "no public address"
+
+
+def _overlap(a: IPv4Net | IPv6Net, b: IPv4Net | IPv6Net) -> int:
+    """Addresses two CIDR ranges share: one holds the other, or they are disjoint."""
+    if a.version != b.version or not a.overlaps(b):
+        return 0
+    return min(a.num_addresses, b.num_addresses)
+
+
+def _embedded_ipv4(net: IPv6Net) -> list[IPv4Net]:
+    out = []
+    for prefix in IPV4_EMBEDDING:
+        if net.overlaps(prefix):
+            inner = net if net.prefixlen >= prefix.prefixlen else prefix
+            low = int(inner.network_address) & 0xFFFFFFFF
+            out.append(ipaddress.IPv4Network((low, inner.prefixlen - 96)))
+    return out
+
+
+def public_space(cidrs: Iterable[str]) -> PublicSpace:
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    v6 = list(ipaddress.collapse_addresses(n for n in nets if isinstance(n, IPv6Net)))
+    v4 = list(
+        ipaddress.collapse_addresses(
+            [n for n in nets if isinstance(n, IPv4Net)] + [e for n in v6 for e in _embedded_ipv4(n)]
+        )
+    )
+    ipv4 = sum(n.num_addresses - sum(_overlap(n, s) for s in IPV4_NOT_PUBLIC) for n in v4)
+    ipv6 = sum(_overlap(n, IPV6_PUBLIC) for n in v6)
+    return PublicSpace(ipv4, ipv6)
 
 
 # --- the rules -----------------------------------------------------------------------------
@@ -101,7 +204,7 @@ def slot_holds_request(c: StackConfig) -> list[str]:
     if per_slot >= need:
         return []
     what = (
-        f"{b.images} image x {sizing.worst_case_image_tokens(b.image_max_tokens)} "
+        f"{b.images} image x {sizing.worst_case_image_tokens(b.image_max_tokens, c.model.vision)} "
         f"+ prompt {b.prompt_tokens} + output {b.output_tokens}"
     )
     max_ctx = c.model.architecture.max_context
@@ -353,16 +456,68 @@ def private_or_authorized(c: StackConfig, stack: str) -> list[str]:
     ]
 
 
-def prod_api_server_not_open_to_all(c: StackConfig, stack: str) -> list[str]:
-    cl = c.cluster
-    if not cl.production:
+def prod_ranges_within_one_organisation(c: StackConfig, stack: str) -> list[str]:
+    """The ranges that may reach the API server or the load balancer, measured as a union of
+    public addresses: split, mapped or NAT64 forms of 'everyone' count as what they admit."""
+    if not c.cluster.production:
+        return []
+    out = []
+    for key, cidrs, what in (
+        ("cluster.authorizedIpRanges", c.cluster.authorized_ip_ranges, "the API server"),
+        ("service.allowedCidrs", c.service.allowed_cidrs, "the model server's load balancer"),
+    ):
+        space = public_space(cidrs)
+        if space.too_wide:
+            out.append(
+                f"{key}={shown(cidrs)} together admit {space.describe()} with cluster.production=true "
+                f"(stack {stack}), more than one organisation holds (at most a /8 of IPv4 and a /32 of IPv6): "
+                f"{what} would be open to the internet; list only your own networks, such as 198.51.100.0/24."
+            )
+    return out
+
+
+# Switches a production cluster keeps on: local accounts off (only Entra ID signs in), Azure
+# Policy (the Pod Security and image admission rules), host encryption of node disks.
+PRODUCTION_SWITCHES = (
+    ("cluster.localAccountsDisabled", "local_accounts_disabled", "the static admin kubeconfig would bypass Entra ID"),
+    ("cluster.azurePolicy", "azure_policy", "the admission policies would not run"),
+    ("cluster.encryptionAtHost", "encryption_at_host", "node disks and caches would be unencrypted at the host"),
+)
+
+
+def prod_security_switches_on(c: StackConfig, stack: str) -> list[str]:
+    if not c.cluster.production:
         return []
     return [
-        f"cluster.authorizedIpRanges[{i}]={cidr} admits every address with cluster.production=true "
-        f"(stack {stack}): the API server would be open to the internet; list your own networks "
-        f"(such as 203.0.113.0/24) instead, or set cluster.privateCluster=true."
-        for i, cidr in enumerate(cl.authorized_ip_ranges)
-        if ipaddress.ip_network(cidr).prefixlen == 0
+        f"{key}=false with cluster.production=true (stack {stack}): {why}; set {key}=true."
+        for key, attr, why in PRODUCTION_SWITCHES
+        if not getattr(c.cluster, attr)
+    ]
+
+
+def prebuilt_image_is_trusted(c: StackConfig, stack: str) -> list[str]:
+    """A prebuilt image must be one built from image/: the download Job runs its fetch-model.sh and
+    the server's preStop hook its drain.sh. In production it comes from the stack's own registry or
+    one listed in image.trustedRegistries."""
+    ref = c.image.prebuilt
+    if ref is None:
+        return []
+    host, repository = ref.split("/", 1)[0], ref.split("/", 1)[1].split("@")[0].split(":")[0]
+    if f"{host}/{repository}" in UPSTREAM_IMAGES_WITHOUT_SCRIPTS:
+        return [
+            f"image.prebuilt={shown(ref)} is llama.cpp's upstream image, which has no "
+            f"{' or '.join(IMAGE_SCRIPTS)}: the model download Job and the drain on stop would fail; build "
+            f"image/ (unset image.prebuilt) or push that build and set image.prebuilt to its digest."
+        ]
+    if not c.cluster.production:
+        return []
+    own = re.fullmatch(rf"{re.escape(compact_name(stack, 'acr'))}[a-z0-9]*\.azurecr\.io", host)
+    if own or host in c.image.trusted_registries:
+        return []
+    return [
+        f"image.prebuilt={shown(ref)} comes from {host} with cluster.production=true (stack {stack}); "
+        f"production runs images from the stack's own registry or from image.trustedRegistries: push the "
+        f"image there, or add {host} to image.trustedRegistries if it holds builds of image/."
     ]
 
 
@@ -435,6 +590,148 @@ def prod_alerts_notify_someone(c: StackConfig, stack: str) -> list[str]:
         f"alerts.emails and alerts.webhooks are empty with cluster.production=true (stack {stack}): the "
         f"alert rules would fire and notify nobody; add an on-call address to alerts.emails or an HTTPS "
         f"endpoint to alerts.webhooks."
+    ]
+
+
+def stack_name_makes_valid_names(c: StackConfig, stack: str) -> list[str]:
+    """Names of Kubernetes objects and Azure resources derive from the stack's name; one that is
+    not a DNS label, or long enough to push the longest derived name past 63, is refused here
+    rather than by the API server halfway through `pulumi up`."""
+    limit = labels.stack_name_max()
+    what, middle, key = labels.LONGEST_DERIVED
+    example = labels.name(stack, what) + middle + "x" * key
+    if not labels.STACK_NAME.fullmatch(stack):
+        return [
+            f"the stack name {shown(stack)} would make names such as {shown(labels.name(stack, 'serving'))} "
+            f"that Kubernetes refuses (a name is lowercase letters, digits and '-', starting and ending with "
+            f"a letter or digit); rename the stack (pulumi stack rename) to such a name, for example "
+            f"{shown(re.sub(r'[^a-z0-9-]+', '-', stack.lower()).strip('-')[:limit] or 'dev')}."
+        ]
+    if len(stack) > limit:
+        return [
+            f"the stack name {shown(stack)} has {len(stack)} characters; the model download Job's name "
+            f"({len(example)} characters) would exceed Kubernetes' {labels.DNS_LABEL_MAX}: rename the stack "
+            f"(pulumi stack rename) to at most {limit} characters."
+        ]
+    return []
+
+
+def derived_values_capped(c: StackConfig) -> list[str]:
+    """The request budget becomes the public route's timeout and the WAF's body limit; a budget
+    that makes either absurd (an hour-long answer, a body of gigabytes) is refused."""
+    b, out = c.server.request_budget, []
+    timeout = sizing.request_timeout_seconds(b.output_tokens)
+    if timeout > MAX_REQUEST_TIMEOUT_SECONDS:
+        most = (MAX_REQUEST_TIMEOUT_SECONDS - sizing.PROMPT_ALLOWANCE_SECONDS) * sizing.MIN_DECODE_TOKENS_PER_SECOND
+        out.append(
+            f"server.requestBudget.outputTokens={b.output_tokens} means an answer may take {timeout} s at "
+            f"{sizing.MIN_DECODE_TOKENS_PER_SECOND} tokens/s, over the {MAX_REQUEST_TIMEOUT_SECONDS} s a request "
+            f"may hold a slot and a connection (it becomes the route's timeout); set outputTokens <= {most}."
+        )
+    body = sizing.request_body_bytes(b.images, b.image_max_tokens, b.prompt_tokens, c.model.vision)
+    if body > MAX_REQUEST_BODY_BYTES:
+        out.append(
+            f"server.requestBudget (images={b.images}, imageMaxTokens={b.image_max_tokens}, promptTokens="
+            f"{b.prompt_tokens}) allows a request body of {body / GB:.2f} GB, over {MAX_REQUEST_BODY_BYTES / GB:.2f} GB: "
+            f"it becomes the WAF's body limit, and llama-server holds each body whole in memory; lower "
+            f"images, imageMaxTokens or promptTokens."
+        )
+    return out
+
+
+# Which size and digest belong to which file name: a new file, repo or revision needs its own.
+MODEL_FILE_PINS = (("file", "sha256", "sizeBytes"), ("mmprojFile", "mmprojSha256", "mmprojSizeBytes"))
+
+
+def model_files_change_together(c: StackConfig) -> list[str]:
+    """A new model.file (or repo, or revision) keeps the old file's size and digest unless they are
+    set too: the download would then fail late, in `pulumi up`, or the VRAM check use the wrong size."""
+    m, shipped = c.model, ModelFiles()
+    set_keys = {ModelFiles.model_fields[f].alias or f for f in m.model_fields_set}
+    moved = [k for k in ("repo", "revision") if getattr(m, k) != getattr(shipped, k)]
+    out = []
+    for file_key, sha_key, size_key in MODEL_FILE_PINS:
+        file_attr = _attr(file_key)
+        renamed = getattr(m, file_attr) != getattr(shipped, file_attr)
+        if not (renamed or moved):
+            continue
+        stale = [
+            k
+            for k in (sha_key, size_key)
+            if k not in set_keys
+            or (renamed and getattr(m, _attr(k)) == getattr(shipped, _attr(k)) and getattr(m, _attr(k)) != "")
+        ]
+        if stale:
+            changed = ", ".join(f"model.{k}" for k in ([file_key] if renamed else []) + moved)
+            out.append(
+                f"{changed} changed but model.{' and model.'.join(stale)} still describe "
+                f"{shipped.repo}/{getattr(shipped, file_attr)}: the download would fail its digest check in "
+                f"`pulumi up` and sizing would use the wrong size; set model.{' and model.'.join(stale)} for "
+                f"{m.repo}@{m.revision[:12]}/{getattr(m, file_attr)} (make model prints the block to paste)."
+            )
+    if moved and "architecture" not in set_keys:
+        out.append(
+            f"model.{' and model.'.join(moved)} changed but model.architecture is the shipped Qwen2-VL 7B "
+            f"shape: sizing would be wrong for another model; set model.architecture from the new model's "
+            f"GGUF header (make model prints it)."
+        )
+    return out
+
+
+def model_family_has_vision_arithmetic(c: StackConfig) -> list[str]:
+    family = c.model.family
+    if family in VISION_FAMILIES:
+        return []
+    return [
+        f"model.family={family} has no image arithmetic this stack knows (how many tokens an image "
+        f"becomes), so the slot and body checks would size it with another family's numbers; use a "
+        f"model of family {', '.join(VISION_FAMILIES)}, or add {family}'s arithmetic to VISION_FAMILIES "
+        f"in core/catalog.py with its source."
+    ]
+
+
+def _attr(alias: str) -> str:
+    """The attribute of a model.<alias> key."""
+    return next(n for n, f in ModelFiles.model_fields.items() if (f.alias or n) == alias)
+
+
+def shipped_example_values(c: StackConfig, stack: str) -> list[str]:
+    """Values the shipped Pulumi.prod.yaml holds as examples, still in a production stack."""
+    if not c.cluster.production:
+        return []
+    found: list[tuple[str, str, str]] = []
+    examples = [ipaddress.ip_network(n) for n in EXAMPLE_NETWORKS]
+    for key, cidrs in (
+        ("cluster.authorizedIpRanges", c.cluster.authorized_ip_ranges),
+        ("service.allowedCidrs", c.service.allowed_cidrs),
+    ):
+        for i, cidr in enumerate(cidrs):
+            net = ipaddress.ip_network(cidr)
+            if any(net.version == e.version and net.subnet_of(e) for e in examples):  # type: ignore[arg-type]
+                found.append((f"{key}[{i}]", cidr, "a documentation range; list your own networks"))
+    for i, group in enumerate(c.cluster.entra_admin_group_object_ids):
+        if group.lower() in EXAMPLE_OBJECT_IDS:
+            found.append(
+                (
+                    f"cluster.entraAdminGroupObjectIds[{i}]",
+                    group,
+                    "the example id of Microsoft's documentation; put your break-glass group's Object ID",
+                )
+            )
+    addresses = [(f"alerts.emails[{i}]", e, e.rsplit("@", 1)[1]) for i, e in enumerate(c.alerts.emails)]
+    addresses += [(f"alerts.webhooks[{i}]", w, w.split("/")[2].split(":")[0]) for i, w in enumerate(c.alerts.webhooks)]
+    if c.ingress.acme_email:
+        addresses.append(("ingress.acmeEmail", c.ingress.acme_email, c.ingress.acme_email.rsplit("@", 1)[1]))
+    if c.ingress.hostname:
+        addresses.append(("ingress.hostname", c.ingress.hostname, c.ingress.hostname))
+    for key, value, domain in addresses:
+        labels_ = domain.lower().split(".")
+        if any(".".join(labels_[i:]) in EXAMPLE_DOMAINS for i in range(len(labels_))):
+            found.append((key, value, "a domain reserved for examples; put an address or name you own"))
+    return [
+        f"{key}={shown(value)} is an example value of the shipped Pulumi.prod.yaml ({why}) with "
+        f"cluster.production=true (stack {stack})."
+        for key, value, why in found
     ]
 
 
@@ -577,11 +874,17 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     batch_within_context,
     ingress_is_complete,
     deployer_override_names_its_type,
+    derived_values_capped,
+    model_files_change_together,
+    model_family_has_vision_arithmetic,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,
     private_or_authorized,
-    prod_api_server_not_open_to_all,
+    prod_ranges_within_one_organisation,
+    prod_security_switches_on,
+    prebuilt_image_is_trusted,
+    stack_name_makes_valid_names,
     prod_has_admin_group,
     prod_alerts_notify_someone,
 )
@@ -687,8 +990,13 @@ def acceptances_apply(c: StackConfig) -> list[str]:
     ]
 
 
-def check(c: StackConfig, stack: str) -> tuple[list[str], list[str]]:
+def check(c: StackConfig, stack: str, refuse_examples: bool = False) -> tuple[list[str], list[str]]:
+    """Errors and warnings; the shipped example values are errors where `refuse_examples` (the
+    program, run by preview and up) and warnings elsewhere (the offline render, the tools)."""
     errors = [p for rule in RULES for p in rule(c)]
     errors += [p for rule in STACK_RULES for p in rule(c, stack)]
     errors += acceptances_apply(c)
-    return errors, warnings(c, stack)
+    examples = shipped_example_values(c, stack)
+    if refuse_examples:
+        return errors + [f"{e[:-1]}; preview and up refuse it: replace it." for e in examples], warnings(c, stack)
+    return errors, [f"{e[:-1]}; preview and up will refuse it: replace it." for e in examples] + warnings(c, stack)

@@ -14,10 +14,10 @@ from core.catalog import (
     KV_CACHE_TYPE_BYTES,
     LLAMA_CTX_PAD,
     NODE_ALLOCATABLE_FRACTION,
-    QWEN2VL_IMAGE_MARKER_TOKENS,
     QWEN2VL_IMAGE_MIN_TOKENS,
-    QWEN2VL_PIXELS_PER_TOKEN_SIDE,
+    QWEN2VL_VISION,
     GpuVmSize,
+    VisionArithmetic,
 )
 
 
@@ -119,9 +119,11 @@ def usable_gpu_bytes(vm: GpuVmSize, headroom: float) -> int:
     return round(vm.gpu_memory_gb * 1e9 * (1 - headroom))
 
 
-def image_grid(width: int, height: int, min_tokens: int, max_tokens: int) -> tuple[int, int]:
+def image_grid(
+    width: int, height: int, min_tokens: int, max_tokens: int, vision: VisionArithmetic = QWEN2VL_VISION
+) -> tuple[int, int]:
     """Resized image size for Qwen2-VL: Qwen's smart_resize (mtmd-image.cpp calc_size_preserved_ratio)."""
-    side = QWEN2VL_PIXELS_PER_TOKEN_SIDE
+    side = vision.pixels_per_token_side
     min_pixels = min_tokens * side * side
     max_pixels = max_tokens * side * side
     w_bar = max(side, round(width / side) * side)
@@ -137,20 +139,28 @@ def image_grid(width: int, height: int, min_tokens: int, max_tokens: int) -> tup
     return w_bar, h_bar
 
 
-def tokens_per_image(width: int, height: int, max_tokens: int, min_tokens: int = QWEN2VL_IMAGE_MIN_TOKENS) -> int:
-    """Prompt tokens one image adds: one per 28x28 px of the resized image, plus the two markers."""
-    w_bar, h_bar = image_grid(width, height, min_tokens, max_tokens)
-    side = QWEN2VL_PIXELS_PER_TOKEN_SIDE
-    return (w_bar // side) * (h_bar // side) + QWEN2VL_IMAGE_MARKER_TOKENS
+def tokens_per_image(
+    width: int,
+    height: int,
+    max_tokens: int,
+    min_tokens: int = QWEN2VL_IMAGE_MIN_TOKENS,
+    vision: VisionArithmetic = QWEN2VL_VISION,
+) -> int:
+    """Prompt tokens one image adds: one per side x side px of the resized image, plus the markers."""
+    w_bar, h_bar = image_grid(width, height, min_tokens, max_tokens, vision)
+    side = vision.pixels_per_token_side
+    return (w_bar // side) * (h_bar // side) + vision.marker_tokens
 
 
-def worst_case_image_tokens(max_tokens: int) -> int:
-    return max_tokens + QWEN2VL_IMAGE_MARKER_TOKENS
+def worst_case_image_tokens(max_tokens: int, vision: VisionArithmetic = QWEN2VL_VISION) -> int:
+    return max_tokens + vision.marker_tokens
 
 
-def worst_case_request_tokens(images: int, image_max_tokens: int, prompt: int, output: int) -> int:
+def worst_case_request_tokens(
+    images: int, image_max_tokens: int, prompt: int, output: int, vision: VisionArithmetic = QWEN2VL_VISION
+) -> int:
     """Tokens one request may hold in its slot: every image at its cap, the prompt and the answer."""
-    return images * worst_case_image_tokens(image_max_tokens) + prompt + output
+    return images * worst_case_image_tokens(image_max_tokens, vision) + prompt + output
 
 
 # --- what a public endpoint must let through ------------------------------------------------
@@ -174,15 +184,17 @@ PROMPT_ALLOWANCE_SECONDS = 60
 AGC_STREAM_IDLE_TIMEOUT_SECONDS = 300
 
 
-def image_max_bytes(image_max_tokens: int) -> int:
+def image_max_bytes(image_max_tokens: int, vision: VisionArithmetic = QWEN2VL_VISION) -> int:
     """Bytes of the largest image file that still holds no more pixels than the token cap allows."""
-    pixels = image_max_tokens * QWEN2VL_PIXELS_PER_TOKEN_SIDE**2
+    pixels = image_max_tokens * vision.pixels_per_token_side**2
     return pixels * IMAGE_BYTES_PER_PIXEL + IMAGE_FILE_OVERHEAD_BYTES
 
 
-def request_body_bytes(images: int, image_max_tokens: int, prompt_tokens: int) -> int:
+def request_body_bytes(
+    images: int, image_max_tokens: int, prompt_tokens: int, vision: VisionArithmetic = QWEN2VL_VISION
+) -> int:
     """Largest chat request body within the request budget: every image at its cap in base64, the prompt as JSON."""
-    image = -(-image_max_bytes(image_max_tokens) * BASE64_NUMERATOR // BASE64_DENOMINATOR)
+    image = -(-image_max_bytes(image_max_tokens, vision) * BASE64_NUMERATOR // BASE64_DENOMINATOR)
     return images * image + prompt_tokens * JSON_BYTES_PER_PROMPT_TOKEN + JSON_ENVELOPE_BYTES
 
 

@@ -132,12 +132,22 @@ def gpu_env_policy_spec(exempt_namespace: str) -> k8s.admissionregistration.v1.V
     Out of its reach: a value baked into a container image's environment (every nvidia/cuda image
     sets `all`), which admission never sees; our own CUDA-image containers that need no GPU set
     `void` (specs/serving.py)."""
-    containers = "object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : [])"
+    containers = " + ".join(
+        ["object.spec.containers"]
+        + [f"(has(object.spec.{kind}) ? object.spec.{kind} : [])" for kind in ("initContainers", "ephemeralContainers")]
+    )
     return {
         "failure_policy": "Fail",
         "match_constraints": {
             "resource_rules": [
-                {"api_groups": [""], "api_versions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]}
+                {
+                    "api_groups": [""],
+                    "api_versions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"],
+                    # `kubectl debug` adds ephemeral containers through this subresource, which a
+                    # rule for `pods` alone does not match.
+                    "resources": ["pods", "pods/ephemeralcontainers"],
+                }
             ],
             "namespace_selector": {
                 "match_expressions": [
@@ -156,7 +166,19 @@ def gpu_env_policy_spec(exempt_namespace: str) -> k8s.admissionregistration.v1.V
                     f" || (has(e.value) && e.value in {list(NO_GPU_VALUES)})))"
                 ),
                 "message": f"only the DCGM exporter may set {GPU_ENV} to GPUs; request nvidia.com/gpu instead",
-            }
+            },
+            {
+                # envFrom copies a ConfigMap's or Secret's keys, which admission cannot read: it
+                # passes only with a prefix that no key can complete into the variable's name.
+                "expression": (
+                    f"({containers}).all(c, !has(c.envFrom) || c.envFrom.all(f, has(f.prefix) && f.prefix != ''"
+                    f" && !'{GPU_ENV}'.startsWith(f.prefix)))"
+                ),
+                "message": (
+                    f"envFrom could set {GPU_ENV} from a ConfigMap or Secret; give each envFrom a prefix "
+                    f"that {GPU_ENV} does not start with, or list the variables in env"
+                ),
+            },
         ],
     }
 

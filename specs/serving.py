@@ -10,6 +10,7 @@ from typing import NamedTuple
 import pulumi
 import pulumi_kubernetes as k8s
 
+from core.catalog import DRAIN_SCRIPT, FETCH_MODEL_SCRIPT
 from core.config import ModelFiles, Server, Service
 from core.labels import API_KEY_FILE, ServingNames
 from core.server_args import ServerPaths, llama_server_args
@@ -126,7 +127,7 @@ def fetch_container(
         "name": name,
         "image": image,
         "image_pull_policy": "Always",
-        "command": ["/usr/local/bin/fetch-model.sh"],
+        "command": [FETCH_MODEL_SCRIPT],
         "args": [url, f"{MODEL_DIR}/{file}", sha256],
         # The CUDA base image sets NVIDIA_VISIBLE_DEVICES=all, which the NVIDIA runtime honours for
         # any container on a GPU node; `void` keeps every GPU away from a container that needs none.
@@ -200,7 +201,7 @@ def server_container(server: Server, image: pulumi.Input[str], paths: ServerPath
             "pre_stop": {
                 "exec_": {
                     "command": [
-                        "/usr/local/bin/drain.sh",
+                        DRAIN_SCRIPT,
                         str(server.port),
                         paths.api_key_file,
                         str(server.termination_grace_seconds - DRAIN_SETTLE_SECONDS),

@@ -207,16 +207,16 @@ def test_rejects_cuda_newer_than_the_a10_driver_supports():
 
 # What production needs besides the rule a test is about: a break-glass admin group (Microsoft's
 # documentation example id) and an alert receiver (tests/test_first_up.py).
-EXAMPLE_GROUP = "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb"
-PRODUCTION = {"production": True, "entraAdminGroupObjectIds": [EXAMPLE_GROUP]}
-ALERTED = {"alerts": {"emails": ["oncall@example.com"]}}
+GROUP = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+PRODUCTION = {"production": True, "entraAdminGroupObjectIds": [GROUP]}
+ALERTED = {"alerts": {"emails": ["oncall@llm-team.org"]}}
 
 
 def test_production_must_pin_model_digests():
     raw = {
         **ALERTED,
         "model": {"sha256": "", "mmprojSha256": ""},
-        "cluster": {**PRODUCTION, "authorizedIpRanges": ["203.0.113.0/24"]},
+        "cluster": {**PRODUCTION, "authorizedIpRanges": ["198.18.0.0/24"]},
     }
     problems = preview_problems(raw, stack="prod")
     assert problems == [
@@ -249,10 +249,11 @@ def test_a_stack_named_prod_without_the_switch_gets_no_production_rules():
 
 @pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0"])
 def test_production_refuses_an_authorized_range_open_to_every_address(everyone):
-    raw = {**ALERTED, "cluster": {**PRODUCTION, "authorizedIpRanges": ["203.0.113.0/24", everyone]}}
+    raw = {**ALERTED, "cluster": {**PRODUCTION, "authorizedIpRanges": ["198.18.0.0/24", everyone]}}
     msg = only(preview_problems(raw, stack="prod"))
-    assert msg.startswith(f"cluster.authorizedIpRanges[1]={everyone} admits every address with cluster.production=true")
-    assert "list your own networks" in msg
+    assert msg.startswith(f"cluster.authorizedIpRanges=['198.18.0.0/24', '{everyone}'] together admit ")
+    assert "with cluster.production=true (stack prod), more than one organisation holds" in msg
+    assert "list only your own networks" in msg
 
 
 def test_internal_load_balancer_without_caller_ranges_is_refused():
@@ -360,7 +361,14 @@ def test_rejects_infinite_and_nan_numbers(raw, key):
 
 def test_accepts_real_names_of_every_checked_kind():
     raw = {
-        "model": {"repo": "ggml-org/Qwen2.5-VL-7B-Instruct-GGUF", "storage": {"storageClass": "azurefile-csi-premium"}},
+        "model": {
+            "repo": "ggml-org/Qwen2.5-VL-7B-Instruct-GGUF",
+            # Another repo: its files' own digests, sizes and shape (placeholders of the right form).
+            **{key: "1" * 64 for key in ("sha256", "mmprojSha256")},
+            **{key: 4_000_000_000 for key in ("sizeBytes", "mmprojSizeBytes")},
+            "architecture": {},
+            "storage": {"storageClass": "azurefile-csi-premium"},
+        },
         "image": {"repository": "team/llama-server"},
         "cluster": {"location": "westeurope", "entraAdminGroupObjectIds": ["3f2504e0-4f89-11d3-9a0c-0305e82c3301"]},
         "autoscaling": {"activeHours": {"timezone": "Europe/Berlin"}},

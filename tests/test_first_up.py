@@ -224,10 +224,10 @@ def test_without_monitoring_there_is_no_container_insights_rule():
 # --- 5. prod has a break-glass admin group --------------------------------------------------
 
 PROD_REACHABLE = {
-    "cluster": {"production": True, "authorizedIpRanges": ["203.0.113.0/24"]},
-    "alerts": {"emails": ["oncall@example.com"]},
+    "cluster": {"production": True, "authorizedIpRanges": ["198.18.0.0/24"]},
+    "alerts": {"emails": ["oncall@llm-team.org"]},
 }
-EXAMPLE_GROUP = "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb"  # Microsoft's documentation example object id
+GROUP = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"  # an Entra object id (not the shipped example)
 
 
 def test_prod_without_an_admin_group_fails_preview_naming_the_key():
@@ -239,13 +239,13 @@ def test_prod_without_an_admin_group_fails_preview_naming_the_key():
 
 
 def test_prod_admin_group_administers_the_cluster():
-    config = {**PROD_REACHABLE, "cluster": {**PROD_REACHABLE["cluster"], "entraAdminGroupObjectIds": [EXAMPLE_GROUP]}}
+    config = {**PROD_REACHABLE, "cluster": {**PROD_REACHABLE["cluster"], "entraAdminGroupObjectIds": [GROUP]}}
     mocks = run_stack(config, "prod")
-    assert one(mocks, MC)["aadProfile"]["adminGroupObjectIDs"] == [EXAMPLE_GROUP]
+    assert one(mocks, MC)["aadProfile"]["adminGroupObjectIDs"] == [GROUP]
 
 
 def test_a_stack_that_is_not_production_needs_no_admin_group():
-    config, _ = load_config({"alerts": {"emails": ["oncall@example.com"]}}, "prod")
+    config, _ = load_config({"alerts": {"emails": ["oncall@llm-team.org"]}}, "prod")
     assert config.cluster.entra_admin_group_object_ids == []
 
 
@@ -253,7 +253,7 @@ def test_a_stack_that_is_not_production_needs_no_admin_group():
 
 ACTION_GROUP = "azure-native:monitor:ActionGroup"
 RULE_GROUP = "azure-native:alertsmanagement:PrometheusRuleGroup"
-RECEIVERS = {"alerts": {"emails": ["oncall@example.com"], "webhooks": ["https://hooks.example.com/llm?k=1"]}}
+RECEIVERS = {"alerts": {"emails": ["oncall@llm-team.org"], "webhooks": ["https://hooks.llm-team.org/llm?k=1"]}}
 
 
 @pytest.fixture(scope="module")
@@ -265,8 +265,8 @@ def test_action_group_is_global_with_the_configured_receivers(notified):
     group = one(notified, ACTION_GROUP)
     assert group["location"] == "global"
     assert len(group["groupShortName"]) <= 12
-    assert [r["emailAddress"] for r in group["emailReceivers"]] == ["oncall@example.com"]
-    assert [r["serviceUri"] for r in group["webhookReceivers"]] == ["https://hooks.example.com/llm?k=1"]
+    assert [r["emailAddress"] for r in group["emailReceivers"]] == ["oncall@llm-team.org"]
+    assert [r["serviceUri"] for r in group["webhookReceivers"]] == ["https://hooks.llm-team.org/llm?k=1"]
 
 
 def test_every_alert_rule_notifies_the_given_action_group():
@@ -292,8 +292,8 @@ def test_prod_alerts_without_receivers_fail_preview():
     config = {
         "cluster": {
             "production": True,
-            "authorizedIpRanges": ["203.0.113.0/24"],
-            "entraAdminGroupObjectIds": [EXAMPLE_GROUP],
+            "authorizedIpRanges": ["198.18.0.0/24"],
+            "entraAdminGroupObjectIds": [GROUP],
         }
     }
     assert only(preview_problems(config, "prod")).startswith(
@@ -303,7 +303,7 @@ def test_prod_alerts_without_receivers_fail_preview():
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("webhooks", "http://hooks.example.com/x"), ("emails", "oncall")], ids=["http", "no-at"]
+    ("key", "value"), [("webhooks", "http://hooks.llm-team.org/x"), ("emails", "oncall")], ids=["http", "no-at"]
 )
 def test_alert_receivers_must_be_https_and_email_addresses(key, value):
     assert only(preview_problems({"alerts": {key: [value]}})).startswith(f"alerts.{key}[0]={value!r}")

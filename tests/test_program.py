@@ -158,7 +158,9 @@ def test_prebuilt_image_builds_nothing():
 
 def test_prebuilt_image_must_be_pinned_by_digest():
     msg = only(preview_problems({"image": {"prebuilt": "example.azurecr.io/llama-server:latest"}}))
-    assert msg.startswith("image.prebuilt='example.azurecr.io/llama-server:latest' has the wrong form")
+    assert msg.startswith(
+        "image.prebuilt='example.azurecr.io/llama-server:latest' is not an image in a registry pinned by digest"
+    )
 
 
 # --- serving -------------------------------------------------------------------------------

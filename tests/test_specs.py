@@ -300,3 +300,58 @@ def test_reference_deployment_has_one_replica_that_recreates():
     c = StackConfig()
     spec = serving.deployment_spec(c.server, c.model, POD, {}, SELECT, c.max_replicas)
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+
+
+def gpu_policy_allows(pod_spec: dict) -> bool:
+    """Every validation of the GPU environment policy, evaluated with cel-python as the API server would."""
+    import celpy
+
+    env = celpy.Environment()
+    activation = {"object": celpy.json_to_cel({"spec": pod_spec})}
+    return all(
+        bool(env.program(env.compile(v["expression"])).evaluate(activation))
+        for v in gpu.gpu_env_policy_spec("nvidia-dcgm-exporter")["validations"]
+    )
+
+
+GPUS = [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]
+
+
+@pytest.mark.parametrize(
+    "pod_spec",
+    [
+        {"containers": [{"name": "app"}], "ephemeralContainers": [{"name": "debug", "env": GPUS}]},
+        {"containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "gpus"}}]}]},
+        {"containers": [{"name": "app", "envFrom": [{"secretRef": {"name": "gpus"}, "prefix": ""}]}]},
+        {"containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "gpus"}, "prefix": "NVIDIA_"}]}]},
+        {"containers": [{"name": "app"}], "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "x"}}]}]},
+        {
+            "containers": [{"name": "app"}],
+            "ephemeralContainers": [{"name": "d", "envFrom": [{"secretRef": {"name": "x"}}]}],
+        },
+    ],
+    ids=[
+        "ephemeral-env",
+        "envfrom",
+        "envfrom-empty-prefix",
+        "envfrom-nvidia-prefix",
+        "init-envfrom",
+        "ephemeral-envfrom",
+    ],
+)
+def test_gpu_env_policy_denies_envfrom_and_ephemeral_containers_that_could_name_the_gpus(pod_spec):
+    assert not gpu_policy_allows(pod_spec)
+
+
+def test_gpu_env_policy_allows_prefixed_envfrom_and_plain_debug_containers():
+    assert gpu_policy_allows(
+        {
+            "containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "APP_"}]}],
+            "ephemeralContainers": [{"name": "debug", "env": [{"name": "A", "value": "1"}]}],
+        }
+    )
+
+
+def test_gpu_env_policy_matches_the_ephemeral_containers_subresource():
+    (rule,) = gpu.gpu_env_policy_spec("nvidia-dcgm-exporter")["match_constraints"]["resource_rules"]
+    assert rule["resources"] == ["pods", "pods/ephemeralcontainers"]

@@ -19,8 +19,16 @@ from typing import Any
 
 import yaml
 
-from core.config import PROJECT
-from core.loading import ConfigError, load_config, plaintext_secrets, split_pulumi_config
+from core.config import PROJECT, shown
+from core.loading import (
+    ConfigError,
+    StackFileProblem,
+    load_config,
+    offline_render,
+    parse_stack_file,
+    plaintext_secrets,
+    split_pulumi_config,
+)
 from core.skips import skips_for
 from core.summary import summary_data, summary_markdown
 from tools.mocks import ARM_TYPES, Recorded, RenderMocks, arm_identity
@@ -215,7 +223,9 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
             [f"{path} is not named Pulumi.<stack>.yaml; pass --config with a stack file such as Pulumi.dev.yaml."]
         )
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = parse_stack_file(path.read_bytes())
+    except StackFileProblem as err:
+        raise ConfigError([f"{path}: {err}"]) from None
     except FileNotFoundError:
         raise ConfigError(
             [f"{path} does not exist; pass --config with a stack file such as Pulumi.dev.yaml."]
@@ -227,16 +237,12 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(err, "problem", None) or "not valid YAML"
         raise ConfigError([f"{path} is not valid YAML{where} ({what}); fix the syntax there."]) from None
-    doc = {} if doc is None else doc
-    if not isinstance(doc, dict):
-        raise ConfigError(
-            [f"{path} holds a {type(doc).__name__} at the top level; a stack file is a mapping with a config: key."]
-        )
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError(
             [
-                f"{path}: config={config!r} is not a mapping; write one key per setting under config:, such as llamacpp-aks:server."
+                f"{path}: config={shown(config)} is not a mapping; write one key per setting under "
+                f"config:, such as llamacpp-aks:server."
             ]
         )
     flat: dict[str, str] = {}
@@ -298,7 +304,8 @@ def render(config_path: Path, out: Path) -> None:
     raw, _ = split_pulumi_config(flat)
     config, _ = load_config(raw, stack)  # fails before any resource, as the program does
     sys.path.insert(0, str(ROOT))
-    mocks = run_program(stack, flat)
+    with offline_render():
+        mocks = run_program(stack, flat)
     (out / "kubernetes").mkdir(parents=True, exist_ok=True)
     (out / "azure").mkdir(parents=True, exist_ok=True)
     for old in (out / "kubernetes").glob("*.yaml"):
