@@ -156,6 +156,9 @@ repository_variables = {
     "PULUMI_STATE_ACCOUNT": account.name,
     "PULUMI_STATE_CONTAINER": container.name,
     "PROD_RUNNER_LABEL": c.prod_runner_label,
+    # Read by tools/ci_stack.py as cluster.deployerObjectId: previews plan no change to the deploy
+    # identity's role assignments (which they would, keyed to the read-only identity, without it).
+    "DEPLOYER_OBJECT_ID": deploy.object_id,
 }
 for variable, value in repository_variables.items():
     github.ActionsVariable(variable.lower(), repository=c.repository, variable_name=variable, value=value, opts=gh)
@@ -192,5 +195,6 @@ for name, env in environments(c).items():
 
 pulumi.export("previewClientId", preview.client_id)
 pulumi.export("deployClientId", deploy.client_id)
+pulumi.export("deployerObjectId", deploy.object_id)
 pulumi.export("stateAccount", account.name)
 pulumi.export("stateContainer", container.name)
