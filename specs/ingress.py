@@ -98,8 +98,9 @@ def waf_custom_rules(ingress: Ingress, budget: RequestBudget) -> list[network.We
         {
             # A POST whose Content-Length is missing or not a number could not be sized (chunked
             # HTTP/1.1, or HTTP/2 without the header). No comparison matches a missing header, so the
-            # negated ">= 0" matches exactly those. (The earlier form, operator Any negated, never
-            # matched: Any matches every request.)
+            # negated ">= 0" matches exactly those. (The earlier form negated operator Any, which
+            # may match every request, header or not, and then never blocks; the stored Microsoft
+            # pages do not say which, so no rule here relies on Any.)
             "name": "BodyWithoutLength",
             "priority": LENGTH_RULE_PRIORITY,
             "rule_type": "MatchRule",
