@@ -1,9 +1,10 @@
 """Bootstrap: what CI needs for llamacpp-aks, created once with `make bootstrap`.
 
-A read-only preview identity (federated with the dev-preview environment) and a deploy identity
-(federated with the stacks' environments), their roles, the state storage account and container,
-the GitHub environments with their branch rules, reviewers and passphrases, and the repository
-variables the workflows read.
+A read-only preview identity (federated with the dev-preview environment) and one deploy identity
+per stack (federated with that stack's environment only), their roles, the state storage account
+with one container per stack, the GitHub environments with their branch rules, reviewers,
+passphrases and per-stack variables, the repository variables the workflows read, and
+optionally prod's runner group.
 """
 
 from __future__ import annotations
@@ -28,16 +29,21 @@ from plan import (
     CONTRIBUTOR,
     ENTRA_TOKEN_AUDIENCE,
     GITHUB_OIDC_ISSUER,
+    PREVIEW_STACK,
     RBAC_ADMINISTRATOR,
     READER,
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_BLOB_DATA_READER,
     BootstrapConfig,
     delegation_condition,
+    deploy_scopes,
     deploy_subjects,
+    environment_variables,
     environments,
     preview_subjects,
+    runner_group_workflow,
     state_account_name,
+    state_container_name,
 )
 
 from core.catalog import STACK_GRANTED_ROLES
@@ -100,9 +106,16 @@ azure.storage.BlobServiceProperties(
     is_versioning_enabled=True,  # every state write keeps the previous version
     delete_retention_policy={"enabled": True, "days": 30},
 )
-container = azure.storage.BlobContainer(
-    "state", account_name=account.name, resource_group_name=group.name, container_name=c.state_container
-)
+# One container per stack: a stack's deploy identity writes its own state only.
+containers = {
+    stack: azure.storage.BlobContainer(
+        f"state-{stack}",
+        account_name=account.name,
+        resource_group_name=group.name,
+        container_name=state_container_name(c, stack),
+    )
+    for stack in c.stacks
+}
 
 # --- identities ------------------------------------------------------------------------------
 
@@ -122,39 +135,42 @@ def identity(name: str, subjects: dict[str, str]) -> azuread.ServicePrincipal:
 
 
 preview = identity("preview", preview_subjects(c))
-deploy = identity("deploy", deploy_subjects(c))
+deployers = {stack: identity(f"deploy-{stack}", subjects) for stack, subjects in deploy_subjects(c).items()}
 
-# Preview: read Azure, the cluster's user kubeconfig and its objects, and the state (the DIY
+# Preview: read Azure, the cluster's user kubeconfig and its objects, and dev's state (the DIY
 # backend takes no lock for a preview since github.com/pulumi/pulumi/issues/13948). On the subscription: the dev
 # resource group and cluster are made by dev's first deploy, after this, and an assignment needs
 # its scope to exist (docs/ci-cd.md, "CI/CD (GitHub Actions)", says how to narrow them by hand afterwards).
 grant("preview-reader", preview.object_id, READER, subscription)
 grant("preview-aks-user", preview.object_id, AKS_CLUSTER_USER, subscription)
 grant("preview-aks-rbac-reader", preview.object_id, AKS_RBAC_READER, subscription)
-grant("preview-state", preview.object_id, STORAGE_BLOB_DATA_READER, container.id)
-# Deploy: create and change resources, write the state, and assign only the roles the stack grants.
+grant("preview-state", preview.object_id, STORAGE_BLOB_DATA_READER, containers[PREVIEW_STACK].id)
+# Deploy, per stack: create and change resources where deployResourceGroups says (the subscription
+# until the stack's groups exist), assign only the roles the stack grants, write its own state.
 granted = sorted(STACK_GRANTED_ROLES)
-grant("deploy-contributor", deploy.object_id, CONTRIBUTOR, subscription)
-grant(
-    "deploy-role-assigner",
-    deploy.object_id,
-    RBAC_ADMINISTRATOR,
-    subscription,
-    condition=delegation_condition(granted),
-    condition_version="2.0",
-)
-grant("deploy-state", deploy.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR, container.id)
+for stack, deployer in deployers.items():
+    for index, path in enumerate(deploy_scopes(c, stack)):
+        scope = pulumi.Output.concat(subscription, path)
+        suffix = "" if index == 0 else f"-{index}"
+        grant(f"deploy-{stack}-contributor{suffix}", deployer.object_id, CONTRIBUTOR, scope)
+        grant(
+            f"deploy-{stack}-role-assigner{suffix}",
+            deployer.object_id,
+            RBAC_ADMINISTRATOR,
+            scope,
+            condition=delegation_condition(granted),
+            condition_version="2.0",
+        )
+    grant(f"deploy-{stack}-state", deployer.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR, containers[stack].id)
 
 # --- GitHub ----------------------------------------------------------------------------------
 # The token comes from GITHUB_TOKEN; the owner is explicit, so nothing lands in the token user's own repos.
 gh = pulumi.ResourceOptions(provider=github.Provider("github", owner=c.owner))
 repository_variables = {
-    "AZURE_CLIENT_ID": deploy.client_id,
     "AZURE_PREVIEW_CLIENT_ID": preview.client_id,
     "AZURE_TENANT_ID": client.tenant_id,
     "AZURE_SUBSCRIPTION_ID": client.subscription_id,
     "PULUMI_STATE_ACCOUNT": account.name,
-    "PULUMI_STATE_CONTAINER": container.name,
     "PROD_RUNNER_LABEL": c.prod_runner_label,
 }
 for variable, value in repository_variables.items():
@@ -181,6 +197,23 @@ for name, env in environments(c).items():
             branch_pattern=env.branch,
             opts=in_env,
         )
+    # Per stack: its deploy identity, its object id (tools/ci_stack.py makes it
+    # cluster.deployerObjectId, so previews plan no change to the deployer's role assignments) and
+    # its state container. An environment variable wins over a repository variable of that name.
+    values: dict[str, pulumi.Input[str]] = {
+        "AZURE_CLIENT_ID": deployers[env.stack].client_id,
+        "DEPLOYER_OBJECT_ID": deployers[env.stack].object_id,
+        "PULUMI_STATE_CONTAINER": state_container_name(c, env.stack),
+    }
+    for variable in environment_variables(c)[name]:
+        github.ActionsEnvironmentVariable(
+            f"{name}-{variable.lower()}",
+            repository=c.repository,
+            environment=environment.environment,
+            variable_name=variable,
+            value=values[variable],
+            opts=in_env,
+        )
     github.ActionsEnvironmentSecret(
         f"{name}-passphrase",
         repository=c.repository,
@@ -190,7 +223,22 @@ for name, env in environments(c).items():
         opts=in_env,
     )
 
+# Prod's runner group: only deploy.yml on main, from this repository, may use its runners.
+if c.prod_runner_group:
+    repository = github.get_repository_output(full_name=c.repo, opts=pulumi.InvokeOptions(provider=gh.provider))
+    github.ActionsRunnerGroup(
+        "prod-runners",
+        name=c.prod_runner_group,
+        visibility="selected",
+        selected_repository_ids=[repository.repo_id],
+        restricted_to_workflows=True,
+        selected_workflows=[runner_group_workflow(c)],
+        allows_public_repositories=False,
+        opts=gh,
+    )
+
 pulumi.export("previewClientId", preview.client_id)
-pulumi.export("deployClientId", deploy.client_id)
+pulumi.export("deployClientIds", {stack: d.client_id for stack, d in deployers.items()})
+pulumi.export("deployerObjectIds", {stack: d.object_id for stack, d in deployers.items()})
 pulumi.export("stateAccount", account.name)
-pulumi.export("stateContainer", container.name)
+pulumi.export("stateContainers", {stack: state_container_name(c, stack) for stack in c.stacks})

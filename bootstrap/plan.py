@@ -6,7 +6,7 @@ so it is tested without mocks; bootstrap/__main__.py declares the resources from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -29,6 +29,9 @@ ENTRA_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 PREVIEW_STACK = "dev"
 PREVIEW_ENVIRONMENT = f"{PREVIEW_STACK}-preview"
 DEPLOY_BRANCH = "main"
+# The only workflow a restricted runner group lets run (GitHub REST, runner groups:
+# "owner/repo/.github/workflows/deploy.yaml@main"; a ref is required).
+DEPLOY_WORKFLOW = ".github/workflows/deploy.yml"
 
 
 class Model(BaseModel):
@@ -53,6 +56,14 @@ class BootstrapConfig(Model):
     # A label of the self-hosted runner prod deploys from (its address in prod's
     # cluster.authorizedIpRanges): the repository variable PROD_RUNNER_LABEL.
     prod_runner_label: Annotated[str, Field(min_length=1)]
+    # An organization's runner group for prod's runner, restricted to deploy.yml on main and this
+    # repository (GitHub offers runner groups to organizations only); unset: none is made.
+    prod_runner_group: Annotated[str, Field(min_length=1)] | None = None
+    # Where each stack's deploy identity holds Contributor and the role assigner. Unset: the
+    # subscription, because a stack's resource group is made by its own first deploy and a role
+    # assignment needs its scope to exist. After the first deploys, name each stack's groups
+    # (`llamacpp-<stack>-rg` and the cluster's node resource group) and run bootstrap again.
+    deploy_resource_groups: dict[str, list[Annotated[str, Field(pattern=r"^[-\w._()]{1,90}$")]]] | None = None
 
     @model_validator(mode="after")
     def _stacks_agree(self) -> Self:
@@ -63,6 +74,20 @@ class BootstrapConfig(Model):
             raise ValueError(
                 f"stacks must include {PREVIEW_STACK!r}: pull requests preview it ({PREVIEW_ENVIRONMENT})."
             )
+        if self.protected_stacks and not (self.prod_reviewers.users or self.prod_reviewers.teams):
+            raise ValueError(
+                f"protectedStacks {self.protected_stacks} need at least one reviewer in prodReviewers.users or "
+                "prodReviewers.teams: GitHub runs a protection rule without reviewers at once, so those stacks "
+                "would deploy unreviewed."
+            )
+        if self.deploy_resource_groups is not None:
+            missing = sorted(s for s in self.stacks if not self.deploy_resource_groups.get(s))
+            extra = sorted(set(self.deploy_resource_groups) - set(self.stacks))
+            if missing or extra:
+                raise ValueError(
+                    f"deployResourceGroups must name the groups of every stack and of no other: missing {missing}, "
+                    f"unknown {extra}."
+                )
         if PREVIEW_STACK in self.protected_stacks:
             raise ValueError(
                 f"protectedStacks must not include {PREVIEW_STACK!r}: every pull request's code runs with its "
@@ -99,10 +124,43 @@ def preview_subjects(c: BootstrapConfig) -> dict[str, str]:
     return {f"environment-{PREVIEW_ENVIRONMENT}": f"repo:{c.repo}:environment:{PREVIEW_ENVIRONMENT}"}
 
 
-def deploy_subjects(c: BootstrapConfig) -> dict[str, str]:
-    """Credential name -> OIDC subject: one per stack's GitHub environment, so a deploy token is
-    issued only to a job running in that environment (and prod's only after its reviewers)."""
-    return {f"environment-{stack}": f"repo:{c.repo}:environment:{stack}" for stack in c.stacks}
+def deploy_subjects(c: BootstrapConfig) -> dict[str, dict[str, str]]:
+    """Stack -> its deploy identity's credentials (name -> OIDC subject): one identity per stack,
+    trusting only that stack's GitHub environment, so dev's job can never get prod's token (and
+    prod's is issued only after its reviewers)."""
+    return {stack: {f"environment-{stack}": f"repo:{c.repo}:environment:{stack}"} for stack in c.stacks}
+
+
+def state_container_name(c: BootstrapConfig, stack: str) -> str:
+    """Each stack's state lives in a container of its own, which only its deploy identity writes."""
+    return f"{c.state_container}-{stack}"[:63]
+
+
+def deploy_scopes(c: BootstrapConfig, stack: str) -> list[str]:
+    """Where the stack's deploy identity may create resources and assign the stack's roles, as
+    paths under `/subscriptions/<id>` ("" is the subscription itself)."""
+    if c.deploy_resource_groups is None:
+        return [""]
+    return [f"/resourceGroups/{g}" for g in c.deploy_resource_groups[stack]]
+
+
+Variable = Literal["AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER"]
+
+
+def environment_variables(c: BootstrapConfig) -> dict[str, dict[Variable, str]]:
+    """Environment -> variable -> the stack whose value it holds. Per-stack values are environment
+    variables (which win over repository variables of the same name), so each job reads its own
+    stack's identity and state container; the preview environment reads dev's."""
+    per_stack: tuple[Variable, ...] = ("AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER")
+    out: dict[str, dict[Variable, str]] = {}
+    for name, env in environments(c).items():
+        names = per_stack if env.branch else ("DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER")
+        out[name] = {v: env.stack for v in names}
+    return out
+
+
+def runner_group_workflow(c: BootstrapConfig) -> str:
+    return f"{c.repo}/{DEPLOY_WORKFLOW}@refs/heads/{DEPLOY_BRANCH}"
 
 
 def delegation_condition(role_ids: list[str]) -> str:

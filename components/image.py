@@ -58,20 +58,28 @@ def content_tag(image: Image, directory: Path = IMAGE_DIR) -> str:
 
 
 def acr_build_script(image: Image) -> str:
-    """The shell script that builds image/ with ACR Tasks and prints only the pushed digest.
+    """The shell script that builds image/ with ACR Tasks, unless its content tag is already in the
+    registry, and prints only the pushed digest.
 
     `az acr build` uploads the context, runs the build in the registry and streams its log (sent to
-    stderr here); `az acr repository show` then reads the digest of the tag it pushed
-    (learn.microsoft.com/cli/azure/acr#az-acr-build). $LOGIN_SERVER and $IMAGE come from the
+    stderr here); `az acr repository show` reads the digest of the tag
+    (learn.microsoft.com/cli/azure/acr#az-acr-build). A tag that is already there is not built
+    again: the tag is a hash of image/ and the build args, and pulumi-command does not save a
+    command that failed, so a run that failed after its hour-long build (an expired login, a
+    cancelled job) would otherwise build it all again. $LOGIN_SERVER and $IMAGE come from the
     command's environment."""
     build_arg_flags = " ".join(f"--build-arg {shlex.quote(f'{k}={v}')}" for k, v in build_args(image).items())
+    show = 'az acr repository show --name "$registry" --image "$IMAGE" --query digest --output tsv'
     return "\n".join(
         [
             "set -eu",
             'registry="${LOGIN_SERVER%%.*}"',
-            'az acr build --registry "$registry" --image "$IMAGE" --platform linux/amd64'
+            f'if ! digest=$({show} 2>/dev/null) || [ -z "$digest" ]; then',
+            '  az acr build --registry "$registry" --image "$IMAGE" --platform linux/amd64'
             f" --timeout {ACR_BUILD_TIMEOUT_SECONDS} {build_arg_flags} {ACR_CONTEXT} >&2",
-            'az acr repository show --name "$registry" --image "$IMAGE" --query digest --output tsv',
+            f"  digest=$({show})",
+            "fi",
+            'echo "$digest"',
         ]
     )
 

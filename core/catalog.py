@@ -137,7 +137,10 @@ STACK_GRANTED_ROLES = (
 # ALB controller 1.12.4: the 1.12 line (Gateway API v1.5.1, HTTPRoute timeouts since 1.11.1,
 # Kubernetes 1.32 or later) with its security patches 1.12.2 and 1.12.4; Azure CNI Overlay needs
 # 1.5.0 or later (alb-controller-release-notes.md and container-networking.md in
-# MicrosoftDocs/azure-docs, articles/application-gateway/for-containers).
+# MicrosoftDocs/azure-docs, articles/application-gateway/for-containers). 1.12.4 is listed in the
+# release history of the newest stored copy of that page (learn.microsoft.com/ja-jp/azure/
+# application-gateway/for-containers/alb-controller-release-notes: 1.12.1, 1.12.2, 1.12.4 "security
+# patches"; latest 1.13.0, Kubernetes 1.32 or later); English copies stored earlier stop at 1.11.x.
 ALB_CONTROLLER_CHART = ("oci://mcr.microsoft.com/application-lb/charts/alb-controller", "1.12.4")
 # cert-manager v1.21.1 (2026-08), from its OCI registry (cert-manager.io/docs/installation/helm).
 CERT_MANAGER_CHART = ("oci://quay.io/jetstack/charts/cert-manager", "v1.21.1")

@@ -1,9 +1,11 @@
 """How long from `make up` to the first token, step by step, each figure marked measured or
 estimated with its source. `make preflight` prints it; docs/operations.md, "Before make up", shows it for the dev stack.
 
-The critical path: the cluster and the image build run side by side (the build needs only the
-registry); the server's pod then waits for a GPU node, downloads the model in its init
-container, and loads it.
+The critical path: the cluster, with a role wait before it (its control-plane identity's rights
+on the node subnet) and one after it (the deployer's cluster admin role, before any Kubernetes
+object), runs beside the image build, which waits for the deployer's AcrPush role; the server's pod
+then waits for a GPU node, downloads the model, and loads it. Each role wait is
+`cluster.rolePropagationSeconds` (600 s by default): Azure RBAC changes take up to 10 minutes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Step:
     how: Literal["measured", "estimate"]
     source: str
     parallel_with_previous: bool = False  # runs beside the step before it on the critical path
+    beside_steps: int = 1  # with parallel_with_previous: how many steps before it it runs beside
 
 
 def _builder(config: StackConfig) -> str:
@@ -40,27 +43,42 @@ def _builder(config: StackConfig) -> str:
     return str(getattr(config.image, "builder", "local"))
 
 
-def image_step(builder: str) -> Step:
+def image_step(builder: str, role_wait_s: int = 0) -> Step:
+    """The image branch; a build first waits `role_wait_s` for the deployer's AcrPush role."""
     if builder == "prebuilt":
         return Step(
-            "image: prebuilt, pulled by digest", 0, 0, "estimate", "image.prebuilt is set: nothing to build", True
+            "image: prebuilt, pulled by digest", 0, 0, "estimate", "image.prebuilt is set: nothing to build", True, 3
         )
+    wait = f"after the {role_wait_s} s AcrPush role wait, " if role_wait_s else ""
     if builder == "acr":
         return Step(
             "image build: ACR Tasks (acr builder)",
-            55 * 60,
-            70 * 60,
+            role_wait_s + 55 * 60,
+            role_wait_s + 70 * 60,
             "estimate",
-            "an ACR Tasks agent has 2 vCPUs by default; the CUDA compile took 54 min on a 2-core machine (make cuda-check, measured)",
+            f"{wait}an ACR Tasks agent has 2 vCPUs by default; the CUDA compile took 54 min on a 2-core machine (make cuda-check, measured)",
             True,
+            3,
         )
     return Step(
         "image build: local Docker (local builder), then push",
-        15 * 60,
-        20 * 60,
+        role_wait_s + 15 * 60,
+        role_wait_s + 20 * 60,
         "estimate",
-        "8-core machine, from the CUDA compile on a 2-core machine (54 min, make cuda-check, measured); push of ~3.5 GB",
+        f"{wait}8-core machine, from the CUDA compile on a 2-core machine (54 min, make cuda-check, measured); push of ~3.5 GB",
         True,
+        3,
+    )
+
+
+def role_wait_step(what: str, seconds: int) -> Step:
+    return Step(
+        f"role wait: {what}",
+        seconds,
+        seconds,
+        "estimate",
+        "cluster.rolePropagationSeconds, a fixed wait: Azure RBAC changes take up to 10 minutes "
+        "(learn.microsoft.com/azure/role-based-access-control/troubleshooting)",
     )
 
 
@@ -70,7 +88,9 @@ BUILDERS = ("local", "acr", "prebuilt")
 def timeline(config: StackConfig, builder: str | None = None) -> list[Step]:
     model_bytes = config.model.size_bytes + config.model.mmproj_size_bytes
     gb = model_bytes / 1e9
+    wait = config.cluster.role_propagation_seconds
     return [
+        role_wait_step("the control plane's Network Contributor on the node subnet, before the cluster", wait),
         Step(
             "cluster: AKS control plane and system pool",
             6 * 60,
@@ -78,7 +98,8 @@ def timeline(config: StackConfig, builder: str | None = None) -> list[Step]:
             "estimate",
             "typical AKS create with monitoring add-ons; not measured",
         ),
-        image_step(builder or _builder(config)),
+        role_wait_step("the deployer's cluster admin role, before the first Kubernetes object", wait),
+        image_step(builder or _builder(config), wait),
         Step(
             "GPU node with the NVIDIA driver",
             5 * 60,
@@ -104,17 +125,23 @@ def timeline(config: StackConfig, builder: str | None = None) -> list[Step]:
 
 
 def total_s(steps: list[Step]) -> tuple[int, int]:
-    """Critical-path total: a step marked parallel overlaps the one before it."""
+    """Critical-path total: a step marked parallel runs beside the `beside_steps` sequential steps
+    before it (and beside a parallel step before it), so only its excess over them counts."""
     low = high = 0
-    prev_low = prev_high = 0
+    sequential: list[tuple[int, int]] = []  # the sequential steps so far
+    branch_low = branch_high = 0  # the longest parallel branch over the current window
     for step in steps:
         if step.parallel_with_previous:
-            low += max(step.low_s - prev_low, 0)
-            high += max(step.high_s - prev_high, 0)
-            prev_low, prev_high = max(prev_low, step.low_s), max(prev_high, step.high_s)
+            window = sequential[-step.beside_steps :]
+            span_low = max(sum(s[0] for s in window), branch_low)
+            span_high = max(sum(s[1] for s in window), branch_high)
+            low += max(step.low_s - span_low, 0)
+            high += max(step.high_s - span_high, 0)
+            branch_low, branch_high = max(span_low, step.low_s), max(span_high, step.high_s)
         else:
             low, high = low + step.low_s, high + step.high_s
-            prev_low, prev_high = step.low_s, step.high_s
+            sequential.append((step.low_s, step.high_s))
+            branch_low, branch_high = step.low_s, step.high_s
     return low, high
 
 

@@ -41,7 +41,7 @@ ACME_SERVERS = {
 ACME_SOLVER_LABEL = {"acme.cert-manager.io/http01-solver": "true"}
 ACME_SOLVER_PORT = 8089
 # WAF custom rule priorities: lower runs first.
-BODY_RULE_PRIORITY, LENGTH_RULE_PRIORITY, RATE_RULE_PRIORITY = 10, 11, 20
+BODY_RULE_PRIORITY, LENGTH_RULE_PRIORITY, CHUNKED_RULE_PRIORITY, RATE_RULE_PRIORITY = 10, 11, 12, 20
 
 
 def system_pool_tolerations() -> list[dict[str, str]]:
@@ -96,7 +96,11 @@ def waf_custom_rules(ingress: Ingress, budget: RequestBudget) -> list[network.We
             ],
         },
         {
-            # A body without Content-Length (chunked, or HTTP/2 without it) could not be sized.
+            # A POST whose Content-Length is missing or not a number could not be sized (chunked
+            # HTTP/1.1, or HTTP/2 without the header). No comparison matches a missing header, so the
+            # negated ">= 0" matches exactly those. (The earlier form negated operator Any, which
+            # may match every request, header or not, and then never blocks; the stored Microsoft
+            # pages do not say which, so no rule here relies on Any.)
             "name": "BodyWithoutLength",
             "priority": LENGTH_RULE_PRIORITY,
             "rule_type": "MatchRule",
@@ -109,10 +113,25 @@ def waf_custom_rules(ingress: Ingress, budget: RequestBudget) -> list[network.We
                 },
                 {
                     "match_variables": [{"variable_name": "RequestHeaders", "selector": "Content-Length"}],
-                    "operator": "Any",
+                    "operator": "GreaterThanOrEqual",
                     "negation_conditon": True,  # sic: the API's spelling
-                    "match_values": [],
+                    "match_values": ["0"],
                 },
+            ],
+        },
+        {
+            # A chunked body, whatever else the request says: its size is known only once it is read.
+            "name": "ChunkedBody",
+            "priority": CHUNKED_RULE_PRIORITY,
+            "rule_type": "MatchRule",
+            "action": "Block",
+            "match_conditions": [
+                {
+                    "match_variables": [{"variable_name": "RequestHeaders", "selector": "Transfer-Encoding"}],
+                    "operator": "Contains",
+                    "transforms": ["Lowercase"],
+                    "match_values": ["chunked"],
+                }
             ],
         },
         {

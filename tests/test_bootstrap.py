@@ -25,6 +25,7 @@ CONFIG = {
     "repository": "llamacpp-aks",
     "prodReviewers": {"users": [101], "teams": [7]},
     "prodRunnerLabel": "prod-deployer",
+    "prodRunnerGroup": "llamacpp-prod",
 }
 
 
@@ -36,12 +37,29 @@ def test_preview_identity_trusts_only_the_preview_environment():
     assert list(plan.preview_subjects(c).values()) == ["repo:example-org/llamacpp-aks:environment:dev-preview"]
 
 
-def test_deploy_identity_trusts_one_environment_per_stack():
+def test_each_stack_has_a_deploy_identity_that_trusts_its_environment_only():
     c = plan.BootstrapConfig.model_validate(CONFIG)
-    assert sorted(plan.deploy_subjects(c).values()) == [
-        "repo:example-org/llamacpp-aks:environment:dev",
-        "repo:example-org/llamacpp-aks:environment:prod",
-    ]
+    assert plan.deploy_subjects(c) == {
+        "dev": {"environment-dev": "repo:example-org/llamacpp-aks:environment:dev"},
+        "prod": {"environment-prod": "repo:example-org/llamacpp-aks:environment:prod"},
+    }
+
+
+def test_deploy_scopes_are_the_subscription_until_each_stacks_groups_are_named():
+    c = plan.BootstrapConfig.model_validate(CONFIG)
+    assert plan.deploy_scopes(c, "dev") == [""]
+    groups = {"dev": ["llamacpp-dev-rg"], "prod": ["llamacpp-prod-rg", "MC_llamacpp-prod-rg_aks_eastus"]}
+    narrowed = plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": groups})
+    assert plan.deploy_scopes(narrowed, "dev") == ["/resourceGroups/llamacpp-dev-rg"]
+    assert set(plan.deploy_scopes(narrowed, "dev")).isdisjoint(plan.deploy_scopes(narrowed, "prod"))
+    with pytest.raises(ValidationError, match=r"missing \['prod'\]"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"dev": ["llamacpp-dev-rg"]}})
+
+
+def test_prod_runner_group_admits_only_deploy_yml_on_main():
+    c = plan.BootstrapConfig.model_validate(CONFIG)
+    assert plan.runner_group_workflow(c) == "example-org/llamacpp-aks/.github/workflows/deploy.yml@refs/heads/main"
+    assert (ROOT / plan.DEPLOY_WORKFLOW).exists()
 
 
 def test_delegation_condition_limits_both_writes_and_deletes_to_the_given_roles():
@@ -74,6 +92,13 @@ def test_stacks_deploy_from_main_prod_after_review_and_previews_from_any_branch_
 def test_config_rejects_stacks_the_workflows_cannot_use(change: dict[str, Any], message: str):
     with pytest.raises(ValidationError, match=message):
         plan.BootstrapConfig.model_validate({**CONFIG, **change})
+
+
+def test_config_refuses_a_protected_stack_without_reviewers():
+    # GitHub passes a protection rule that names no reviewer at once: prod would deploy unreviewed.
+    with pytest.raises(ValidationError, match=r"protectedStacks \['prod'\] need at least one reviewer"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "prodReviewers": {"users": [], "teams": []}})
+    plan.BootstrapConfig.model_validate({**CONFIG, "protectedStacks": [], "prodReviewers": {}})
 
 
 def test_config_requires_the_prod_runner_label():
@@ -123,6 +148,8 @@ class BootstrapMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         if args.token == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": "sub-1", "tenantId": "tenant-1", "objectId": "me", "clientId": "me"}
+        if args.token == "github:index/getRepository:getRepository":
+            return {"repoId": 4242, "fullName": args.args["fullName"]}
         return {}
 
 
@@ -149,6 +176,11 @@ def roles_of(mocks: BootstrapMocks, principal: str) -> set[str]:
     return {a["roleDefinitionId"].rsplit("/", 1)[1] for a in assignments if a["principalId"] == principal}
 
 
+def scopes_of(mocks: BootstrapMocks, principal: str) -> set[str]:
+    assignments = of(mocks, "azure-native:authorization:RoleAssignment").values()
+    return {a["scope"] for a in assignments if a["principalId"] == principal}
+
+
 def test_preview_identity_only_reads(bootstrap: BootstrapMocks):
     assert roles_of(bootstrap, "object-preview") == {
         plan.READER,
@@ -158,20 +190,34 @@ def test_preview_identity_only_reads(bootstrap: BootstrapMocks):
     }
 
 
-def test_deploy_identity_is_contributor_and_no_owner(bootstrap: BootstrapMocks):
-    assert roles_of(bootstrap, "object-deploy") == {
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_each_deploy_identity_is_contributor_and_no_owner(bootstrap: BootstrapMocks, stack: str):
+    assert roles_of(bootstrap, f"object-deploy-{stack}") == {
         plan.CONTRIBUTOR,
         plan.RBAC_ADMINISTRATOR,
         plan.STORAGE_BLOB_DATA_CONTRIBUTOR,
     }
 
 
-def test_deploy_identity_may_assign_only_the_roles_the_stack_grants(bootstrap: BootstrapMocks):
-    assigner = of(bootstrap, "azure-native:authorization:RoleAssignment")["deploy-role-assigner"]
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_deploy_identity_may_assign_only_the_roles_the_stack_grants(bootstrap: BootstrapMocks, stack: str):
+    assigner = of(bootstrap, "azure-native:authorization:RoleAssignment")[f"deploy-{stack}-role-assigner"]
     assert assigner["conditionVersion"] == "2.0"
     for role_id in (catalog.ACR_PULL, catalog.ACR_PUSH, catalog.AKS_RBAC_CLUSTER_ADMIN):
         assert role_id in assigner["condition"]
     assert plan.CONTRIBUTOR not in assigner["condition"]
+
+
+def test_devs_deploy_identity_can_write_no_state_but_its_own(bootstrap: BootstrapMocks):
+    containers = of(bootstrap, "azure-native:storage:BlobContainer")
+    assert {c["containerName"] for c in containers.values()} == {"pulumi-state-dev", "pulumi-state-prod"}
+    state = {
+        a["principalId"]: a["scope"]
+        for n, a in of(bootstrap, "azure-native:authorization:RoleAssignment").items()
+        if n.endswith("-state")
+    }
+    assert state["object-deploy-dev"] == "id-state-dev" and state["object-deploy-prod"] == "id-state-prod"
+    assert state["object-preview"] == "id-state-dev"
 
 
 def test_federated_credentials_use_githubs_issuer_and_the_entra_audience(bootstrap: BootstrapMocks):
@@ -179,8 +225,8 @@ def test_federated_credentials_use_githubs_issuer_and_the_entra_audience(bootstr
         bootstrap, "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential"
     )
     assert sorted((c["applicationId"], c["subject"]) for c in credentials.values()) == [
-        ("id-deploy", "repo:example-org/llamacpp-aks:environment:dev"),
-        ("id-deploy", "repo:example-org/llamacpp-aks:environment:prod"),
+        ("id-deploy-dev", "repo:example-org/llamacpp-aks:environment:dev"),
+        ("id-deploy-prod", "repo:example-org/llamacpp-aks:environment:prod"),
         ("id-preview", "repo:example-org/llamacpp-aks:environment:dev-preview"),
     ]
     assert {c["issuer"] for c in credentials.values()} == {plan.GITHUB_OIDC_ISSUER}
@@ -225,12 +271,36 @@ def test_each_environment_holds_its_stacks_passphrase_and_the_repository_none(bo
     assert not of(bootstrap, "github:index/actionsSecret:ActionsSecret")
 
 
-def test_repository_variables_name_each_identity_and_the_prod_runner(bootstrap: BootstrapMocks):
+def test_repository_variables_name_the_preview_identity_and_the_prod_runner(bootstrap: BootstrapMocks):
     variables = of(bootstrap, "github:index/actionsVariable:ActionsVariable")
     values = {v["variableName"]: v["value"] for v in variables.values()}
-    assert (values["AZURE_CLIENT_ID"], values["AZURE_PREVIEW_CLIENT_ID"]) == ("client-deploy", "client-preview")
+    assert values["AZURE_PREVIEW_CLIENT_ID"] == "client-preview"
     assert values["PROD_RUNNER_LABEL"] == "prod-deployer"
-    assert not of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
+    assert not {"AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER"} & set(values)
+
+
+def test_each_environment_names_its_own_stacks_identity_and_state(bootstrap: BootstrapMocks):
+    variables = of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
+    held = {(v["environment"], v["variableName"]): v["value"] for v in variables.values()}
+    assert held == {
+        ("dev", "AZURE_CLIENT_ID"): "client-deploy-dev",
+        ("dev", "DEPLOYER_OBJECT_ID"): "object-deploy-dev",
+        ("dev", "PULUMI_STATE_CONTAINER"): "pulumi-state-dev",
+        ("prod", "AZURE_CLIENT_ID"): "client-deploy-prod",
+        ("prod", "DEPLOYER_OBJECT_ID"): "object-deploy-prod",
+        ("prod", "PULUMI_STATE_CONTAINER"): "pulumi-state-prod",
+        # The preview plans dev with dev's deployer (cluster.deployerObjectId) and reads dev's state.
+        ("dev-preview", "DEPLOYER_OBJECT_ID"): "object-deploy-dev",
+        ("dev-preview", "PULUMI_STATE_CONTAINER"): "pulumi-state-dev",
+    }
+
+
+def test_prod_runner_group_is_restricted_to_deploy_yml_on_main_and_this_repository(bootstrap: BootstrapMocks):
+    (group,) = of(bootstrap, "github:index/actionsRunnerGroup:ActionsRunnerGroup").values()
+    assert group["restrictedToWorkflows"] is True
+    assert group["selectedWorkflows"] == ["example-org/llamacpp-aks/.github/workflows/deploy.yml@refs/heads/main"]
+    assert (group["visibility"], group["selectedRepositoryIds"]) == ("selected", [4242])
+    assert group["allowsPublicRepositories"] is False
 
 
 def test_github_resources_go_to_the_configured_owner(bootstrap: BootstrapMocks):
@@ -276,12 +346,22 @@ def workflow_reads() -> list[JobReads]:
     return reads
 
 
-def test_every_variable_the_workflows_read_is_a_repository_variable_bootstrap_sets_and_no_other(
+def test_every_variable_the_workflows_read_is_one_bootstrap_sets_for_that_job_and_no_other(
     bootstrap: BootstrapMocks,
 ):
-    created = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
-    read = set().union(*(r.variables for r in workflow_reads()))
-    assert read == created, f"read but not created: {sorted(read - created)}; created, unread: {sorted(created - read)}"
+    repository = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
+    per_environment: dict[str, set[str]] = {}
+    for v in of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable").values():
+        per_environment.setdefault(v["environment"], set()).add(v["variableName"])
+    read: set[str] = set()
+    for reads in workflow_reads():
+        read |= reads.variables
+        for environment in reads.environments or {None}:
+            available = repository | per_environment.get(environment or "", set())
+            missing = sorted(reads.variables - available)
+            assert not missing, f"{reads.job} in {environment} reads {missing}, which bootstrap does not set there"
+    created = repository | set().union(*per_environment.values())
+    assert created <= read, f"created, unread: {sorted(created - read)}"
 
 
 def test_every_job_runs_in_an_environment_bootstrap_creates(bootstrap: BootstrapMocks):
@@ -309,9 +389,10 @@ def test_every_secret_a_job_reads_is_in_each_of_its_environments_and_no_other(bo
 def test_ci_doc_names_every_variable_and_environment_bootstrap_creates(bootstrap: BootstrapMocks):
     readme = (ROOT / "docs" / "ci-cd.md").read_text()
     (section,) = re.findall(r"^## CI/CD.*?(?=^## |\Z)", readme, flags=re.MULTILINE | re.DOTALL)
+    section += (ROOT / "docs" / "ci-cd-notes.md").read_text()
     variables = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
     environments = {
         e["environment"] for e in of(bootstrap, "github:index/repositoryEnvironment:RepositoryEnvironment").values()
     }
     missing = sorted(name for name in variables | environments if f"`{name}`" not in section)
-    assert not missing, f"docs/ci-cd.md's CI/CD section lacks {missing}"
+    assert not missing, f"docs/ci-cd.md's CI/CD section and docs/ci-cd-notes.md lack {missing}"

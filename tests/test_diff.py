@@ -138,4 +138,5 @@ def test_pull_request_workflow_posts_the_diff_against_the_base_commit():
     sizing = next(s for s in steps if "make -s diff" in s.get("run", ""))
     assert checkout["with"]["fetch-depth"] == 0, "the base commit must be fetched for make diff"
     assert sizing["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
-    assert '--body-file "render/$STACK/comment.md"' in runs
+    # The sizing change goes into the one preview comment, beside the Pulumi diff (tools/pr_comment.py).
+    assert '--sizing "render/$STACK/comment.md"' in runs

@@ -52,7 +52,13 @@ NO_SCHEMA = {
     ): "Application Gateway for Containers CRD; its schema is on no package registry",
 }
 SHELL_SCRIPTS = sorted(
-    [*ROOT.glob("image/*.sh"), *ROOT.glob("tests/*.sh"), *ROOT.glob("tools/*.sh"), ROOT / ".ci" / "run"]
+    [
+        *ROOT.glob("image/*.sh"),
+        *ROOT.glob("tests/*.sh"),
+        *ROOT.glob("tools/*.sh"),
+        ROOT / ".ci" / "run",
+        ROOT / "tools" / "ci" / "bin" / "az",
+    ]
 )
 
 

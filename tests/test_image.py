@@ -98,7 +98,7 @@ def test_unchanged_image_directory_gives_the_acr_build_the_same_inputs(acr):
 
 def test_acr_build_script_passes_context_platform_args_and_timeout():
     config = StackConfig().image
-    build_line = next(line for line in acr_build_script(config).splitlines() if line.startswith("az acr build"))
+    build_line = next(line.strip() for line in acr_build_script(config).splitlines() if "az acr build" in line)
     words = shlex.split(build_line)
     expected_args = [f"{k}={v}" for k, v in build_args(config).items()]
     assert words[words.index("--platform") + 1] == "linux/amd64"
@@ -125,19 +125,33 @@ def run_script_with_fake_az(tmp_path: Path, az_body: str) -> subprocess.Complete
 
 
 def test_acr_build_script_prints_only_the_digest_of_the_tag_it_built(tmp_path: Path):
-    fake = f'case "$1 $2" in "acr build") echo "build log";; "acr repository") echo {DIGEST};; esac'
+    # The tag is missing until the build pushes it.
+    built = tmp_path / "built"
+    fake = (
+        f'case "$1 $2" in "acr build") echo "build log"; touch {built};; '
+        f'"acr repository") [ -e {built} ] || exit 1; echo {DIGEST};; esac'
+    )
     result = run_script_with_fake_az(tmp_path, fake)
     calls = (tmp_path / "az.log").read_text().splitlines()
     assert (result.returncode, result.stdout) == (0, f"{DIGEST}\n"), result.stderr
     assert [c.split()[:4] for c in calls] == [
+        ["acr", "repository", "show", "--name"],
         ["acr", "build", "--registry", "myacr"],
         ["acr", "repository", "show", "--name"],
     ]
-    assert calls[1].endswith("--image llama-server:t1 --query digest --output tsv")
+    assert calls[2].endswith("--image llama-server:t1 --query digest --output tsv")
+
+
+def test_acr_build_script_reuses_a_tag_already_in_the_registry(tmp_path: Path):
+    # A rerun after a failure past the build (or a tag an image job built) costs no second hour.
+    result = run_script_with_fake_az(tmp_path, f'[ "$2" = repository ] && echo {DIGEST}')
+    calls = (tmp_path / "az.log").read_text().splitlines()
+    assert (result.returncode, result.stdout) == (0, f"{DIGEST}\n"), result.stderr
+    assert [c.split()[:3] for c in calls] == [["acr", "repository", "show"]]
 
 
 def test_acr_build_script_stops_when_the_build_fails(tmp_path: Path):
-    result = run_script_with_fake_az(tmp_path, 'if [ "$2" = build ]; then exit 1; fi; echo unexpected')
+    result = run_script_with_fake_az(tmp_path, 'if [ "$2" = build ] || [ "$2" = repository ]; then exit 1; fi; echo x')
     assert (result.returncode, result.stdout) == (1, "")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
@@ -136,7 +137,7 @@ def test_request_timeout_covers_the_answer_at_the_slowest_decode_rate():
 
 def test_waf_blocks_oversized_or_unsized_bodies_and_rate_limits_each_client():
     ingress, budget = Ingress(**PUBLIC["ingress"], requestsPerMinute=30), RequestBudget()
-    body, length, rate = spec.waf_custom_rules(ingress, budget)
+    body, length, chunked, rate = spec.waf_custom_rules(ingress, budget)
     assert body["match_conditions"][0]["match_values"] == [str(spec.body_limit_bytes(budget))]
     assert body["match_conditions"][0]["operator"] == "GreaterThan"
     assert [c["match_variables"][0]["variable_name"] for c in length["match_conditions"]] == [
@@ -146,7 +147,7 @@ def test_waf_blocks_oversized_or_unsized_bodies_and_rate_limits_each_client():
     assert length["match_conditions"][1]["negation_conditon"] is True
     assert rate["rule_type"] == "RateLimitRule" and rate["rate_limit_threshold"] == 30
     assert rate["group_by_user_session"] == [{"group_by_variables": [{"variable_name": "ClientAddr"}]}]
-    assert len({r["priority"] for r in (body, length, rate)}) == 3
+    assert len({r["priority"] for r in (body, length, chunked, rate)}) == 4
     # Prompts hold SQL and HTML: the managed rules must not read the body. And the WAF's own size
     # enforcement (128 KB by default, 2 MB at most) must be off, or no image gets through.
     assert spec.waf_policy_settings()["request_body_check"] is False
@@ -155,6 +156,63 @@ def test_waf_blocks_oversized_or_unsized_bodies_and_rate_limits_each_client():
     assert spec.waf_managed_rules()["managed_rule_sets"] == [
         {"rule_set_type": "Microsoft_DefaultRuleSet", "rule_set_version": "2.1"}
     ]
+
+
+def waf_blocks(rules: list[Any], method: str, headers: dict[str, str]) -> bool:
+    """A model of the WAF's custom match rules for these requests: conditions of a rule are ANDed;
+    a comparison on a missing header does not match; `Any` matches every request (so negated,
+    nothing); `Lowercase` is applied before `Contains`."""
+
+    def matches(condition: dict[str, Any]) -> bool:
+        (variable,) = condition["match_variables"]
+        if variable["variable_name"] == "RequestMethod":
+            value: str | None = method
+        else:
+            value = next((v for k, v in headers.items() if k.lower() == variable["selector"].lower()), None)
+        operator, wanted = condition["operator"], condition.get("match_values", [])
+        if operator == "Any":
+            hit = True
+        elif value is None:
+            hit = False
+        else:
+            if "Lowercase" in condition.get("transforms", []):
+                value = value.lower()
+            if operator in ("GreaterThan", "GreaterThanOrEqual"):
+                if not value.isdigit():
+                    hit = False
+                else:
+                    hit = int(value) > int(wanted[0]) or (
+                        operator == "GreaterThanOrEqual" and int(value) == int(wanted[0])
+                    )
+            elif operator == "Equal":
+                hit = value in wanted
+            elif operator == "Contains":
+                hit = any(w in value for w in wanted)
+            else:
+                raise AssertionError(f"no model for operator {operator}")
+        return hit != bool(condition.get("negation_conditon"))
+
+    return any(
+        r["action"] == "Block" and all(matches(c) for c in r["match_conditions"])
+        for r in rules
+        if r["rule_type"] == "MatchRule"
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "blocked"),
+    [
+        ("POST", {"Content-Length": "1000"}, False),
+        ("POST", {"Content-Length": "99999999"}, True),
+        ("POST", {"Transfer-Encoding": "chunked"}, True),
+        ("POST", {"Transfer-Encoding": "Chunked", "Content-Length": "10"}, True),
+        ("POST", {}, True),
+        ("GET", {}, False),
+    ],
+)
+def test_waf_blocks_every_body_it_cannot_size_chunked_included(method: str, headers: dict[str, str], blocked: bool):
+    rules = spec.waf_custom_rules(Ingress(**PUBLIC["ingress"]), RequestBudget())
+    assert waf_blocks(rules, method, headers) is blocked
 
 
 def test_route_sends_only_the_api_and_waits_for_the_longest_answer():

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from core.config import Ingress, StackConfig
-from core.first_token import Step, timeline_markdown, total_s
+from core.first_token import Step, timeline, timeline_markdown, total_s
 from core.loading import load_config, split_pulumi_config
 from tests.conftest import ROOT
 from tools import preflight
@@ -261,11 +261,24 @@ def test_critical_path_overlaps_the_image_build_with_the_cluster():
 def test_every_first_token_figure_says_whether_it_was_measured_and_where_it_comes_from():
     table = timeline_markdown(config_of("dev"))
     rows = [r for r in table.splitlines()[2:] if "…" not in r and "**" not in r]
-    assert len(rows) == 5 and all("| estimate: " in r or "| measured: " in r for r in rows)
+    assert len(rows) == 7 and all("| estimate: " in r or "| measured: " in r for r in rows)
 
 
 def test_operations_doc_shows_the_dev_time_to_first_token_table():
     assert timeline_markdown(config_of("dev")) in (ROOT / "docs" / "operations.md").read_text()
+
+
+def test_time_to_first_token_counts_both_role_waits_on_the_clusters_path():
+    dev = config_of("dev")
+    steps = timeline(dev, "prebuilt")
+    waits = [s for s in steps if s.name.startswith("role wait:")]
+    assert [(s.low_s, s.high_s) for s in waits] == [(600, 600), (600, 600)]
+    no_wait = dev.model_copy(update={"cluster": dev.cluster.model_copy(update={"role_propagation_seconds": 0})})
+    low, high = total_s(steps)
+    assert (low, high) == tuple(t + 2 * 600 for t in total_s(timeline(no_wait, "prebuilt")))
+    # The build waits for AcrPush first, beside the cluster's path.
+    (build,) = [s for s in timeline(dev, "acr") if s.name.startswith("image build")]
+    assert (build.low_s, build.high_s) == (600 + 55 * 60, 600 + 70 * 60) and build.beside_steps == 3
 
 
 def test_public_endpoint_stacks_need_the_gateways_providers(answers):

@@ -4,9 +4,11 @@ in docs/ci-cd.md names exactly the roles the stack grants."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+import pytest
 import yaml
 
 from core import catalog
@@ -64,3 +66,182 @@ def test_ci_doc_role_condition_names_exactly_the_roles_the_stack_grants():
     readme = (ROOT / "docs" / "ci-cd.md").read_text()
     (listed,) = re.findall(r'^\s*ROLES="([^"]+)"', readme, flags=re.MULTILINE)
     assert {r.strip() for r in listed.split(",")} == set(catalog.STACK_GRANTED_ROLES)
+
+
+# --- the first real run: stacks, pinned tools, one comment -----------------------------------
+
+
+def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).startswith(f"{action}@")]
+
+
+def all_jobs() -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{n}:{j}", job) for n in ("pull-request.yml", "deploy.yml") for j, job in jobs(n).items()]
+
+
+def test_deploys_create_their_stack_on_the_first_run():
+    # pulumi/actions v7.0.0 only selects an existing stack unless upsert is on (src/main.ts), and
+    # nothing else creates dev or prod in the state container.
+    (up,) = steps_using(jobs("deploy.yml")["up"], "pulumi/actions")
+    assert str(up["with"].get("upsert")).lower() == "true"
+
+
+def test_a_stack_ci_created_finds_its_passphrase_salt_in_the_state():
+    # The stack file with the salt CI's first run wrote is not committed back (pulumi/pulumi#17236).
+    for name, job in all_jobs():
+        if (job.get("env") or {}).get("PULUMI_CONFIG_PASSPHRASE"):
+            assert job["env"].get("PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER") == "true", name
+
+
+def test_every_job_that_installs_pulumi_pins_the_cli_to_the_sdk_version():
+    sdk = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), flags=re.MULTILINE)
+    assert sdk
+    for name, job in all_jobs():
+        for step in steps_using(job, "pulumi/actions"):
+            assert step["with"].get("pulumi-version") == "${{ env.PULUMI_VERSION }}", name
+            assert job["env"]["PULUMI_VERSION"] == sdk[1], name
+
+
+def test_kubelogin_is_a_pinned_version_checked_against_the_go_checksum_database():
+    for name, job in all_jobs():
+        text = json.dumps(job["steps"])
+        assert "az aks install-cli" not in text, f"{name}: unpinned kubectl and kubelogin"
+        if "kubelogin" not in text:
+            continue
+        assert re.fullmatch(r"v\d+\.\d+\.\d+", job["env"]["KUBELOGIN_VERSION"]), name
+        (install,) = [s for s in job["steps"] if "go install" in s.get("run", "")]
+        assert 'github.com/Azure/kubelogin@$KUBELOGIN_VERSION"' in install["run"], name
+        # Go's checksum database is on unless something turns it off.
+        env = {**job.get("env", {}), **install.get("env", {})}
+        assert not {"GOSUMDB", "GONOSUMDB", "GONOSUMCHECK", "GOPRIVATE", "GOINSECURE", "GOFLAGS"} & set(env), name
+        assert "GOSUMDB" not in install["run"] and "-insecure" not in install["run"], name
+
+
+def test_the_preview_is_one_comment_found_by_its_marker():
+    preview = jobs("pull-request.yml")["preview"]
+    text = json.dumps(preview["steps"])
+    assert "--edit-last" not in text, "edits the bot's last comment: Pulumi's, overwritten on every push"
+    for step in steps_using(preview, "pulumi/actions"):
+        assert str(step["with"].get("comment-on-pr", "false")).lower() == "false"
+    assert "-m tools.pr_comment" in text
+
+
+# --- tokens: a model of a run's timeline -----------------------------------------------------
+
+# GitHub's ID token lives 5 minutes (decoded in Azure/login#372; Azure/azure-cli#28737); an Entra
+# access token 60-90 minutes (learn.microsoft.com/entra/identity-platform/access-tokens), the
+# shortest taken here.
+ID_TOKEN_SECONDS = 300
+ACCESS_TOKEN_SECONDS = 3600
+# Step lengths in seconds: `make venv` measured at 7.0 min (README, Measurements); building
+# kubelogin with `go install` and `az aks install-cli` estimated; any other step 10 s.
+VENV_SECONDS, GO_INSTALL_SECONDS, INSTALL_CLI_SECONDS, STEP_SECONDS = 420, 120, 60, 10
+# Token requests after Pulumi starts, in seconds: the state backend at `pulumi login` and again
+# when its storage token expires; azure-native at once; kubelogin's first AKS token after at least
+# 16 minutes of cluster creation and the two 600 s role waits; `az acr repository show` after a
+# 70-minute ACR build that starts after the AcrPush role wait (components/image.py).
+ROLE_WAIT = 600
+DEPLOY_REQUESTS = [
+    ("backend", "storage", 0),
+    ("azure-native", "management", 5),
+    ("kubelogin", "aks", 16 * 60 + 2 * ROLE_WAIT),
+    ("az", "management", ROLE_WAIT + 70 * 60),
+    ("backend", "storage", ACCESS_TOKEN_SECONDS + 5),
+]
+PREVIEW_REQUESTS = [("backend", "storage", 0), ("azure-native", "management", 5), ("kubelogin", "aks", 30)]
+
+
+def step_seconds(step: dict[str, Any]) -> int:
+    run = step.get("run", "")
+    return (
+        STEP_SECONDS
+        + VENV_SECONDS * ("make venv" in run)
+        + GO_INSTALL_SECONDS * ("go install" in run)
+        + INSTALL_CLI_SECONDS * ("az aks install-cli" in run)
+    )
+
+
+def runs_pulumi(step: dict[str, Any]) -> bool:
+    uses = str(step.get("uses", ""))
+    return (uses.startswith("pulumi/actions@") and "command" in step.get("with", {})) or bool(
+        re.search(r"^\s*pulumi (preview|up)\b", step.get("run", ""), flags=re.MULTILINE)
+    )
+
+
+def credential(tool: str, job: dict[str, Any], before: list[dict[str, Any]]) -> str:
+    """What each tool signs in with, from the job's environment and the steps before Pulumi:
+    `github` asks GitHub for a new ID token per Entra token, `file` reads a file kept fresh, and
+    `az` reuses the Azure CLI's login (the one assertion azure/login gave it)."""
+    env, text = job.get("env") or {}, json.dumps(before)
+    fresh_file = "AZURE_FEDERATED_TOKEN_FILE=" in text and "-m tools.oidc_token" in text
+    if tool == "azure-native":
+        # ARM_USE_OIDC: a ClientAssertionCredential calling ACTIONS_ID_TOKEN_REQUEST_URL per token
+        # (pulumi-azure-native provider/pkg/provider/auth_azidentity.go, newOidcCredential).
+        return "github" if env.get("ARM_USE_OIDC") == "true" and env.get("ARM_CLIENT_ID") else "az"
+    if tool == "kubelogin":
+        # workloadidentity in a GitHub job: GitHub's endpoint per token (kubelogin provider.go);
+        # the stack files' default is azurecli.
+        return "github" if "-m tools.ci_stack" in text and env.get("AZURE_CLIENT_ID") else "az"
+    if tool == "backend":
+        # azidentity's WorkloadIdentityCredential reads AZURE_FEDERATED_TOKEN_FILE.
+        return "file" if fresh_file and env.get("AZURE_CLIENT_ID") else "az"
+    # tools/ci/bin/az logs the CLI in again from the file before each command.
+    return "file" if fresh_file and "tools/ci/bin" in text else "az"
+
+
+def failed_requests(job: dict[str, Any], requests: list[tuple[str, str, int]]) -> list[str]:
+    clock, login, start = 0, None, None
+    for index, step in enumerate(job["steps"]):
+        if str(step.get("uses", "")).startswith("Azure/login@"):
+            login = clock
+        if runs_pulumi(step):
+            start, before = clock, job["steps"][:index]
+            break
+        clock += step_seconds(step)
+    assert login is not None and start is not None
+    # azure/login's `az login` gets a management token at once; any other scope needs the assertion.
+    cached = {"management": login}
+    failures = []
+    for tool, scope, offset in requests:
+        at = start + offset
+        if credential(tool, job, before) != "az":
+            continue
+        if scope in cached and at - cached[scope] <= ACCESS_TOKEN_SECONDS:
+            continue
+        if at - login > ID_TOKEN_SECONDS:
+            failures.append(f"{tool} asks for a {scope} token {at - login} s after the login: AADSTS700024")
+        else:
+            cached[scope] = at
+    return failures
+
+
+@pytest.mark.parametrize(
+    ("workflow", "job", "requests"),
+    [("deploy.yml", "up", DEPLOY_REQUESTS), ("pull-request.yml", "preview", PREVIEW_REQUESTS)],
+)
+def test_no_azure_token_request_fails_because_the_login_has_aged(workflow: str, job: str, requests: Any):
+    assert failed_requests(jobs(workflow)[job], requests) == []
+
+
+def test_the_login_comes_right_before_pulumi_after_every_install():
+    for workflow, name in (("deploy.yml", "up"), ("pull-request.yml", "preview")):
+        steps = jobs(workflow)[name]["steps"]
+        login = next(i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith("Azure/login@"))
+        assert all(step_seconds(s) == STEP_SECONDS for s in steps[login:]), f"{workflow}: an install after the login"
+
+
+def test_ci_notes_cover_each_topic_and_the_first_deploy_timeline_counts_both_role_waits():
+    notes = (ROOT / "docs" / "ci-cd-notes.md").read_text()
+    headings = re.findall(r"^## (.+)$", notes, flags=re.MULTILINE)
+    assert headings == [
+        "Stacks",
+        "Tokens",
+        "Image builds",
+        "PR comment",
+        "Identities and runner",
+        "Pinned versions",
+        "Public endpoint",
+        "First-deploy timeline",
+    ]
+    (timeline,) = re.findall(r"^## First-deploy timeline\n(.*)", notes, flags=re.MULTILINE | re.DOTALL)
+    assert "role wait 1" in timeline and "role wait 2" in timeline and "600 s" in timeline

@@ -1,0 +1,60 @@
+"""CI's own settings of a stack, written into the checked-out stack file before Pulumi runs and
+never committed: how kubelogin signs in and whose object id the deployer's roles go to.
+
+- `cluster.kubeloginMode: workloadidentity`: in a GitHub Actions job kubelogin then asks GitHub's
+  ID-token endpoint for every new AKS token itself (Azure/kubelogin
+  pkg/internal/token/provider.go, `WorkloadIdentityLogin` with ACTIONS_ID_TOKEN_REQUEST_*), instead
+  of the Azure CLI's login, which has expired by the time the cluster exists (Azure/azure-cli#28708).
+- `cluster.deployerObjectId` and `deployerPrincipalType: ServicePrincipal`: the deploy identity
+  (bootstrap's `deployerObjectId` output, the DEPLOYER_OBJECT_ID variable), so a preview by the
+  read-only identity plans no change to the deployer's role assignments.
+
+pulumi/actions' `config-map` cannot do this: it sets keys without `--path`, so a nested key would
+become a top-level key named `cluster.kubeloginMode`.
+
+    python -m tools.ci_stack --stack dev [--deployer-object-id GUID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.config import PROJECT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ci_settings(deployer_object_id: str | None) -> dict[str, Any]:
+    """The `cluster` keys CI sets (camelCase, as in the stack files)."""
+    settings: dict[str, Any] = {"kubeloginMode": "workloadidentity"}
+    if deployer_object_id:
+        settings |= {"deployerObjectId": deployer_object_id, "deployerPrincipalType": "ServicePrincipal"}
+    return settings
+
+
+def apply(document: dict[str, Any], deployer_object_id: str | None) -> dict[str, Any]:
+    """The stack file's document with CI's `cluster` keys merged in; everything else untouched."""
+    config = dict(document.get("config") or {})
+    key = f"{PROJECT}:cluster"
+    config[key] = {**(config.get(key) or {}), **ci_settings(deployer_object_id)}
+    return {**document, "config": config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--deployer-object-id", default="")
+    args = parser.parse_args(argv)
+    path = ROOT / f"Pulumi.{args.stack}.yaml"
+    document = yaml.safe_load(path.read_text()) or {}
+    path.write_text(yaml.safe_dump(apply(document, args.deployer_object_id or None), sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
