@@ -13,9 +13,17 @@ from tests.conftest import ROOT
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Paths in other projects' trees are written with the project's name first, so that
 # `llama.cpp/tools/server/server.cpp` is never read as our `tools/`.
-OTHER_PROJECTS = ("llama.cpp/", "pulumi/", "pulumi_azure_native/")
+OTHER_PROJECTS = (
+    "llama.cpp/",
+    "pulumi/",
+    "pulumi_azure_native/",
+    "pulumi-azure-native/",
+    "kubelogin/",
+    "azure-sdk-for-go/",
+    "ghcr.io/",
+)
 # Generated or machine-local places: named in the docs, never committed.
-NOT_COMMITTED = ("render/", ".tools/", ".venv", "~", "$", "/")
+NOT_COMMITTED = ("render/", ".tools/", ".venv", "~", "$", "/", "<")
 FILE = re.compile(r"\.(py|sh|ya?ml|json|md|txt|toml|cpp|c|h|cu|go|lock)(:[\d,-]+)?$")
 
 

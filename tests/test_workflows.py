@@ -87,7 +87,7 @@ def test_deploys_create_their_stack_on_the_first_run():
 
 
 def test_a_stack_ci_created_finds_its_passphrase_salt_in_the_state():
-    # The stack file with the salt CI's first run wrote is not committed back (pulumi/pulumi#17236).
+    # The stack file with the salt CI's first run wrote is not committed back (github.com/pulumi/pulumi/issues/17236).
     for name, job in all_jobs():
         if (job.get("env") or {}).get("PULUMI_CONFIG_PASSPHRASE"):
             assert job["env"].get("PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER") == "true", name
@@ -128,7 +128,7 @@ def test_the_preview_is_one_comment_found_by_its_marker():
 
 # --- tokens: a model of a run's timeline -----------------------------------------------------
 
-# GitHub's ID token lives 5 minutes (decoded in Azure/login#372; Azure/azure-cli#28737); an Entra
+# GitHub's ID token lives 5 minutes (decoded in github.com/Azure/login/issues/372; github.com/Azure/azure-cli/issues/28737); an Entra
 # access token 60-90 minutes (learn.microsoft.com/entra/identity-platform/access-tokens), the
 # shortest taken here.
 ID_TOKEN_SECONDS = 300

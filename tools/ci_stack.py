@@ -4,7 +4,7 @@ never committed: how kubelogin signs in and whose object id the deployer's roles
 - `cluster.kubeloginMode: workloadidentity`: in a GitHub Actions job kubelogin then asks GitHub's
   ID-token endpoint for every new AKS token itself (Azure/kubelogin
   pkg/internal/token/provider.go, `WorkloadIdentityLogin` with ACTIONS_ID_TOKEN_REQUEST_*), instead
-  of the Azure CLI's login, which has expired by the time the cluster exists (Azure/azure-cli#28708).
+  of the Azure CLI's login, which has expired by the time the cluster exists (github.com/Azure/azure-cli/issues/28708).
 - `cluster.deployerObjectId` and `deployerPrincipalType: ServicePrincipal`: the deploy identity
   (bootstrap's `deployerObjectId` output, the DEPLOYER_OBJECT_ID variable), so a preview by the
   read-only identity plans no change to the deployer's role assignments.

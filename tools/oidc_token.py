@@ -2,8 +2,8 @@
 mode of each tool reads it instead of the Azure CLI's login, which cannot renew itself.
 
 Why: azure/login hands `az` one GitHub ID token, which lives 5 minutes, and the Azure CLI cannot ask
-for another (Azure/azure-cli#28708, open; the lifetime is measured in Azure/login#372 and
-Azure/azure-cli#28737). Every later request for a token of a new resource, or after the cached one
+for another (github.com/Azure/azure-cli/issues/28708, open; the lifetime is measured in github.com/Azure/login/issues/372 and
+github.com/Azure/azure-cli/issues/28737). Every later request for a token of a new resource, or after the cached one
 expires (60-90 minutes), then fails with AADSTS700024. The tools that read this file:
 - Pulumi's azblob state backend, through azidentity's WorkloadIdentityCredential
   (AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID, AZURE_TENANT_ID). That credential re-reads the file
