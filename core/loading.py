@@ -8,6 +8,7 @@ import json
 import unicodedata
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import yaml
@@ -32,23 +33,23 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
-_offline_render = False
+# Set only inside offline_render(); a context variable, so no module state is rebound.
+_OFFLINE_RENDER: ContextVar[bool] = ContextVar("offline_render", default=False)
 
 
 @contextmanager
 def offline_render() -> Iterator[None]:
     """While the offline render runs the program: what preview and up refuse only because it is
     the shipped example (a documentation range, example.com) shows as a warning instead."""
-    global _offline_render
-    before, _offline_render = _offline_render, True
+    token = _OFFLINE_RENDER.set(True)
     try:
         yield
     finally:
-        _offline_render = before
+        _OFFLINE_RENDER.reset(token)
 
 
 def in_offline_render() -> bool:
-    return _offline_render
+    return _OFFLINE_RENDER.get()
 
 
 def load_config(raw: dict[str, Any], stack: str, refuse_examples: bool = False) -> tuple[StackConfig, list[str]]:

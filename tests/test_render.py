@@ -172,7 +172,9 @@ def test_render_prints_each_preview_warning_once(tmp_path: Path):
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
 def test_shipped_stacks_render_without_warnings(path: Path):
-    """A deliberate choice is stated in the stack's `accepted` config, so a warning always means something."""
+    """A deliberate choice is stated in the stack's `accepted` config, so a warning always means something.
+    The one exception: the shipped prod stack is an example to copy, and its example values (which
+    preview and up refuse) show as warnings in the offline render."""
     name, flat = stack_config(path)
     _, warnings = load_config(split_pulumi_config(flat)[0], name)
-    assert warnings == []
+    assert [w for w in warnings if "is an example value of the shipped" not in w] == []
