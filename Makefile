@@ -23,7 +23,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-job test lint typecheck bench cuda-check clean
+.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -100,8 +100,13 @@ loadtest: $(VENV)/.installed ## load URL with budget-sized image chats (AIPerf, 
 	@test -n "$(URL)" -a -n "$(API_KEY_FILE)" || { echo "make loadtest needs URL=<base url> API_KEY_FILE=<file> [CONFIG=Pulumi.<stack>.yaml] [DURATION=s] [CONCURRENCY=n]"; exit 1; }
 	$(PY) -m tools.loadtest --url "$(URL)" --api-key-file "$(API_KEY_FILE)" --config "$(CONFIG)" --duration "$(DURATION)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)") $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)")
 
-loadtest-job: $(VENV)/.installed ## print the ConfigMap and Job that run make loadtest in the cluster (pipe to kubectl apply -f -)
-	@$(PY) -m tools.loadtest_job --config "$(CONFIG)" --duration "$(DURATION)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
+loadtest-image: $(VENV)/.installed ## build image/loadtest (AIPerf, tokenizer) with STACK's builder into its registry; print its digest
+	@tools/cloud-tools.sh loadtest-image pulumi az
+	$(PY) -m tools.loadtest_image --config "$(CONFIG)" --registry "$$(pulumi stack output registryLoginServer --stack $(STACK))"
+
+loadtest-job: $(VENV)/.installed ## print the ConfigMap, NetworkPolicy and Job that run make loadtest in the cluster, LOADTEST_IMAGE by digest (pipe to kubectl apply -f -)
+	@test -n "$(LOADTEST_IMAGE)" || { echo "make loadtest-job needs LOADTEST_IMAGE=<ref@sha256:...>, which make loadtest-image prints"; exit 1; }
+	@$(PY) -m tools.loadtest_job --config "$(CONFIG)" --image "$(LOADTEST_IMAGE)" --duration "$(DURATION)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
 
 BOOTSTRAP_STACK ?= ci
 bootstrap: ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings

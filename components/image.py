@@ -19,6 +19,7 @@ from core.catalog import CUDA_BASE_DIGESTS
 from core.config import Image
 
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
+LOADTEST_DIR = IMAGE_DIR / "loadtest"
 # ACR accepts this user name with a refresh token as the password (`az acr login --expose-token`).
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 # The ACR Tasks run's limit (`az acr build --timeout`, seconds): the CUDA compile alone took 54 min
@@ -51,7 +52,9 @@ def content_tag(image: Image, directory: Path = IMAGE_DIR) -> str:
     """`<release>-<hash>`: the hash covers every file of image/ and the build args, so an unchanged
     image keeps its tag and shows no diff in preview, and any change gets a new tag."""
     digest = hashlib.sha256(json.dumps(build_args(image), sort_keys=True).encode())
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    # image/loadtest/ is another image (make loadtest-image): a change there rebuilds nothing here.
+    files = (p for p in directory.rglob("*") if p.is_file() and LOADTEST_DIR not in p.parents)
+    for path in sorted(files):
         digest.update(path.relative_to(directory).as_posix().encode())
         digest.update(path.read_bytes())
     return f"{image.llama_cpp_release}-{digest.hexdigest()[:12]}"

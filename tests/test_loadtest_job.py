@@ -23,8 +23,12 @@ from tools.render import stack_config
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
+# A reference of the form `make loadtest-image` prints.
+IMAGE = "llamacpp.azurecr.io/llamacpp-loadtest@sha256:" + "ab" * 32
+
+
 def manifests(stack_file: Path) -> list[dict]:
-    return list(yaml.safe_load_all(loadtest_job.job_manifests(stack_file, 60, None)))
+    return list(yaml.safe_load_all(loadtest_job.job_manifests(stack_file, IMAGE, 60, None)))
 
 
 def job_of(docs: list[dict]) -> dict:
@@ -43,7 +47,7 @@ def test_job_and_config_map_validate_against_the_stacks_kubernetes_version(stack
 
 @pytest.mark.external
 def test_checkov_finds_no_failed_check_in_the_job(tmp_path):
-    (tmp_path / "loadtest.yaml").write_text(loadtest_job.job_manifests(STACK_FILES[0], 60, None))
+    (tmp_path / "loadtest.yaml").write_text(loadtest_job.job_manifests(STACK_FILES[0], IMAGE, 60, None))
     result = subprocess.run(
         [str(CHECKOV), "--skip-download", "--quiet", "--framework", "kubernetes", "-d", str(tmp_path), "-o", "json"],
         capture_output=True,
@@ -102,3 +106,27 @@ def test_the_jobs_dns_egress_is_the_serving_pods():
 
 def test_the_job_mounts_the_key_with_the_servers_file_mode():
     assert loadtest_job.SECRET_FILE_MODE == serving.SECRET_FILE_MODE
+
+
+def test_the_job_runs_its_image_by_digest_and_installs_nothing():
+    (container,) = job_of(manifests(STACK_FILES[0]))["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == IMAGE
+    script = " ".join(container["command"])
+    assert "pip" not in script and "venv" not in script.replace("/opt/aiperf/venv", "")
+    assert f"--tokenizer {loadtest_job.TOKENIZER_DIR}" in script
+
+
+@pytest.mark.parametrize(
+    "image", ["python:3.11-slim", "llamacpp.azurecr.io/llamacpp-loadtest:aiperf-1", "x@sha256:" + "0" * 64 + ";sh"]
+)
+def test_an_image_not_given_by_digest_is_refused(image):
+    with pytest.raises(SystemExit, match="is not a reference by digest"):
+        loadtest_job.job_manifests(STACK_FILES[0], image, 60, None)
+
+
+def test_the_jobs_only_egress_is_dns_and_the_servers_port():
+    (policy,) = [d for d in manifests(STACK_FILES[0]) if d["kind"] == "NetworkPolicy"]
+    egress = policy["spec"]["egress"]
+    assert egress[0] == loadtest_job.DNS_EGRESS
+    assert len(egress) == 2 and egress[1]["to"] and all(p["port"] != 443 for p in egress[1]["ports"])
+    assert all(rule.get("to") for rule in egress), "an egress rule without peers allows every address"

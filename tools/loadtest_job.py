@@ -1,20 +1,22 @@
 """The in-cluster `make loadtest`: a ConfigMap holding tools/loadtest.py (and the few pure modules it
-imports) and a Job that installs AIPerf and runs it against the stack's Service with the stack's API
-key Secret, printing the same table to its log.
+imports) and a Job that runs it against the stack's Service with the stack's API key Secret,
+printing the same table to its log.
 
-usage: python -m tools.loadtest_job --config Pulumi.<stack>.yaml [--duration 60] [--concurrency N] | kubectl apply -f -
+usage: python -m tools.loadtest_job --config Pulumi.<stack>.yaml --image <ref@sha256:...> [--duration 60] [--concurrency N] | kubectl apply -f -
        kubectl -n <namespace> logs -f job/<stack>-loadtest
 
-The Job runs in the serving namespace (its NetworkPolicy admits callers from the namespace itself)
-under Pod Security `restricted`. The cluster has no user CPU pool, so it tolerates the system pool's
-CriticalAddonsOnly taint: a load client is light next to the server it measures. It needs egress to
-the Python package index (AIPerf) and to Hugging Face (the Qwen2-VL tokenizer AIPerf sizes prompts
-with).
+The image (`make loadtest-image`, image/loadtest/Dockerfile) holds AIPerf and Qwen2-VL's tokenizer
+and is deployed by digest, so the Job installs nothing and its NetworkPolicy lets it reach DNS and
+the server's port only. It runs in the serving namespace (whose NetworkPolicy admits callers from
+the namespace itself) under Pod Security `restricted`. The cluster has no user CPU pool, so it
+tolerates the system pool's CriticalAddonsOnly taint: a load client is light next to the server it
+measures.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,14 @@ from core import labels
 from tools import loadtest
 from tools.verify import load_stack
 
-# The image the Job runs: Python of the version this project uses, slim (pip installs AIPerf).
-IMAGE = "python:3.11-slim"
+# Where image/loadtest/Dockerfile puts AIPerf's Python and the tokenizer.
+AIPERF_PYTHON = "/opt/aiperf/venv/bin/python"
+TOKENIZER_DIR = "/opt/tokenizer"
+# Only a reference by digest: a re-pushed tag can never change what runs.
+IMAGE_REF = re.compile(r"^[a-z0-9.-]+(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 UID = 10003  # a uid of its own, not the server's
 APP_DIR = "/app"  # the ConfigMap's files
-WORK_DIR = "/work"  # an emptyDir: the venv, Hugging Face cache, AIPerf's artifacts
+WORK_DIR = "/work"  # an emptyDir: AIPerf's artifacts and temporary files
 SECRET_DIR = "/secrets"
 # What the ConfigMap carries: the tool and the pure modules it imports, by repository path.
 FILES = (
@@ -40,7 +45,6 @@ FILES = (
     "core/__init__.py",
     "core/catalog.py",
     "core/metrics.py",
-    "requirements-aiperf.lock.txt",
 )
 # What the serving pods use (specs/k8s.py, specs/serving.py), written out because tools do not
 # import specs (tests/test_layout.py); tests/test_loadtest_job.py fails if they drift apart.
@@ -65,12 +69,9 @@ DNS_EGRESS = {
     "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
 }
-SKIPS = {
-    "checkov.io/skip1": f"CKV_K8S_43=a stock Python image by tag ({IMAGE}): the Job installs AIPerf into it at start",
-}
 
 
-# Room for installing AIPerf and the probe before the load starts, and for the last answers after it.
+# Room for pulling the image and the probe before the load starts, and for the last answers after it.
 SETUP_SECONDS = 1800
 
 
@@ -93,9 +94,14 @@ def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 ManifestDumper.add_representer(str, _text)
 
 
-def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> str:
+def job_manifests(config_path: Path, image: str, duration: int, concurrency: int | None) -> str:
     from tools.render import stack_config
 
+    if not IMAGE_REF.fullmatch(image):
+        raise SystemExit(
+            f"--image {image[:200]!r} is not a reference by digest (<registry>/<repository>@sha256:<64 hex>); "
+            "make loadtest-image prints one"
+        )
     stack, _ = stack_config(config_path)
     c = load_stack(config_path)
     plan = loadtest.plan_from_config(config_path)
@@ -103,11 +109,10 @@ def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> 
     namespace, server, name = names.namespace, names.server, names.loadtest
     meta_labels = labels.labels(stack, "loadtest", c.image.llama_cpp_release)
     url = f"http://{server}.{namespace}.svc.cluster.local:{c.service.port}"
-    venv = f"{WORK_DIR}/venv"
     script = (
-        f"mkdir -p {WORK_DIR}/tmp && python -m venv {venv} && {venv}/bin/pip install --quiet --no-cache-dir --require-hashes -r {APP_DIR}/requirements-aiperf.lock.txt"
-        f' && cd {APP_DIR} && {venv}/bin/python -m tools.loadtest --url "$URL" --api-key-file {SECRET_DIR}/{labels.API_KEY_FILE}'
-        f' --plan "$PLAN" --duration {duration} --concurrency {concurrency or plan.parallel} --python {venv}/bin/python'
+        f'mkdir -p {WORK_DIR}/tmp && cd {APP_DIR} && {AIPERF_PYTHON} -m tools.loadtest --url "$URL"'
+        f' --api-key-file {SECRET_DIR}/{labels.API_KEY_FILE} --plan "$PLAN" --duration {duration}'
+        f" --concurrency {concurrency or plan.parallel} --tokenizer {TOKENIZER_DIR} --python {AIPERF_PYTHON}"
     )
     config_map = {
         "apiVersion": "v1",
@@ -117,15 +122,13 @@ def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> 
     }
     container = {
         "name": "loadtest",
-        "image": IMAGE,
-        "imagePullPolicy": "Always",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",  # by digest: what is on the node is what was asked for
         "command": ["sh", "-c", script],
         "env": [
             {"name": "URL", "value": url},
             {"name": "PLAN", "value": loadtest.plan_json(plan)},
             {"name": "HOME", "value": WORK_DIR},
-            {"name": "HF_HOME", "value": f"{WORK_DIR}/hf"},
-            {"name": "CACHE_DIR", "value": f"{WORK_DIR}/cache"},
             {"name": "TMPDIR", "value": f"{WORK_DIR}/tmp"},  # the root filesystem is read-only
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         ],
@@ -141,7 +144,7 @@ def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> 
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": meta_labels, "annotations": SKIPS},
+        "metadata": {"name": name, "namespace": namespace, "labels": meta_labels},
         "spec": {
             "backoffLimit": 0,  # a load run is not retried: a second one would measure another thing
             "activeDeadlineSeconds": duration + SETUP_SECONDS,
@@ -187,8 +190,6 @@ def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> 
                     "to": [{"podSelector": {"matchLabels": labels.selector(stack, "server")}}],
                     "ports": [{"port": c.server.port, "protocol": "TCP"}],
                 },
-                # The package index (AIPerf) and Hugging Face (the tokenizer).
-                {"ports": [{"port": 443, "protocol": "TCP"}]},
             ],
         },
     }
@@ -198,10 +199,11 @@ def job_manifests(config_path: Path, duration: int, concurrency: int | None) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, type=Path, help="the stack's Pulumi.<stack>.yaml")
+    parser.add_argument("--image", required=True, help="the load-test image by digest (make loadtest-image)")
     parser.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
     parser.add_argument("--concurrency", type=int, help="requests in flight (default server.parallel)")
     args = parser.parse_args(argv)
-    print(job_manifests(args.config, args.duration, args.concurrency), end="")
+    print(job_manifests(args.config, args.image, args.duration, args.concurrency), end="")
     return 0
 
 
