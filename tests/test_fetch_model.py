@@ -54,6 +54,18 @@ def fetch(
     )
 
 
+def fetch_url(url: str, volume: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The script fetching `url` into the volume's model.gguf, with these extra variables."""
+    return subprocess.run(
+        ["sh", str(SCRIPT), url, str(volume / "model.gguf"), DIGEST],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
+
+
 def test_fresh_download_is_verified_and_put_in_place(server, volume):
     result = fetch(server, volume)
     assert result.returncode == 0, result.stderr
@@ -414,14 +426,7 @@ def test_a_redirect_from_https_to_http_is_refused(server, volume, tls, tmp_path)
     context, env = tls
     secure = FileServer(tmp_path / "served", tls=context, redirects={"/model.gguf": server.url("model.gguf")})
     try:
-        result = subprocess.run(
-            ["sh", str(SCRIPT), secure.url("model.gguf"), str(volume / "model.gguf"), DIGEST],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-            timeout=60,
-            check=False,
-        )
+        result = fetch_url(secure.url("model.gguf"), volume, env)
     finally:
         secure.close()
     assert result.returncode == 1, result.stderr
@@ -437,14 +442,7 @@ def test_a_redirect_from_https_to_https_is_followed(volume, tls, tmp_path):
     (tmp_path / "served").mkdir(exist_ok=True)
     (tmp_path / "served" / "model.gguf").write_bytes(PAYLOAD)
     try:
-        result = subprocess.run(
-            ["sh", str(SCRIPT), secure.url("moved.gguf"), str(volume / "model.gguf"), DIGEST],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-            timeout=60,
-            check=False,
-        )
+        result = fetch_url(secure.url("moved.gguf"), volume, env)
     finally:
         secure.close()
         target.close()
@@ -511,14 +509,7 @@ def test_every_curl_failure_is_said_in_words(server, volume, tls, case, words):
     if case in ("forbidden", "server error"):
         url = f"http://127.0.0.1:{scripted.port}/model.gguf"
     try:
-        result = subprocess.run(
-            ["sh", str(SCRIPT), url, str(volume / "model.gguf"), DIGEST],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-            timeout=60,
-            check=False,
-        )
+        result = fetch_url(url, volume, env)
     finally:
         scripted.close()
         if case == "redirect loop":
