@@ -11,6 +11,7 @@ The sizes come from llama-server's own load log (at -lv 4), in MiB with two deci
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from types import ModuleType
@@ -54,9 +55,12 @@ def config_for(model: TinyModel, type_k: str, type_v: str, unified: bool) -> Sta
     s = head32_shape()
     raw = {
         "model": {
+            # Another file needs its own digest and size (the config refuses a stale pin).
             "file": model.text.name,
+            "sha256": hashlib.sha256(model.text.read_bytes()).hexdigest(),
             "sizeBytes": model.text.stat().st_size,
             "mmprojFile": model.mmproj.name,
+            "mmprojSha256": hashlib.sha256(model.mmproj.read_bytes()).hexdigest(),
             "mmprojSizeBytes": model.mmproj.stat().st_size,
             "architecture": {
                 "layers": s.layers,
