@@ -215,6 +215,32 @@ def test_waf_blocks_every_body_it_cannot_size_chunked_included(method: str, head
     assert waf_blocks(rules, method, headers) is blocked
 
 
+# What the newest stored copy of Microsoft's page lists as unsupported on a WAF policy associated
+# with Application Gateway for Containers (learn.microsoft.com/azure/web-application-firewall/ag/
+# waf-application-gateway-for-containers-overview, "Limitations", ms.date 2025-11-10): CRS managed
+# rules, Bot Manager 0.1, JavaScript challenge and CAPTCHA actions, a custom block response, the
+# X-Forwarded-For variable in custom rules, the HTTP DDoS rule set, and a policy in another region
+# or subscription. Rate-limit custom rules are not on that list.
+def test_waf_policy_uses_nothing_microsoft_lists_as_unsupported_on_the_gateway(public):
+    (policy,) = of_type(public, "azure-native:network:WebApplicationFirewallPolicy")
+    (gateway,) = of_type(public, "azure-native:servicenetworking:TrafficControllerInterface")
+    sets = policy.inputs["managedRules"]["managedRuleSets"]
+    assert {s["ruleSetType"] for s in sets} == {"Microsoft_DefaultRuleSet"}  # DRS only: no CRS, no DDoS set
+    settings = policy.inputs["policySettings"]
+    assert not {k for k in settings if k.startswith("customBlockResponse")}
+    rules = policy.inputs["customRules"]
+    assert {r["action"] for r in rules} == {"Block"}  # no JSChallenge, no CAPTCHA
+    variables = [v["variableName"] for r in rules for c in r["matchConditions"] for v in c["matchVariables"]]
+    variables += [
+        v["variableName"] for r in rules for g in r.get("groupByUserSession", []) for v in g["groupByVariables"]
+    ]
+    assert variables and not [v for v in variables if "XFF" in v or "Forwarded" in v]
+    headers = [v.get("selector", "") for r in rules for c in r["matchConditions"] for v in c["matchVariables"]]
+    assert "x-forwarded-for" not in {h.lower() for h in headers}
+    assert policy.inputs["location"] == gateway.inputs["location"]  # same region (and subscription)
+    assert "RateLimitRule" in {r["ruleType"] for r in rules}
+
+
 def test_route_sends_only_the_api_and_waits_for_the_longest_answer():
     ingress, budget = Ingress(**PUBLIC["ingress"]), RequestBudget(outputTokens=500)
     route = spec.api_route_spec(ingress, budget, "gw", "svc", 8008)
