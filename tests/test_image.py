@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from components.image import (
+from components.image import acr_refresh_token
+from core.config import StackConfig
+from core.image import (
     ACR_BUILD_TIMEOUT_SECONDS,
     acr_build_script,
-    acr_refresh_token,
     build_args,
     content_tag,
     digest_ref,
 )
-from core.config import StackConfig
 from tests.conftest import ROOT, of_type, one, run_stack
 
 COMMAND = "command:local:Command"
@@ -172,9 +172,9 @@ def test_deployment_runs_the_acr_build_by_digest(acr):
 
 
 def test_dockerfile_builds_from_the_digests_the_catalog_pins():
-    from components.image import IMAGE_DIR, build_args
     from core.catalog import CUDA_BASE_DIGESTS
     from core.config import Image
+    from core.image import IMAGE_DIR, build_args
 
     dockerfile = (IMAGE_DIR / "Dockerfile").read_text()
     devel, runtime = CUDA_BASE_DIGESTS[Image().cuda_version]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from components.image import IMAGE_DIR
-from components.image import content_tag as server_tag
 from core.config import Image
+from core.image import IMAGE_DIR
+from core.image import content_tag as server_tag
 from tests.conftest import ROOT
 from tools import loadtest_image
 

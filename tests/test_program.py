@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from components.image import build_args, content_tag
 from core.catalog import ACR_PULL as ACR_PULL_ROLE
 from core.catalog import ACR_PUSH as ACR_PUSH_ROLE
 from core.config import StackConfig
+from core.image import build_args, content_tag
 from core.labels import ServingNames
 from core.server_args import ServerPaths, llama_server_args
 from tests.conftest import named, of_type, one, only, preview_problems, run_stack, unsecret

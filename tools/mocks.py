@@ -135,7 +135,7 @@ def _docker_image(inputs: dict[str, Any], name: str, location: str) -> dict[str,
 
 
 def _acr_build(inputs: dict[str, Any], name: str, location: str) -> dict[str, Any]:
-    # The ACR build prints the pushed digest (components/image.py, acr_build_script).
+    # The ACR build prints the pushed digest (core/image.py, acr_build_script).
     image = inputs.get("environment", {}).get("IMAGE", name)
     return {"stdout": f"sha256:{hashlib.sha256(image.encode()).hexdigest()}\n"}
 

@@ -19,16 +19,8 @@ from typing import Any
 
 import yaml
 
-from core.config import PROJECT, shown
-from core.loading import (
-    ConfigError,
-    StackFileProblem,
-    load_config,
-    offline_render,
-    parse_stack_file,
-    plaintext_secrets,
-    split_pulumi_config,
-)
+from core.config import PROJECT
+from core.loading import ConfigError, load_config, offline_render, split_pulumi_config, stack_config
 from core.skips import skips_for
 from core.summary import summary_data, summary_markdown
 from tools.mocks import ARM_TYPES, Recorded, RenderMocks, arm_identity
@@ -209,54 +201,6 @@ def manifests(resources: list[Recorded]) -> list[dict[str, Any]]:
         return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), o["metadata"]["name"])
 
     return sorted(objs, key=order)
-
-
-def stack_config(path: Path) -> tuple[str, dict[str, str]]:
-    """Stack name and Pulumi's flat config map from a Pulumi.<stack>.yaml (secrets left out).
-
-    Every way the file itself can be wrong is a ConfigError with one sentence, as the program's
-    own config errors are: a user runs this by hand, and a traceback helps no one.
-    """
-    match = re.fullmatch(r"Pulumi\.(.+)\.yaml", path.name)
-    if not match:
-        raise ConfigError(
-            [f"{path} is not named Pulumi.<stack>.yaml; pass --config with a stack file such as Pulumi.dev.yaml."]
-        )
-    try:
-        doc = parse_stack_file(path.read_bytes())
-    except StackFileProblem as err:
-        raise ConfigError([f"{path}: {err}"]) from None
-    except FileNotFoundError:
-        raise ConfigError(
-            [f"{path} does not exist; pass --config with a stack file such as Pulumi.dev.yaml."]
-        ) from None
-    except OSError as err:
-        raise ConfigError([f"{path} cannot be read ({err.strerror}); check the path and its permissions."]) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = getattr(err, "problem", None) or "not valid YAML"
-        raise ConfigError([f"{path} is not valid YAML{where} ({what}); fix the syntax there."]) from None
-    config = doc.get("config") or {}
-    if not isinstance(config, dict):
-        raise ConfigError(
-            [
-                f"{path}: config={shown(config)} is not a mapping; write one key per setting under "
-                f"config:, such as llamacpp-aks:server."
-            ]
-        )
-    flat: dict[str, str] = {}
-    secure: set[str] = set()
-    for key, value in config.items():
-        full = str(key) if ":" in str(key) else f"{PROJECT}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            secure.add(full)  # encrypted; the render cannot and need not decrypt it
-            continue
-        flat[full] = value if isinstance(value, str) else json.dumps(value, default=str)
-    plaintext = plaintext_secrets(flat, secure)
-    if plaintext:
-        raise ConfigError(plaintext)
-    return match.group(1), flat
 
 
 def _program_log() -> logging.Logger:

@@ -27,18 +27,10 @@ from typing import Any
 
 from core import rules, sizing
 from core.config import StackConfig
-from core.loading import ConfigError, load_config, split_pulumi_config
+from core.loading import ConfigError, load_stack
 from tools.server_client import Client, chat_body, image_side_for, png, read_key
 
 CHAT_MAX_TOKENS = 8  # enough to see an answer; the check is about the request fitting, not its length
-
-
-def load_stack(path: Path) -> StackConfig:
-    from tools.render import stack_config  # the render's reader of Pulumi.<stack>.yaml
-
-    stack, flat = stack_config(path)
-    raw, _ = split_pulumi_config(flat)
-    return load_config(raw, stack)[0]
 
 
 def check_health(client: Client, c: StackConfig) -> list[str]:
