@@ -35,6 +35,8 @@ STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
 # The repo's stacks and a test stack with the public endpoint on: every render check runs on these.
 RENDERED_STACK_FILES = [*STACK_FILES, ROOT / "tests" / "fixtures" / "Pulumi.public.yaml"]
 WORKFLOWS = ROOT / ".github" / "workflows"
+# The interpreter new venvs are made from (the Makefile's PYTHON), not .venv's own copy of it.
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 
 
 def flat_config(raw: dict[str, Any]) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 
 from core.image import content_tag
 from core.loading import load_stack
-from tests.conftest import ROOT
+from tests.conftest import BASE_PYTHON, ROOT
 from tools import lock_subset
 from tools.image_job import REQUIREMENTS
 
@@ -181,8 +181,6 @@ def test_the_jobs_requirements_are_the_lock_files_own_entries():
 def test_the_job_runs_in_a_venv_holding_only_its_requirements(tmp_path: Path):
     """What the workflow's image job does: a new venv, the lock file's entries for REQUIREMENTS
     installed with their hashes and no other package, then the job itself."""
-    from tests.test_requirements import BASE_PYTHON
-
     venv = tmp_path / "venv"
     subprocess.run([BASE_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
     requirements = tmp_path / "image-job.txt"

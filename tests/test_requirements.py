@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import BASE_PYTHON, ROOT
 
 SOURCES = ("requirements.txt", "requirements-dev.txt", "requirements-checkov.txt", "requirements-aiperf.txt")
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==(\S+)")
@@ -82,10 +81,6 @@ def _dry_run_install(lock: Path, workdir: Path) -> subprocess.CompletedProcess[s
         text=True,
         check=False,
     )
-
-
-# The interpreter the venvs are made from (the Makefile's PYTHON), not .venv's own copy of it.
-BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 
 
 @pytest.mark.install

@@ -28,9 +28,15 @@ def test_previews_log_in_as_the_read_only_identity():
     assert login["client-id"] == "${{ vars.AZURE_PREVIEW_CLIENT_ID }}"
 
 
+STACKS = ("dev", "prod")
+UP_JOBS = tuple(f"up-{stack}" for stack in STACKS)
+IMAGE_JOBS = tuple(f"image-{stack}" for stack in STACKS)
+
+
 def test_deploys_log_in_as_the_deploy_identity():
-    (login,) = logins(jobs("deploy.yml")["up"])
-    assert login["client-id"] == "${{ vars.AZURE_CLIENT_ID }}"
+    for name in UP_JOBS + IMAGE_JOBS:
+        (login,) = logins(jobs("deploy.yml")[name])
+        assert login["client-id"] == "${{ vars.AZURE_CLIENT_ID }}", name
 
 
 def test_pull_requests_never_run_in_the_prod_environment():
@@ -48,18 +54,62 @@ def test_every_passphrase_comes_from_an_environment_secret_of_its_job():
 
 def test_previews_and_deploys_never_share_a_concurrency_group():
     preview = jobs("pull-request.yml")["preview"]["concurrency"]["group"]
-    deploy = jobs("deploy.yml")["up"]["concurrency"]
-    assert preview.startswith("preview-") and deploy["group"].startswith("deploy-")
+    deploy = jobs("deploy.yml")
+    assert preview.startswith("preview-")
+    assert [deploy[name]["concurrency"]["group"] for name in UP_JOBS + IMAGE_JOBS] == [
+        "deploy-dev",
+        "deploy-prod",
+        "image-dev",
+        "image-prod",
+    ]
 
 
-def test_nothing_cancels_a_deploy():
-    assert jobs("deploy.yml")["up"]["concurrency"]["cancel-in-progress"] is False
+def test_nothing_cancels_a_deploy_or_an_image_build():
+    for name, job in jobs("deploy.yml").items():
+        assert job["concurrency"]["cancel-in-progress"] is False, name
 
 
 def test_prod_deploys_on_the_runner_named_by_a_repository_variable():
-    up = jobs("deploy.yml")["up"]
-    prod = next(i for i in up["strategy"]["matrix"]["include"] if i["stack"] == "prod")
-    assert up["runs-on"] == "${{ matrix.runner }}" and prod["runner"] == "${{ vars.PROD_RUNNER_LABEL }}"
+    deploy = jobs("deploy.yml")
+    for stack in STACKS:
+        runner = "${{ vars.PROD_RUNNER_LABEL }}" if stack == "prod" else "ubuntu-24.04"
+        assert deploy[f"up-{stack}"]["runs-on"] == deploy[f"image-{stack}"]["runs-on"] == runner
+
+
+# --- image builds: their own job per stack, before that stack's up ---------------------------
+
+
+def test_each_up_waits_for_its_own_image_job_and_prods_image_starts_at_once():
+    deploy = jobs("deploy.yml")
+    assert set(deploy) == set(UP_JOBS + IMAGE_JOBS)
+    assert deploy["up-dev"]["needs"] == "image-dev"
+    assert set(deploy["up-prod"]["needs"]) == {"up-dev", "image-prod"}  # dev first, then prod
+    # Prod's build runs beside dev's jobs, so prod's up never waits an hour for it after dev.
+    assert "needs" not in deploy["image-dev"] and "needs" not in deploy["image-prod"]
+
+
+def test_both_stacks_run_the_same_steps_with_their_own_stack_and_environment():
+    deploy = jobs("deploy.yml")
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    assert text.count("steps: *up-steps") == 1 and text.count("steps: *image-steps") == 1
+    for kind in ("up", "image"):
+        dev, prod = deploy[f"{kind}-dev"], deploy[f"{kind}-prod"]
+        assert dev["steps"] == prod["steps"]
+        assert {**dev["env"], "STACK": "x"} == {**prod["env"], "STACK": "x"}, f"{kind}: env blocks differ"
+        for stack, job in (("dev", dev), ("prod", prod)):
+            assert job["environment"] == job["env"]["STACK"] == stack
+
+
+def test_the_image_job_installs_exactly_what_it_imports():
+    from tools.image_job import REQUIREMENTS
+
+    (install,) = [s for s in jobs("deploy.yml")["image-dev"]["steps"] if "lock_subset.py" in s.get("run", "")]
+    words = install["run"].replace("\\\n", " ").split()
+    start = words.index("requirements.lock.txt") + 1
+    assert tuple(words[start : words.index(">")]) == REQUIREMENTS
+    assert "--require-hashes --no-deps" in " ".join(words)
+    (job,) = [s for s in jobs("deploy.yml")["image-dev"]["steps"] if "-m tools.image_job" in s.get("run", "")]
+    assert '--config "Pulumi.$STACK.yaml"' in job["run"]
 
 
 def test_ci_doc_role_condition_names_exactly_the_roles_the_stack_grants():
@@ -82,8 +132,9 @@ def all_jobs() -> list[tuple[str, dict[str, Any]]]:
 def test_deploys_create_their_stack_on_the_first_run():
     # pulumi/actions v7.0.0 only selects an existing stack unless upsert is on (src/main.ts), and
     # nothing else creates dev or prod in the state container.
-    (up,) = steps_using(jobs("deploy.yml")["up"], "pulumi/actions")
-    assert str(up["with"].get("upsert")).lower() == "true"
+    for name in UP_JOBS:
+        (up,) = steps_using(jobs("deploy.yml")[name], "pulumi/actions")
+        assert str(up["with"].get("upsert")).lower() == "true", name
 
 
 def test_a_stack_ci_created_finds_its_passphrase_salt_in_the_state():
@@ -149,6 +200,9 @@ DEPLOY_REQUESTS = [
     ("backend", "storage", ACCESS_TOKEN_SECONDS + 5),
 ]
 PREVIEW_REQUESTS = [("backend", "storage", 0), ("azure-native", "management", 5), ("kubelogin", "aks", 30)]
+# The image job (tools/image_job.py): `az group exists` and `az acr list` at once, the tag's
+# `acr repository show`, then `acr build` and, after a 70-minute build, `acr repository show` again.
+IMAGE_REQUESTS = [("az", "management", 0), ("az", "management", 5), ("az", "management", 5 + 70 * 60)]
 
 
 def step_seconds(step: dict[str, Any]) -> int:
@@ -162,9 +216,12 @@ def step_seconds(step: dict[str, Any]) -> int:
 
 
 def runs_pulumi(step: dict[str, Any]) -> bool:
+    """Whether the step starts what asks Azure for tokens: Pulumi, or the image job's tool."""
     uses = str(step.get("uses", ""))
-    return (uses.startswith("pulumi/actions@") and "command" in step.get("with", {})) or bool(
-        re.search(r"^\s*pulumi (preview|up)\b", step.get("run", ""), flags=re.MULTILINE)
+    return (
+        (uses.startswith("pulumi/actions@") and "command" in step.get("with", {}))
+        or bool(re.search(r"^\s*pulumi (preview|up)\b", step.get("run", ""), flags=re.MULTILINE))
+        or "-m tools.image_job" in step.get("run", "")
     )
 
 
@@ -217,14 +274,20 @@ def failed_requests(job: dict[str, Any], requests: list[tuple[str, str, int]]) -
 
 @pytest.mark.parametrize(
     ("workflow", "job", "requests"),
-    [("deploy.yml", "up", DEPLOY_REQUESTS), ("pull-request.yml", "preview", PREVIEW_REQUESTS)],
+    [
+        ("deploy.yml", "up-dev", DEPLOY_REQUESTS),
+        ("deploy.yml", "up-prod", DEPLOY_REQUESTS),
+        ("deploy.yml", "image-dev", IMAGE_REQUESTS),
+        ("deploy.yml", "image-prod", IMAGE_REQUESTS),
+        ("pull-request.yml", "preview", PREVIEW_REQUESTS),
+    ],
 )
 def test_no_azure_token_request_fails_because_the_login_has_aged(workflow: str, job: str, requests: Any):
     assert failed_requests(jobs(workflow)[job], requests) == []
 
 
 def test_the_login_comes_right_before_pulumi_after_every_install():
-    for workflow, name in (("deploy.yml", "up"), ("pull-request.yml", "preview")):
+    for workflow, name in [("deploy.yml", job) for job in jobs("deploy.yml")] + [("pull-request.yml", "preview")]:
         steps = jobs(workflow)[name]["steps"]
         login = next(i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith("Azure/login@"))
         assert all(step_seconds(s) == STEP_SECONDS for s in steps[login:]), f"{workflow}: an install after the login"
