@@ -20,6 +20,7 @@ OTHER_PROJECTS = (
     "pulumi-azure-native/",
     "kubelogin/",
     "azure-sdk-for-go/",
+    "azure-cli/",
     "ghcr.io/",
 )
 # Generated or machine-local places: named in the docs, never committed.

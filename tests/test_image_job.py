@@ -82,7 +82,9 @@ def test_a_missing_tag_is_built_with_the_programs_script_and_tag(tmp_path: Path)
         ["acr", "build"],
         ["acr", "repository"],
     ]
-    assert "--resource-group llamacpp-dev-rg" in calls[1]
+    # tsv whatever the runner's `core.output` default: a table would read as "no registry yet".
+    assert calls[0] == "group exists --name llamacpp-dev-rg --output tsv"
+    assert "--resource-group llamacpp-dev-rg" in calls[1] and calls[1].endswith("--output tsv")
     build = calls[3].split()
     assert build[build.index("--registry") + 1] == "llamacppdevacrab12cd"
     assert build[build.index("--image") + 1] == tag
@@ -137,7 +139,7 @@ def test_signed_out_or_two_registries_is_a_sentence(tmp_path: Path):
     (tmp_path / "b").mkdir()
     signed_out, _, _ = run_job(tmp_path / "a", stack_file(tmp_path), {})
     assert signed_out.returncode == 1 and "Traceback" not in signed_out.stderr
-    assert "`az group exists --name llamacpp-dev-rg` failed" in signed_out.stderr
+    assert "`az group exists --name llamacpp-dev-rg --output tsv` failed" in signed_out.stderr
     assert "signed in as the stack's deploy identity" in signed_out.stderr
     servers = {"group": "true\n", "servers": "a.azurecr.io\nb.azurecr.io"}
     two, _, _ = run_job(tmp_path / "b", stack_file(tmp_path), servers)
@@ -187,7 +189,7 @@ def test_the_job_runs_in_a_venv_holding_only_its_requirements(tmp_path: Path):
     requirements.write_text(lock_subset.subset((ROOT / "requirements.lock.txt").read_text(), list(REQUIREMENTS)))
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     install = subprocess.run(
-        [*pip, "--no-cache-dir", "--require-hashes", "--no-deps", "-r", str(requirements)],
+        [*pip, "--no-cache-dir", "--require-hashes", "--no-deps", "--only-binary", ":all:", "-r", str(requirements)],
         capture_output=True,
         text=True,
         check=False,

@@ -49,7 +49,7 @@ def az(*args: str) -> str:
 def registry(stack: str) -> str | None:
     """The login server of the stack's registry; None before the stack's first deploy made it."""
     group = labels.name(stack, "rg")
-    if az("group", "exists", "--name", group) != "true":
+    if az("group", "exists", "--name", group, "--output", "tsv") != "true":
         return None
     servers = az("acr", "list", "--resource-group", group, "--query", "[].loginServer", "--output", "tsv").split()
     if len(servers) > 1:
