@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE = shutil.which("make") or "make"
@@ -79,6 +80,9 @@ def test_pulumi_targets_without_the_clis_name_their_install_commands(tmp_path: P
     tools = tmp_path / "tools"
     assert f"--install-root {tools} --no-edit-path" in output, output
     assert f"az aks install-cli --install-location {tools}/bin/kubectl" in output, output
+    # kubelogin at the version CI builds (the deploy workflow's pin), never whatever is newest.
+    ci_pin = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())["jobs"]["up-dev"]["env"]
+    assert f"--kubelogin-version {ci_pin['KUBELOGIN_VERSION']}\n" in output, output
 
 
 def test_pulumi_targets_find_the_clis_in_the_project_tools_folder(tmp_path: Path):

@@ -8,12 +8,15 @@
 #   usage: tools/cloud-tools.sh TARGET TOOL...         (TOOL: az | pulumi | kubelogin)
 #          tools/cloud-tools.sh --install-command TOOL  prints the command that installs TOOL
 #   PULUMI_VERSION   the CLI version to install (default: the pinned SDK's, from requirements.txt)
+#   KUBELOGIN_VERSION  kubelogin's version (default: the one CI pins, from .github/workflows/deploy.yml)
 #   TOOLS_DIR        the project-local tools folder (default .tools)
 set -euo pipefail
 
 TOOLS_DIR=${TOOLS_DIR:-.tools}
 # The CLI is released with the SDK: the Makefile passes the version, run alone it reads the same pin.
 PULUMI_VERSION=${PULUMI_VERSION:-$(sed -n 's/^pulumi==//p' "${BASH_SOURCE[0]%/*}/../requirements.txt")}
+# A laptop signs in to the cluster with the kubelogin CI uses; its workflow is the one pin.
+KUBELOGIN_VERSION=${KUBELOGIN_VERSION:-$(sed -n '/^ *KUBELOGIN_VERSION: */{s///p;q;}' "${BASH_SOURCE[0]%/*}/../.github/workflows/deploy.yml")}
 
 install_command() {
   case "$1" in
@@ -21,8 +24,10 @@ install_command() {
     pulumi) echo "curl -fsSL https://get.pulumi.com | sh -s -- --version $PULUMI_VERSION --install-root $TOOLS_DIR --no-edit-path" ;;
     # Microsoft's installer for Debian and Ubuntu; the page lists the others. kubelogin's install needs it.
     az) echo "curl -sL https://aka.ms/InstallAzureCLIDeb | sudo bash (Debian/Ubuntu; other systems: https://learn.microsoft.com/cli/azure/install-azure-cli), then az login" ;;
-    # The Azure CLI's installer for kubectl and kubelogin, into the same folder.
-    kubelogin) echo "az aks install-cli --install-location $TOOLS_DIR/bin/kubectl --kubelogin-install-location $TOOLS_DIR/bin/kubelogin" ;;
+    # The Azure CLI's installer for kubectl and kubelogin, into the same folder; kubelogin at CI's
+    # version (--kubelogin-version, az 2.10.0 and later). kubectl is only for looking around
+    # (port-forward, logs): nothing the targets run needs it.
+    kubelogin) echo "az aks install-cli --install-location $TOOLS_DIR/bin/kubectl --kubelogin-install-location $TOOLS_DIR/bin/kubelogin --kubelogin-version $KUBELOGIN_VERSION" ;;
     *)
       echo "tools/cloud-tools.sh knows no tool '$1'; use az, pulumi or kubelogin." >&2
       exit 2
