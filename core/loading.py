@@ -428,8 +428,14 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
     return match.group(1), flat
 
 
-def load_stack(path: Path) -> StackConfig:
-    """The validated config of a Pulumi.<stack>.yaml, or a ConfigError with every problem."""
+def read_stack(path: Path) -> tuple[str, StackConfig]:
+    """The stack's name and validated config from a Pulumi.<stack>.yaml, or a ConfigError with
+    every problem."""
     stack, flat = stack_config(path)
     raw, _ = split_pulumi_config(flat)
-    return load_config(raw, stack)[0]
+    return stack, load_config(raw, stack)[0]
+
+
+def load_stack(path: Path) -> StackConfig:
+    """The validated config of a Pulumi.<stack>.yaml, or a ConfigError with every problem."""
+    return read_stack(path)[1]

@@ -26,7 +26,7 @@ from pathlib import Path
 from core import labels
 from core.config import Image
 from core.image import acr_build_script, content_tag, digest_ref
-from core.loading import ConfigError, load_stack, stack_config
+from core.loading import ConfigError, read_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 # What `import tools.image_job` needs besides the standard library: the job installs these from
@@ -60,10 +60,10 @@ def registry(stack: str) -> str | None:
     return servers[0] if servers else None
 
 
-def build(image: Image, login_server: str) -> str:
-    """Runs the program's ACR build script: builds the content tag unless the registry holds it,
-    and returns its digest reference. The build's log streams to stderr."""
-    env = {**os.environ, "LOGIN_SERVER": login_server, "IMAGE": f"{image.repository}:{content_tag(image)}"}
+def build(image: Image, login_server: str, tag: str) -> str:
+    """Runs the program's ACR build script: builds `tag` (repository:content tag) unless the
+    registry holds it, and returns its digest reference. The build's log streams to stderr."""
+    env = {**os.environ, "LOGIN_SERVER": login_server, "IMAGE": tag}
     result = subprocess.run(
         ["/bin/sh", "-c", acr_build_script(image)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=False
     )
@@ -77,8 +77,8 @@ def build(image: Image, login_server: str) -> str:
 
 def run(config: Path) -> str:
     """What the job did, in one line."""
-    stack, _ = stack_config(config)
-    image = load_stack(config).image
+    stack, c = read_stack(config)
+    image = c.image
     if image.prebuilt:
         return f"{stack}: image.prebuilt is set ({image.prebuilt}); nothing to build."
     if image.builder != "acr":
@@ -90,7 +90,7 @@ def run(config: Path) -> str:
             f"{stack}: no registry in {labels.name(stack, 'rg')} yet (the stack's first deploy); "
             f"`pulumi up` creates it, then builds {tag}."
         )
-    return f"{stack}: {tag} is {build(image, login_server)}; `pulumi up` deploys it without building."
+    return f"{stack}: {tag} is {build(image, login_server, tag)}; `pulumi up` deploys it without building."
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,7 +69,7 @@ def plan_json(plan: Plan) -> str:
 
 
 def plan_from_config(path: Path) -> Plan:
-    from tools.verify import load_stack
+    from core.loading import load_stack  # deferred: the Job ships this file without core/loading.py
 
     c = load_stack(path)
     s, b = c.server, c.server.request_budget

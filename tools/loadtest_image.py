@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools.verify import load_stack
+from core.loading import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "image/loadtest/Dockerfile"

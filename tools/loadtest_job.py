@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from core import labels
+from core.loading import read_stack
 from tools import loadtest
-from tools.verify import load_stack
 
 # Where image/loadtest/Dockerfile puts AIPerf's Python and the tokenizer.
 AIPERF_PYTHON = "/opt/aiperf/venv/bin/python"
@@ -95,15 +95,12 @@ ManifestDumper.add_representer(str, _text)
 
 
 def job_manifests(config_path: Path, image: str, duration: int, concurrency: int | None) -> str:
-    from tools.render import stack_config
-
     if not IMAGE_REF.fullmatch(image):
         raise SystemExit(
             f"--image {image[:200]!r} is not a reference by digest (<registry>/<repository>@sha256:<64 hex>); "
             "make loadtest-image prints one"
         )
-    stack, _ = stack_config(config_path)
-    c = load_stack(config_path)
+    stack, c = read_stack(config_path)
     plan = loadtest.plan_from_config(config_path)
     names = labels.ServingNames(stack)
     namespace, server, name = names.namespace, names.server, names.loadtest

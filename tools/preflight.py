@@ -24,11 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core import loading
 from core.catalog import GPU_VM_SIZES
 from core.config import StackConfig
 from core.first_token import timeline_markdown, total_text
-from core.loading import ConfigError, load_config, split_pulumi_config
-from tools.render import stack_config
+from core.loading import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 # The one home of the commands that install az, pulumi and kubelogin (the Makefile's targets use it too).
@@ -269,9 +269,7 @@ def check_subscription(config: StackConfig, az: Az) -> list[str]:
 
 
 def load_stack(stack: str) -> StackConfig:
-    name, flat = stack_config(ROOT / f"Pulumi.{stack}.yaml")
-    config, _ = load_config(split_pulumi_config(flat)[0], name)
-    return config
+    return loading.load_stack(ROOT / f"Pulumi.{stack}.yaml")
 
 
 def main(argv: list[str] | None = None) -> int:
