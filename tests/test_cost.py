@@ -460,3 +460,54 @@ def test_readme_bill_line_is_what_the_render_of_dev_and_prod_gives():
     readme = (ROOT / "README.md").read_text().splitlines()
     assert expected in readme
     assert "dev at least $" in expected and "prod at least $" in expected
+
+
+def minute_of_week(day: int, hhmm: str) -> int:
+    return day * 24 * 60 + int(hhmm[:2]) * 60 + int(hhmm[3:])
+
+
+@pytest.mark.parametrize(
+    ("day", "hhmm", "active"),
+    [
+        (1, "07:59", False),  # a minute before the start
+        (1, "08:00", True),  # the start itself
+        (1, "19:59", True),  # the last minute
+        (1, "20:00", False),  # the end itself
+        (5, "19:59", True),
+        (6, "08:00", False),  # Saturday is not in 1-5
+        (0, "12:00", False),
+    ],
+)
+def test_keda_holds_the_window_from_its_start_up_to_its_end(day: int, hhmm: str, active: bool):
+    minutes = cost.keda_active_minutes(dev_schedule().autoscaling.active_hours)  # type: ignore[arg-type]
+    assert (minute_of_week(day, hhmm) in minutes) is active
+
+
+@pytest.mark.parametrize(
+    ("day", "hhmm", "active"),
+    [
+        (1, "21:59", False),
+        (1, "22:00", True),
+        (2, "05:59", True),
+        (2, "06:00", False),
+        (5, "22:00", True),  # Friday night's start has no end until Monday 06:00
+        (6, "12:00", True),
+        (0, "23:59", True),
+        (1, "05:59", True),
+        (1, "06:00", False),
+    ],
+)
+def test_keda_runs_a_window_past_midnight_until_the_next_end(day: int, hhmm: str, active: bool):
+    h = dev_schedule(start="22:00", end="06:00", days="1-5").autoscaling.active_hours
+    assert (minute_of_week(day, hhmm) in cost.keda_active_minutes(h)) is active  # type: ignore[arg-type]
+
+
+def test_active_hours_add_nothing_when_the_minimum_replicas_already_run():
+    c = stack(
+        cluster={"gpuPool": {"minCount": 0, "maxCount": 2}},
+        autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 2, "activeHours": {}},
+        model={"storage": {"sizeGi": 100, "storageClass": "azurefile-csi-premium", "accessMode": "ReadWriteMany"}},
+    )
+    gpu = cost.gpu_line(c)
+    assert gpu.min_hourly == pytest.approx(3.20) and "activeHours" not in gpu.what
+    assert "1 always on for 1 replica(s) (autoscaling.minReplicas)" in gpu.what
