@@ -251,3 +251,42 @@ def test_make_prices_passes_the_regions_on():
         ["make", "-n", "prices", "REGIONS=westeurope"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert '-m tools.prices --regions "westeurope"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("link", "same"),
+    [
+        ("https://prices.azure.com/api/retail/prices?$filter=x&$skip=100", True),
+        ("https://PRICES.azure.com/api/retail/prices?$skip=100", True),  # host names ignore case
+        ("https://prices.azure.com.evil.example/api/retail/prices?$skip=100", False),  # merely starts alike
+        ("http://prices.azure.com/api/retail/prices?$skip=100", False),  # TLS dropped
+        ("https://prices.azure.com:8443/api/retail/prices", False),
+        ("https://evil.example/?u=https://prices.azure.com", False),
+    ],
+)
+def test_a_next_page_is_followed_only_on_the_apis_own_origin(link: str, same: bool):
+    assert prices.same_origin(link, "https://prices.azure.com/api/retail/prices") is same
+
+
+def test_make_prices_refuses_a_next_page_on_another_host(tmp_path: Path, capsys):
+    class Leaky(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"Items": [], "NextPageLink": "http://127.0.0.2:9/api/retail/prices?$skip=100"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Leaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "prices.json"
+    out.write_text("{}")
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api/retail/prices"
+        assert prices.main(["--api", url, "--regions", "westeurope", "--out", str(out)]) == 1
+    finally:
+        server.shutdown()
+    assert out.read_text() == "{}" and "refusing to follow it" in capsys.readouterr().err

@@ -159,7 +159,15 @@ def fetch_items(api: str, odata_filter: str, timeout_s: float = 30) -> list[Item
             page = json.load(response)
         items += page.get("Items") or []
         url = page.get("NextPageLink")
+        if url and not same_origin(url, api):
+            raise ValueError(f"the API's NextPageLink {url[:200]!r} leaves {api}; refusing to follow it")
     return items
+
+
+def same_origin(url: str, api: str) -> bool:
+    """Whether a page link stays on the API's scheme, host and port (not a host that merely starts alike)."""
+    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(api)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
 def answered(q: Query, region: str, api: str) -> list[Item]:
