@@ -140,11 +140,12 @@ def total_note(est: cost.CostEstimate) -> str:
         dominant = ", ".join(line.item for line in est.fixed if line.dominant and not line.priced)
         priced = usd_range(cost.monthly(est.min_hourly), cost.monthly(est.max_hourly), cents=False)
         parts.append(
-            f"{dominant}, the bulk of the bill, is not priced (`make prices` fills it); the priced items alone "
-            f"come to {priced} a month"
+            f"{dominant}, the bulk of the bill, is not priced; the priced items alone come to {priced} a month"
         )
     elif est.missing:
-        parts.append(f"a lower bound: leaves out {', '.join(est.missing)} (not priced; `make prices` fills them)")
+        parts.append(
+            f"a lower bound: leaves out {', '.join(est.missing)} (not priced; each line says whether `make prices` fills it)"
+        )
     else:
         parts.append("every item billed by the hour or month is priced")
     if est.usage_based:

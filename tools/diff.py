@@ -223,13 +223,13 @@ def diff_markdown(stack: str, ref: str, base: Rendered, head: dict[str, Any]) ->
         lines += [
             "",
             f"Cost is unknown: the items that dominate it have no list price ({', '.join(unpriced)}); "
-            "`make prices` fills them.",
+            "`make prices` fills those it has a meter for.",
         ]
     elif unpriced:
         lines += [
             "",
             f"Cost figures are lower bounds: they leave out {', '.join(unpriced)} (not priced; "
-            "`make prices` fills them).",
+            "`make prices` fills those it has a meter for).",
         ]
     usage = sorted(set(lookup(head, "cost.usageBased") or []))
     if usage:
