@@ -5,6 +5,7 @@ requests."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from core import capacity, cost, rules, sizing
@@ -182,14 +183,18 @@ def cost_section(c: StackConfig) -> list[str]:
     ]
 
 
+# Where the bill line sends a reader for each item: docs/configuration.md, "Reading summary.md".
+BILL_DETAILS = f"{Path('docs', 'configuration.md').as_posix()}#reading-summarymd"
+
+
 def bill_line(stacks: list[tuple[str, StackConfig]]) -> str:
-    """One line with each stack's monthly figure, as the README gives the bill up front."""
+    """One line with each stack's monthly figure: the bill, up front on the front page."""
     figures = [f"{stack} {total_text(cost.estimate(c), per_month=True)}" for stack, c in stacks]
     regions = sorted({c.cluster.location for _, c in stacks})
     return (
         f"**The bill**, USD a 30-day month at list prices in {', '.join(regions)} (from `make render`): "
         f"{', '.join(figures)}, from the fewest nodes to the most, plus what is billed by use (logs, "
-        "metrics, traffic). Each item, its price and source: [Reading `summary.md`](docs/configuration.md#reading-summarymd)."
+        f"metrics, traffic). Each item, its price and source: [Reading `summary.md`]({BILL_DETAILS})."
     )
 
 
