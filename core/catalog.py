@@ -149,7 +149,8 @@ CERT_MANAGER_CHART = ("oci://quay.io/jetstack/charts/cert-manager", "v1.21.1")
 # A price we could not find from a citable source is recorded as None with the reason: the
 # summary then says "no list price recorded" instead of guessing. `make prices` refreshes it from
 # Azure's retail prices API into core/prices.json (below), which wins over this hand-kept table.
-PRICES_CHECKED = "2026-11-25"
+PRICES_CHECKED = "2026-12-06"  # the last search for citable prices (the first was 2026-11-25)
+_FIRST_CHECK = "2026-11-25"
 # A 30-day month; Azure's own calculator uses 730 hours, so its months read ~1.4% higher.
 HOURS_PER_MONTH = 24 * 30
 
@@ -157,22 +158,33 @@ HOURS_PER_MONTH = 24 * 30
 @dataclass(frozen=True)
 class ListPrice:
     usd: float | None  # None: no citable list price found (see `source`)
-    per: str  # "hour" or "month"
+    per: str  # "hour", "day" or "month" for what is billed by time; a unit ("GB") for what is billed by use
     source: str  # where the figure comes from, or why there is none
     as_of: str  # the date the source gives for the figure (ISO), or when we looked
     url: str = ""  # the page the figure was read from; empty where none was recorded
 
     @property
     def hourly(self) -> float | None:
-        if self.usd is None:
+        """The price of an hour; None without a price or for what is billed by use."""
+        if self.usd is None or self.per not in HOURS_PER:
             return None
-        return self.usd if self.per == "hour" else self.usd / HOURS_PER_MONTH
+        return self.usd / HOURS_PER[self.per]
 
+
+# Hours in each period a price may be quoted per.
+HOURS_PER = {"hour": 1, "day": 24, "month": HOURS_PER_MONTH}
 
 _NOT_FOUND = "not found in a citable source"
 
 # Region -> item -> price. Items: a VM size name, "aks-tier-<Free|Standard|Premium>",
-# "premium-ssd-<P tier>", "azure-files-premium-gib" (provisioned v1, per GiB-month).
+# "premium-ssd-<P tier>", "azure-files-premium-gib" (provisioned v1, per GiB-month),
+# "acr-<Basic|Standard|Premium>" (per registry a day), "lb-standard" (a Standard load balancer's
+# hour, its first 5 rules included), "public-ip-standard" (a Standard static IPv4's hour),
+# "grafana-standard-hour" (a Managed Grafana Standard instance), "agc-waf-<gateway|frontend|
+# association>-hour" (Application Gateway for Containers' hourly meters at WAF rates); billed by use:
+# "lb-standard-data-gb", "log-analytics-gb" (Analytics Logs ingested), "prometheus-10m-samples"
+# (managed Prometheus ingestion), "grafana-standard-user" (active user a month),
+# "agc-waf-capacity-unit-hour", "acr-task-vcpu-second" (an ACR Tasks build).
 #
 # Microsoft publishes these prices on azure.microsoft.com/pricing/details/... (virtual-machines/linux,
 # kubernetes-service, managed-disks, storage/files) and in the retail prices API. The pricing pages
@@ -195,35 +207,65 @@ _NOT_FOUND = "not found in a citable source"
 #   top of "Standard Uptime SLA", so the Premium tier's hourly price is not taken from it.
 # - Premium SSD P10: TechTarget, "How does Azure Premium Storage billing work?" (third-party,
 #   undated, no region; a figure from Premium Storage's early price list).
-# - Not found (2026-11-25): NV6ads, NV12ads, NV18ads, NV36adms and NV72ads (a price scaled from
-#   another size would be a guess), Standard_D4ds_v5, Premium SSD P6, Azure Files premium per GiB.
+# - Container registry Basic: Microsoft's SKU page gives "$0.167 per day" as its worked example
+#   (learn.microsoft.com/azure/container-registry/container-registry-skus, stored copy of the uk-ua
+#   locale, English text; no region stated). Standard $0.667 and Premium $1.667 a day: c3x.dev's
+#   cost page for azurerm_container_registry (third-party, undated, no region stated).
+# - Standard load balancer $0.025/hour (first 5 rules; more rules and GB processed billed on top)
+#   and Standard public IPv4 $0.005/hour: c3x.dev's pages for azurerm_lb and azurerm_public_ip
+#   (third-party, undated). The load balancer's meter is global in the retail prices API.
+# - Not found (2026-11-25, and again 2026-12-06 for the items added then): NV6ads, NV12ads,
+#   NV18ads, NV36adms and NV72ads (a price scaled from another size would be a guess),
+#   Standard_D4ds_v5, Premium SSD P6, Azure Files premium per GiB, Log Analytics ingestion,
+#   managed Prometheus ingestion, Managed Grafana, Application Gateway for Containers and its WAF
+#   (Microsoft's page on its billing names the meters; its figures are marked as examples only).
 _GPUFLOW = "GPUFlow GPU price comparison (third-party)"
 _TECHMARMOT = (
     "https://techmarmot.com/post/6188/architectural-economics-of-azure-kubernetes-service-a-comprehensive-"
     "analysis-of-pricing-tiers-resource-consumption-and-cost-optimization-strategies/"
 )
+_C3X = "c3x.dev cost page (third-party, undated, no region)"
+_C3X_URL = "https://c3x.dev/resources/azure/"
+_ACR_SKUS_URL = "https://learn.microsoft.com/uk-ua/azure/container-registry/container-registry-skus"
 LIST_PRICES: dict[str, dict[str, ListPrice]] = {
     "eastus": {
         "Standard_NV36ads_A10_v5": ListPrice(3.20, "hour", _GPUFLOW, "2026-09-30"),
-        "Standard_NV6ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
-        "Standard_NV12ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
-        "Standard_NV18ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
-        "Standard_NV36adms_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
-        "Standard_NV72ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
-        "Standard_D4ds_v5": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "Standard_NV6ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, _FIRST_CHECK),
+        "Standard_NV12ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, _FIRST_CHECK),
+        "Standard_NV18ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, _FIRST_CHECK),
+        "Standard_NV36adms_A10_v5": ListPrice(None, "hour", _NOT_FOUND, _FIRST_CHECK),
+        "Standard_NV72ads_A10_v5": ListPrice(None, "hour", _NOT_FOUND, _FIRST_CHECK),
+        "Standard_D4ds_v5": ListPrice(None, "hour", _NOT_FOUND, _FIRST_CHECK),
         "aks-tier-Standard": ListPrice(
-            0.10, "hour", "techmarmot.com AKS pricing article (third-party, undated)", PRICES_CHECKED, _TECHMARMOT
+            0.10, "hour", "techmarmot.com AKS pricing article (third-party, undated)", _FIRST_CHECK, _TECHMARMOT
         ),
-        "aks-tier-Premium": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
-        "premium-ssd-P6": ListPrice(None, "month", _NOT_FOUND, PRICES_CHECKED),
+        "aks-tier-Premium": ListPrice(None, "hour", _NOT_FOUND, _FIRST_CHECK),
+        "premium-ssd-P6": ListPrice(None, "month", _NOT_FOUND, _FIRST_CHECK),
         "premium-ssd-P10": ListPrice(
             19.71,
             "month",
             "TechTarget (third-party, undated, no region, an early figure)",
-            PRICES_CHECKED,
+            _FIRST_CHECK,
             "http://searchcloudcomputing.techtarget.com/answer/How-does-Azure-Premium-Storage-billing-work",
         ),
-        "azure-files-premium-gib": ListPrice(None, "month", _NOT_FOUND, PRICES_CHECKED),
+        "azure-files-premium-gib": ListPrice(None, "month", _NOT_FOUND, _FIRST_CHECK),
+        "acr-Basic": ListPrice(
+            0.167, "day", "Microsoft, ACR SKU docs' worked example (no region)", PRICES_CHECKED, _ACR_SKUS_URL
+        ),
+        "acr-Standard": ListPrice(0.667, "day", _C3X, PRICES_CHECKED, _C3X_URL + "azurerm_container_registry"),
+        "acr-Premium": ListPrice(1.667, "day", _C3X, PRICES_CHECKED, _C3X_URL + "azurerm_container_registry"),
+        "lb-standard": ListPrice(0.025, "hour", _C3X, PRICES_CHECKED, _C3X_URL + "azurerm_lb"),
+        "lb-standard-data-gb": ListPrice(0.005, "GB", _C3X, PRICES_CHECKED, _C3X_URL + "azurerm_lb"),
+        "public-ip-standard": ListPrice(0.005, "hour", _C3X, PRICES_CHECKED, _C3X_URL + "azurerm_public_ip"),
+        "log-analytics-gb": ListPrice(None, "GB", _NOT_FOUND, PRICES_CHECKED),
+        "prometheus-10m-samples": ListPrice(None, "10 million samples", _NOT_FOUND, PRICES_CHECKED),
+        "grafana-standard-hour": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "grafana-standard-user": ListPrice(None, "active user", _NOT_FOUND, PRICES_CHECKED),
+        "agc-waf-gateway-hour": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "agc-waf-frontend-hour": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "agc-waf-association-hour": ListPrice(None, "hour", _NOT_FOUND, PRICES_CHECKED),
+        "agc-waf-capacity-unit-hour": ListPrice(None, "capacity unit hour", _NOT_FOUND, PRICES_CHECKED),
+        "acr-task-vcpu-second": ListPrice(None, "vCPU-second", _NOT_FOUND, PRICES_CHECKED),
     },
 }
 
@@ -238,6 +280,22 @@ ANY_REGION: dict[str, ListPrice] = {
         "https://learn.microsoft.com/azure/aks/free-standard-pricing-tiers",
     ),
 }
+
+# Items whose meter in the retail prices API no citable source names: `make prices` does not ask
+# for them, so they stay "not priced" until a meter is recorded in tools/prices.py.
+NOT_FETCHED = frozenset(
+    {
+        "prometheus-10m-samples",
+        "grafana-standard-hour",
+        "grafana-standard-user",
+        "agc-waf-gateway-hour",
+        "agc-waf-frontend-hour",
+        "agc-waf-association-hour",
+        "agc-waf-capacity-unit-hour",
+        "acr-task-vcpu-second",
+        "aks-tier-Premium",
+    }
+)
 
 # `make prices` (tools/prices.py) writes the retail prices API's answers here; they replace the
 # table's figures for the same region and item, with the API's meter as their source.
@@ -258,7 +316,7 @@ def with_fetched(table: dict[str, dict[str, ListPrice]], fetched: dict[str, Any]
 if FETCHED_PRICES.exists():
     _fetched = json.loads(FETCHED_PRICES.read_text())
     LIST_PRICES = with_fetched(LIST_PRICES, _fetched)
-    PRICES_CHECKED = max(PRICES_CHECKED, _fetched["checked"])
+    PRICES_CHECKED = max(PRICES_CHECKED, _fetched["checked"] or PRICES_CHECKED)
 
 # Premium SSD (v1) tiers: a disk is billed as the smallest tier that holds its size (GiB).
 # learn.microsoft.com/azure/virtual-machines/disks-types#premium-ssd-size

@@ -5,6 +5,7 @@ requests."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from core import capacity, cost, rules, sizing
@@ -13,7 +14,9 @@ from core.config import StackConfig
 
 # Bump when a key of summary_data changes meaning; tools/diff.py compares only equal versions.
 # 2: cost.minHourly of a scale-to-zero stack is its activeHours schedule averaged over the week.
-SUMMARY_DATA_VERSION = 2
+# 3: cost figures count every billed item and the replicas that never scale away; cost.bound says
+#    whether they are exact, a lower bound ("atLeast") or unknown.
+SUMMARY_DATA_VERSION = 3
 
 
 def replicas_text(c: StackConfig) -> str:
@@ -111,7 +114,7 @@ def accepted_section(c: StackConfig) -> list[str]:
 
 def usd(value: float | None, cents: bool = True) -> str:
     if value is None:
-        return "no list price"
+        return "not priced"
     return f"${value:,.2f}" if cents else f"${value:,.0f}"
 
 
@@ -121,28 +124,78 @@ def usd_range(low: float | None, high: float | None, cents: bool = True) -> str:
     return f"{usd(low, cents)}-{usd(high, cents)}"
 
 
-def cost_section(c: StackConfig) -> list[str]:
-    est = cost.estimate(c)
-    head = [f"## Cost at list prices ({est.region})", ""]
-    rows = [
+def total_text(est: cost.CostEstimate, per_month: bool) -> str:
+    """The total as it may be read: a figure, a lower bound ("at least"), or unknown, never a $0
+    that stands for items without a price."""
+    scale = cost.monthly if per_month else (lambda hourly: hourly)
+    if est.bound == "unknown":
+        return "unknown"
+    figure = usd_range(scale(est.min_hourly), scale(est.max_hourly), cents=not per_month)
+    return figure if est.bound == "exact" else f"at least {figure}"
+
+
+def total_note(est: cost.CostEstimate) -> str:
+    """What the total leaves out and why."""
+    parts = []
+    if est.bound == "unknown":
+        dominant = ", ".join(line.item for line in est.fixed if line.dominant and not line.priced)
+        priced = usd_range(cost.monthly(est.min_hourly), cost.monthly(est.max_hourly), cents=False)
+        parts.append(
+            f"{dominant}, the bulk of the bill, is not priced; the priced items alone come to {priced} a month"
+        )
+    elif est.missing:
+        parts.append(
+            f"a lower bound: leaves out {', '.join(est.missing)} (not priced; each line says whether `make prices` fills it)"
+        )
+    else:
+        parts.append("every item billed by the hour or month is priced")
+    if est.usage_based:
+        parts.append(f"billed by use on top: {', '.join(est.usage_based)}")
+    return "; ".join(parts)
+
+
+def cost_row(line: cost.CostLine) -> str:
+    if line.usage:
+        return f"| {line.item} | {line.what} | by use | by use | {line.note}; depends on {line.usage} |"
+    return (
         f"| {line.item} | {line.what} | {usd_range(line.min_hourly, line.max_hourly)} | "
         f"{usd_range(*cost_monthly(line.min_hourly, line.max_hourly), cents=False)} | {line.note} |"
-        for line in est.lines
-    ]
-    left_out = f"leaves out {', '.join(est.missing)} (no list price)" if est.missing else "every item priced"
+    )
+
+
+def cost_section(c: StackConfig) -> list[str]:
+    est = cost.estimate(c)
     return [
-        *head,
-        "USD, pay-as-you-go, Linux, before tax and discounts; from the fewest nodes the stack keeps (for a "
-        "stack that scales to zero, its autoscaling.activeHours averaged over the week) to the most "
-        f"(autoscaling); a 30-day month of {cost.monthly(1):g} hours. Price table checked {PRICES_CHECKED}.",
+        f"## Cost at list prices ({est.region})",
+        "",
+        "USD, pay-as-you-go, Linux, before tax and discounts; every item Azure bills for the render, from the "
+        "fewest nodes the stack can ever run (the replicas that never scale away; for active hours, the "
+        "window as KEDA runs it, averaged over the week) to the most (autoscaling); a 30-day month of "
+        f"{cost.monthly(1):g} hours. Items billed by use show their unit price and stay out of the total. "
+        f"Price table checked {PRICES_CHECKED}.",
         "",
         "| item | billed | per hour | per month | price and source |",
         "|---|---|---|---|---|",
-        *rows,
-        f"| **Total** | | **{usd_range(est.min_hourly, est.max_hourly)}** | "
-        f"**{usd_range(cost.monthly(est.min_hourly), cost.monthly(est.max_hourly), cents=False)}** | {left_out} |",
+        *(cost_row(line) for line in est.lines),
+        f"| **Total** | | **{total_text(est, per_month=False)}** | **{total_text(est, per_month=True)}** | "
+        f"{total_note(est)} |",
         "",
     ]
+
+
+# Where the bill line sends a reader for each item: docs/configuration.md, "Reading summary.md".
+BILL_DETAILS = f"{Path('docs', 'configuration.md').as_posix()}#reading-summarymd"
+
+
+def bill_line(stacks: list[tuple[str, StackConfig]]) -> str:
+    """One line with each stack's monthly figure: the bill, up front on the front page."""
+    figures = [f"{stack} {total_text(cost.estimate(c), per_month=True)}" for stack, c in stacks]
+    regions = sorted({c.cluster.location for _, c in stacks})
+    return (
+        f"**The bill**, USD a 30-day month at list prices in {', '.join(regions)} (from `make render`): "
+        f"{', '.join(figures)}, from the fewest nodes to the most, plus what is billed by use (logs, "
+        f"metrics, traffic). Each item, its price and source: [Reading `summary.md`]({BILL_DETAILS})."
+    )
 
 
 def cost_monthly(low: float | None, high: float | None) -> tuple[float | None, float | None]:
@@ -194,8 +247,8 @@ def summary_data(c: StackConfig, stack: str) -> dict[str, Any]:
     """The summary's figures as plain data (summary.json), for `make diff` to compare two renders."""
     s, pool = c.server, c.cluster.gpu_pool
     est = cost.estimate(c)
-    # Without the GPU pool's price a total is mostly missing, and `make diff` would show it as a drop.
-    priced = "GPU pool" not in est.missing
+    # A total without the GPU pool's price says nothing: `make diff` must not show it as a drop.
+    known = est.bound != "unknown"
     a = c.autoscaling
     return {
         "version": SUMMARY_DATA_VERSION,
@@ -203,11 +256,15 @@ def summary_data(c: StackConfig, stack: str) -> dict[str, Any]:
         "region": est.region,
         "gpuVmSize": pool.vm_size,
         "cost": {
-            "minHourly": round(est.min_hourly, 4) if priced else None,
-            "maxHourly": round(est.max_hourly, 4) if priced else None,
-            "minMonthly": round(cost.monthly(est.min_hourly), 2) if priced else None,
-            "maxMonthly": round(cost.monthly(est.max_hourly), 2) if priced else None,
+            "bound": est.bound,
+            "minHourly": round(est.min_hourly, 4) if known else None,
+            "maxHourly": round(est.max_hourly, 4) if known else None,
+            "minMonthly": round(cost.monthly(est.min_hourly), 2) if known else None,
+            "maxMonthly": round(cost.monthly(est.max_hourly), 2) if known else None,
             "unpriced": list(est.missing),
+            # What each unpriced item is: two renders that leave out the same items compare exactly.
+            "unpricedItems": [f"{line.item}: {line.what}" for line in est.fixed if not line.priced],
+            "usageBased": list(est.usage_based),
         },
         "vramGb": round(rules.vram(c).total_bytes / GB, 2),
         "tokensPerSlot": rules.slot_tokens(c),

@@ -40,7 +40,12 @@ def test_more_gpu_nodes_show_the_cost_change_in_dollars_and_percent():
     head = summary_data(
         StackConfig.model_validate({"cluster": {"tier": "Standard", "gpuPool": {"maxCount": 2}}}), "dev"
     )
-    assert row(diff.diff_rows(BASE, head), "Cost per hour, most nodes")[1:] == ("$3.30", "$6.50", "+$3.20 (+97%)")
+    # Both leave out the same unpriced items, so the priced difference is the whole difference.
+    assert row(diff.diff_rows(BASE, head), "Cost per hour, most nodes")[1:] == (
+        "at least $3.40",
+        "at least $6.60",
+        "+$3.20 (+94%)",
+    )
 
 
 def test_only_changed_items_are_listed():
@@ -60,9 +65,115 @@ def test_base_without_figures_is_said_in_one_sentence():
     assert f"No comparison: base `v1` has no sizing figures for `dev` because {why}." in text
 
 
-def test_unpriced_region_shows_not_priced_rather_than_zero():
+def test_unpriced_region_shows_unknown_rather_than_zero():
     head = summary_data(StackConfig.model_validate({"cluster": {"location": "swedencentral"}}), "dev")
-    assert row(diff.diff_rows(BASE, head), "Cost per hour, most nodes")[1:] == ("$3.30", "not priced", "changed")
+    assert row(diff.diff_rows(BASE, head), "Cost per hour, most nodes")[1:] == ("at least $3.40", "unknown", "unknown")
+
+
+def data(**sections: Any) -> dict[str, Any]:
+    return summary_data(StackConfig.model_validate({"cluster": {"tier": "Standard"}, **sections}), "dev")
+
+
+def cost_row(base: dict[str, Any], head: dict[str, Any], item: str = "Cost per 30-day month, fewest nodes") -> str:
+    return row(diff.diff_rows(base, head), item)[3]
+
+
+def test_turning_autoscaling_off_on_dev_is_an_increase_not_a_saving():
+    """dev as shipped against dev with autoscaling.enabled=false: its one replica never leaves its node."""
+    dev = {"cluster": {"tier": "Free", "systemPool": {"count": 1}, "gpuPool": {"minCount": 0, "maxCount": 1}},
+           "registry": {"sku": "Standard"}}  # fmt: skip
+    auto = {"enabled": True, "minReplicas": 0, "activeHours": {}}
+    base = summary_data(StackConfig.model_validate({**dev, "autoscaling": auto}), "dev")
+    head = summary_data(StackConfig.model_validate({**dev, "autoscaling": {**auto, "enabled": False}}), "dev")
+    change = cost_row(base, head)
+    assert change.startswith("+$1,481"), change
+
+
+def test_two_unknowns_never_compare_equal_or_lower():
+    nv72 = {"gpuPool": {"vmSize": "Standard_NV72ads_A10_v5", "minCount": 1, "maxCount": 2}}
+    base = data(cluster={"tier": "Standard", **nv72})
+    head = data(cluster={"tier": "Standard", "gpuPool": {**nv72["gpuPool"], "maxCount": 1}})
+    assert cost_row(base, head, "Cost per hour, most nodes") == "unknown"
+    same = cost_row(base, base, "Cost per hour, most nodes")
+    assert same == "unknown" and row(diff.diff_rows(base, base), "Cost per hour, most nodes")[1] == "unknown"
+
+
+def test_two_lower_bounds_that_leave_out_different_things_claim_no_saving():
+    """Fewer GPU nodes, but a larger (unpriced) system pool: the priced part drops, the bill may not."""
+    base = data(cluster={"tier": "Standard", "systemPool": {"count": 1}, "gpuPool": {"maxCount": 2}})
+    head = data(cluster={"tier": "Standard", "systemPool": {"count": 5}, "gpuPool": {"maxCount": 1}})
+    assert cost_row(base, head, "Cost per hour, most nodes") == "unknown"
+
+
+def test_a_lower_bound_against_an_exact_figure_says_only_the_proven_direction(monkeypatch):
+    exact = {"bound": "exact", "minHourly": 10.0, "unpricedItems": []}
+    at_least = {"bound": "atLeast", "unpricedItems": ["System pool: 1 x Standard_D4ds_v5"]}
+
+    def pair(base_cost: dict[str, Any], head_cost: dict[str, Any]) -> str:
+        return diff.cost_change({"cost": base_cost}, {"cost": head_cost}, "cost.minHourly", "usd")
+
+    assert (
+        pair(exact, {**at_least, "minHourly": 12.0}) == "at least +$2.00 (+20%)"
+    )  # head is more, whatever it leaves out
+    assert pair(exact, {**at_least, "minHourly": 9.0}) == "unknown"  # head may still be more
+    assert pair({**at_least, "minHourly": 12.0}, exact) == "-$2.00 (-17%) or more"  # base was at least more
+    assert pair({**at_least, "minHourly": 9.0}, exact) == "unknown"
+    assert (
+        pair({**at_least, "minHourly": 12.0}, {**at_least, "minHourly": 9.0}) == "-$3.00 (-25%)"
+    )  # same items left out
+    other = {"bound": "atLeast", "minHourly": 9.0, "unpricedItems": ["System pool: 2 x Standard_D4ds_v5"]}
+    assert pair({**at_least, "minHourly": 12.0}, other) == "unknown"
+    assert pair({**exact, "bound": "unknown"}, exact) == "unknown"
+    assert pair({**exact, "bound": "Exact"}, exact) == "unknown"  # a bound it does not know is no bound
+
+
+# --- a refused render shows every problem --------------------------------------------------------
+
+
+REFUSAL = """Pulumi.dev.yaml: invalid stack config:
+- server.parallel=10 with server.contextSize=32768 gives 3328 tokens per slot; set server.parallel <= 8.
+- autoscaling.minReplicas=3 is above autoscaling.maxReplicas=1; set minReplicas <= 1 or maxReplicas >= 3.
+"""
+
+
+def test_every_problem_of_a_refused_render_is_kept():
+    why, problems = diff.refusal(REFUSAL)
+    assert why == "its render refused the config (2 problems)"
+    assert problems == (
+        "server.parallel=10 with server.contextSize=32768 gives 3328 tokens per slot; set server.parallel <= 8.",
+        "autoscaling.minReplicas=3 is above autoscaling.maxReplicas=1; set minReplicas <= 1 or maxReplicas >= 3.",
+    )
+    text = diff.diff_markdown("dev", "main", diff.Rendered(None, why, problems), BASE)
+    assert all(f"\n- {p}\n" in text for p in problems)
+
+
+def test_one_problem_and_a_crash_read_as_such():
+    assert diff.refusal(REFUSAL.splitlines()[0] + "\n- one thing.\n") == (
+        "its render refused the config (1 problem)",
+        ("one thing.",),
+    )
+    assert diff.refusal("Traceback (most recent call last):\n  ...\nKeyError: 'x'\n") == (
+        "its render failed (KeyError: 'x')",
+        (),
+    )
+    assert diff.refusal("") == ("its render failed (no message)", ())
+
+
+def test_make_diff_of_a_refused_working_tree_prints_every_problem(tmp_path: Path, capsys, monkeypatch):
+    for name in ("core", "tools", "components", "specs", "__main__.py", "Pulumi.yaml"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    config["config"]["llamacpp-aks:server"]["parallel"] = 10
+    config["config"]["llamacpp-aks:autoscaling"]["minReplicas"] = 3
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(config))
+    rendered = diff.render_tree(tmp_path, "dev", tmp_path / "out")
+    assert rendered.data is None and len(rendered.problems) >= 2, rendered
+    assert any(p.startswith("server.parallel=10") for p in rendered.problems)
+    assert any(p.startswith("autoscaling.minReplicas=3") for p in rendered.problems)
+    monkeypatch.setattr(diff, "render_tree", lambda *_: rendered)
+    assert diff.main(["--base", "HEAD", "--stack", "dev"]) == 1
+    err = capsys.readouterr().err
+    assert all(f"- {p}" in err for p in rendered.problems)
 
 
 # --- rendering a tree ------------------------------------------------------------------------

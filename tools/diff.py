@@ -28,6 +28,23 @@ SUMMARY_DATA = "summary.json"
 class Rendered:
     data: dict[str, Any] | None  # the figures, or None with `why`
     why: str = ""
+    problems: tuple[str, ...] = ()  # every problem of a refused config, one sentence each
+
+
+def refusal(stderr: str) -> tuple[str, tuple[str, ...]]:
+    """Why a render failed, from its stderr: every problem of a refused config (tools/render.py
+    prints one `- ` line each under "invalid stack config:"), else its last line."""
+    lines = stderr.strip().splitlines()
+    header = next((i for i, line in enumerate(lines) if line.rstrip().endswith("invalid stack config:")), None)
+    if header is not None:
+        problems = tuple(line[2:].strip() for line in lines[header + 1 :] if line.startswith("- "))
+        if problems:
+            return (
+                f"its render refused the config ({len(problems)} problem{'s' if len(problems) > 1 else ''})",
+                problems,
+            )
+    last = (lines or ["no message"])[-1]
+    return f"its render failed ({last.strip()})", ()
 
 
 def render_tree(tree: Path, stack: str, out: Path) -> Rendered:
@@ -45,8 +62,8 @@ def render_tree(tree: Path, stack: str, out: Path) -> Rendered:
         check=False,
     )
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        return Rendered(None, f"its render failed ({last.strip()})")
+        why, problems = refusal(result.stderr)
+        return Rendered(None, why, problems)
     data_file = out / SUMMARY_DATA
     if not data_file.exists():
         return Rendered(None, f"its render writes no {SUMMARY_DATA} (it predates the sizing diff)")
@@ -98,23 +115,29 @@ def lookup(data: dict[str, Any], path: str) -> Any:
     return value
 
 
-def shown(value: Any, kind: str) -> str:
+def bound(data: dict[str, Any]) -> str:
+    """How a render's cost figures may be read: exact, atLeast (a lower bound) or unknown."""
+    value = lookup(data, "cost.bound")
+    return value if value in ("exact", "atLeast", "unknown") else "unknown"
+
+
+def shown(value: Any, kind: str, how: str = "exact") -> str:
+    if kind.startswith("usd") and (value is None or how == "unknown"):
+        return "unknown"
     if value is None:
-        return "not priced" if kind.startswith("usd") else "-"
+        return "-"
     if kind == "usd":
-        return money(value, cents=True)
-    if kind == "usd0":
-        return money(value, cents=False)
-    if kind == "gb":
+        text = money(value, cents=True)
+    elif kind == "usd0":
+        text = money(value, cents=False)
+    elif kind == "gb":
         return f"{value:.2f}"
-    return str(value)
+    else:
+        return str(value)
+    return f"at least {text}" if how == "atLeast" else text
 
 
-def change(base: Any, head: Any, kind: str) -> str:
-    if base == head:
-        return "="
-    if kind == "text" or base is None or head is None:
-        return "changed"
+def signed(base: Any, head: Any, kind: str) -> str:
     delta = head - base
     sign = "+" if delta > 0 else "-"
     if kind.startswith("usd"):
@@ -126,18 +149,59 @@ def change(base: Any, head: Any, kind: str) -> str:
     return f"{text} ({delta / base:+.0%})" if base else text
 
 
+def change(base: Any, head: Any, kind: str) -> str:
+    if base == head:
+        return "="
+    if kind == "text" or base is None or head is None:
+        return "changed"
+    return signed(base, head, kind)
+
+
+def cost_change(base: dict[str, Any], head: dict[str, Any], path: str, kind: str) -> str:
+    """The change of a cost figure, claimed only as far as both figures allow.
+
+    Exact figures compare as numbers. Two lower bounds that leave out the very same items (same
+    items, same quantities, same region) differ by exactly what their priced items differ by. Else
+    only a proven direction is said (an exact base below a head that is at least more: "at least
+    +$X"; a lower-bound base above an exact head: "-$X or more"), and anything else is unknown: a
+    saving is never read from figures that leave out different things, nor from unknowns.
+    """
+    b, h = lookup(base, path), lookup(head, path)
+    bb, hb = bound(base), bound(head)
+    if b is None or h is None or "unknown" in (bb, hb):
+        return "unknown"
+    same_left_out = (
+        bb == hb == "atLeast"
+        and base.get("region") == head.get("region")
+        and lookup(base, "cost.unpricedItems") is not None
+        and lookup(base, "cost.unpricedItems") == lookup(head, "cost.unpricedItems")
+    )
+    if bb == hb == "exact" or same_left_out:
+        return change(b, h, kind)
+    if bb == "exact" and h > b:
+        return f"at least {signed(b, h, kind)}"
+    if hb == "exact" and h < b:
+        return f"{signed(b, h, kind)} or more"
+    return "unknown"
+
+
 def diff_rows(base: dict[str, Any], head: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     for item, path, kind in ITEMS:
         b, h = lookup(base, path), lookup(head, path)
-        rows.append((item, shown(b, kind), shown(h, kind), change(b, h, kind)))
+        if path.startswith("cost."):
+            row = (shown(b, kind, bound(base)), shown(h, kind, bound(head)), cost_change(base, head, path, kind))
+        else:
+            row = (shown(b, kind), shown(h, kind), change(b, h, kind))
+        rows.append((item, *row))
     return rows
 
 
 def diff_markdown(stack: str, ref: str, base: Rendered, head: dict[str, Any]) -> str:
     title = f"### Sizing and cost of stack `{stack}`: base `{ref}` → this change"
     if base.data is None:
-        return f"{title}\n\nNo comparison: base `{ref}` has no sizing figures for `{stack}` because {base.why}.\n"
+        text = f"{title}\n\nNo comparison: base `{ref}` has no sizing figures for `{stack}` because {base.why}"
+        return text + (":\n" + "".join(f"- {p}\n" for p in base.problems) if base.problems else ".\n")
     if base.data.get("version") != head.get("version"):
         return (
             f"{title}\n\nNo comparison: base `{ref}` writes {SUMMARY_DATA} version {base.data.get('version')} "
@@ -155,8 +219,21 @@ def diff_markdown(stack: str, ref: str, base: Rendered, head: dict[str, Any]) ->
         if unchanged:
             lines += ["", f"{unchanged} other figures unchanged."]
     unpriced = sorted(set(lookup(head, "cost.unpriced") or []))
-    if unpriced:
-        lines += ["", f"Costs leave out what has no list price: {', '.join(unpriced)}."]
+    if bound(head) == "unknown":
+        lines += [
+            "",
+            f"Cost is unknown: the items that dominate it have no list price ({', '.join(unpriced)}); "
+            "`make prices` fills those it has a meter for.",
+        ]
+    elif unpriced:
+        lines += [
+            "",
+            f"Cost figures are lower bounds: they leave out {', '.join(unpriced)} (not priced; "
+            "`make prices` fills those it has a meter for).",
+        ]
+    usage = sorted(set(lookup(head, "cost.usageBased") or []))
+    if usage:
+        lines += ["", f"Billed by use, in no figure: {', '.join(usage)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -170,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         head = render_tree(ROOT, args.stack, work / "head-out")
         if head.data is None:
             print(f"The working tree cannot be rendered for `{args.stack}`: {head.why}.", file=sys.stderr)
+            for problem in head.problems:
+                print(f"- {problem}", file=sys.stderr)
             return 1
         export_ref(args.base, work / "base")
         base = render_tree(work / "base", args.stack, work / "base-out")

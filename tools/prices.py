@@ -38,8 +38,15 @@ class Query:
 
     key: str  # the item's key in the price table: a VM size, "aks-tier-Standard", "premium-ssd-P6"
     filter: str  # the OData $filter, without the region
-    per: str  # "hour" or "month"
+    per: str  # "hour", "day", "month", or the unit of what is billed by use ("GB")
     keep: Callable[[Item], bool]  # the pay-as-you-go Linux meter among the answers
+    global_meter: bool = False  # the API lists it under armRegionName 'Global' where the region has none
+
+
+def pay_as_you_go(item: Item) -> bool:
+    """A retail pay-as-you-go price in USD: not a reservation, a dev/test rate or another currency.
+    The filter asks for Consumption already; the answer is checked anyway."""
+    return item.get("type") == "Consumption" and item.get("currencyCode") == "USD"
 
 
 def linux_on_demand(item: Item) -> bool:
@@ -53,8 +60,57 @@ def linux_on_demand(item: Item) -> bool:
     )
 
 
+def unit(expected: str) -> Callable[[Item], bool]:
+    return lambda i: i.get("unitOfMeasure") == expected
+
+
 def queries(vm_sizes: list[str], ssd_tiers: list[str]) -> list[Query]:
     consumption = "priceType eq 'Consumption'"
+    # Meter names as the API lists them (third-party readings of it, 2026): "<SKU> Registry Unit"
+    # (1/Day), "Standard Included LB Rules and Outbound Rules" (1 Hour, region Global), "Standard
+    # Data Processed" (1 GB), "Standard IPv4 Static Public IP" (1 Hour), "Analytics Logs Data
+    # Ingestion" (1 GB, tiered: its first GB of each month are free).
+    registries = [
+        Query(
+            f"acr-{sku}",
+            f"serviceName eq 'Container Registry' and skuName eq '{sku}' and meterName eq '{sku} Registry Unit' "
+            f"and {consumption}",
+            "day",
+            unit("1/Day"),
+        )
+        for sku in ("Basic", "Standard", "Premium")
+    ]
+    network = [
+        Query(
+            "lb-standard",
+            "serviceName eq 'Load Balancer' and skuName eq 'Standard' and "
+            f"meterName eq 'Standard Included LB Rules and Outbound Rules' and {consumption}",
+            "hour",
+            unit("1 Hour"),
+            global_meter=True,
+        ),
+        Query(
+            "lb-standard-data-gb",
+            f"serviceName eq 'Load Balancer' and skuName eq 'Standard' and meterName eq 'Standard Data Processed' "
+            f"and {consumption}",
+            "GB",
+            unit("1 GB"),
+            global_meter=True,
+        ),
+        Query(
+            "public-ip-standard",
+            "serviceName eq 'Virtual Network' and productName eq 'IP Addresses' and skuName eq 'Standard' and "
+            f"meterName eq 'Standard IPv4 Static Public IP' and {consumption}",
+            "hour",
+            unit("1 Hour"),
+        ),
+        Query(
+            "log-analytics-gb",
+            f"serviceName eq 'Log Analytics' and meterName eq 'Analytics Logs Data Ingestion' and {consumption}",
+            "GB",
+            unit("1 GB"),
+        ),
+    ]
     vms = [
         Query(
             size,
@@ -89,6 +145,8 @@ def queries(vm_sizes: list[str], ssd_tiers: list[str]) -> list[Query]:
             "month",
             lambda i: "GiB/Month" in i.get("unitOfMeasure", ""),
         ),
+        *registries,
+        *network,
     ]
 
 
@@ -101,16 +159,34 @@ def fetch_items(api: str, odata_filter: str, timeout_s: float = 30) -> list[Item
             page = json.load(response)
         items += page.get("Items") or []
         url = page.get("NextPageLink")
+        if url and not same_origin(url, api):
+            raise ValueError(f"the API's NextPageLink {url[:200]!r} leaves {api}; refusing to follow it")
     return items
+
+
+def same_origin(url: str, api: str) -> bool:
+    """Whether a page link stays on the API's scheme, host and port (not a host that merely starts alike)."""
+    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(api)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def answered(q: Query, region: str, api: str) -> list[Item]:
+    """The API's pay-as-you-go USD answers for the item in the region (or under Global, for a meter
+    the API lists there); of a tiered meter, the paid tier (its first units are free)."""
+    found: list[Item] = []
+    for where in (region, "Global") if q.global_meter else (region,):
+        found = [
+            i for i in fetch_items(api, f"armRegionName eq '{where}' and {q.filter}") if pay_as_you_go(i) and q.keep(i)
+        ]
+        if found:
+            break
+    top = max((float(i.get("tierMinimumUnits") or 0) for i in found), default=0.0)
+    return [i for i in found if float(i.get("tierMinimumUnits") or 0) == top]
 
 
 def price_of(q: Query, region: str, api: str) -> dict[str, Any] | None:
     """The item's list price in the region from the API, or None when the API has no such meter there."""
-    found = [
-        i
-        for i in fetch_items(api, f"armRegionName eq '{region}' and {q.filter}")
-        if i.get("currencyCode", "USD") == "USD" and q.keep(i)
-    ]
+    found = answered(q, region, api)
     prices = {float(i["retailPrice"]) for i in found}
     if not prices:
         return None
