@@ -197,9 +197,15 @@ def fits_section(c: StackConfig) -> list[str]:
 
     rows = []
     for row in capacity.slot_table(c):
-        vm = GPU_VM_SIZES[row[0].vm_size]
+        vm, gpus = GPU_VM_SIZES[row[0].vm_size], row[0].gpus
         name = f"{vm.name} ({vm.gpu_memory_gb:g} GB)"
-        if vm.name == c.cluster.gpu_pool.vm_size:
+        if vm.gpus > 1:
+            name = (
+                f"{vm.name} ({vm.gpus} x {vm.gpu_memory_gb:g} GB), one replica of {gpus} GPUs"
+                if gpus > 1
+                else f"{vm.name} ({vm.gpus} x {vm.gpu_memory_gb:g} GB), {vm.gpus} replicas of 1 GPU (slots each)"
+            )
+        if vm.name == c.cluster.gpu_pool.vm_size and gpus == c.server.gpus_per_replica:
             name = f"**{name}, configured**"
         rows.append(f"| {name} | {' | '.join(cell(f) for f in row)} |")
     img = capacity.largest_image_max_tokens(c)

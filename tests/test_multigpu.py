@@ -199,3 +199,12 @@ def test_the_container_asks_for_every_gpu_of_its_replica():
 def test_the_summary_figures_per_gpu_add_up_below_the_card():
     c = config({"gpusPerReplica": 2})
     assert all(d.total_bytes < GPU_VM_SIZES[NV72].gpu_memory_gb * GB for d in multigpu.per_gpu(c))
+
+
+def test_what_fits_lists_a_two_gpu_size_both_ways_and_one_replica_of_two_holds_more():
+    from core import capacity
+
+    rows = [r for r in capacity.slot_table(StackConfig()) if r[0].vm_size == NV72]
+    assert [r[0].gpus for r in rows] == [1, 2]
+    one, two = rows
+    assert all(b.slots > a.slots for a, b in zip(one, two, strict=True))
