@@ -144,7 +144,7 @@ def test_tensor_mode_needs_flash_attention_and_an_unquantized_cache(server, refu
 
 
 def test_row_mode_is_not_offered():
-    with pytest.raises(ValueError, match="split_mode|splitMode"):
+    with pytest.raises(ValueError, match=r"split_mode|splitMode"):
         StackConfig.model_validate({"server": {"splitMode": "row"}})
 
 
