@@ -148,6 +148,10 @@ def test_weights_of_each_device_are_never_below_what_the_server_puts_there(logs,
         assert device.weights_bytes >= theirs.get(i, 0.0) - LOGGED_MIB, (i, device.weights_bytes, theirs)
     # Over by no more than the file's tensors outside the devices (the input embeddings stay on
     # the CPU), its header, and the output matrix counted at f16 on top of its share.
-    slack = head32.text.stat().st_size - sum(theirs.values()) + sizing.output_matrix_bytes(ours and split_config(head32, shares).model.shape)
+    slack = (
+        head32.text.stat().st_size
+        - sum(theirs.values())
+        + sizing.output_matrix_bytes(ours and split_config(head32, shares).model.shape)
+    )
     assert sum(d.weights_bytes for d in ours) - sum(theirs.values()) <= slack + LOGGED_MIB * len(ours)
     assert tensor_data_bytes(gguf, head32.text) > 0
