@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core import rules, sizing
+from core import multigpu, rules, sizing
 from core.catalog import GPU_VM_SIZES, GpuVmSize
 from core.config import RequestBudget, StackConfig
 
@@ -23,9 +23,10 @@ KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 class SlotFit:
     vm_size: str
     cache_type: str  # K and V both
+    gpus: int  # GPUs of one replica (server.gpusPerReplica)
     slots: int  # most slots that each hold the worst-case request; 0 when not one fits
     context_size: int  # the -c that gives each of them the request (0 when slots is 0)
-    vram_bytes: int  # the estimate at that setting (0 when slots is 0)
+    vram_bytes: int  # the estimate at that setting, of its fullest GPU (0 when slots is 0)
     usable_bytes: int  # the GPU's memory less server.vramHeadroom
 
     @property
@@ -62,8 +63,9 @@ def largest_true(low: int, high: int, ok: Callable[[int], bool]) -> int:
     return best
 
 
-def most_slots(c: StackConfig, vm: GpuVmSize, cache_type: str) -> SlotFit:
-    """Most split slots (no unified KV) that each hold the worst-case request within the GPU's usable memory."""
+def most_slots(c: StackConfig, vm: GpuVmSize, cache_type: str, gpus: int = 1) -> SlotFit:
+    """Most split slots (no unified KV) that each hold the worst-case request, with every GPU of a
+    replica of `gpus` GPUs (equal shares, layer split) within its usable memory."""
     need = rules.request_tokens(c)
     usable = sizing.usable_gpu_bytes(vm, c.server.vram_headroom)
 
@@ -75,23 +77,30 @@ def most_slots(c: StackConfig, vm: GpuVmSize, cache_type: str) -> SlotFit:
             kv_unified=False,
             cache_type_k=cache_type,
             cache_type_v=cache_type,
+            gpus_per_replica=gpus,
+            split_mode="layer",
+            tensor_split=[],
         )
+
+    def fullest(t: StackConfig) -> int:
+        return max(d.total_bytes for d in multigpu.per_gpu(t))
 
     def fits(slots: int) -> bool:
         t = trial(slots)
-        return rules.slot_tokens(t) >= need and rules.vram(t).total_bytes <= usable
+        return rules.slot_tokens(t) >= need and fullest(t) <= usable
 
     slots = largest_true(1, sizing.MAX_PARALLEL, fits)
     if slots < 1:
-        return SlotFit(vm.name, cache_type, 0, 0, 0, usable)
+        return SlotFit(vm.name, cache_type, gpus, 0, 0, 0, usable)
     best = trial(slots)
-    return SlotFit(vm.name, cache_type, slots, best.server.context_size, rules.vram(best).total_bytes, usable)
+    return SlotFit(vm.name, cache_type, gpus, slots, best.server.context_size, fullest(best), usable)
 
 
 def slot_table(c: StackConfig) -> list[list[SlotFit]]:
-    """most_slots for every A10 size (rows, smallest GPU memory first) and KV cache type (columns)."""
+    """most_slots for every A10 size (rows, smallest GPU memory first) and KV cache type (columns);
+    a size with several GPUs has a row for replicas of one GPU and one for a replica of all of them."""
     sizes = sorted(GPU_VM_SIZES.values(), key=lambda v: (v.gpu_memory_gb, v.vcpus))
-    return [[most_slots(c, vm, t) for t in KV_CACHE_TYPES] for vm in sizes]
+    return [[most_slots(c, vm, t, gpus) for t in KV_CACHE_TYPES] for vm in sizes for gpus in sorted({1, vm.gpus})]
 
 
 def field_bounds(field: str) -> tuple[int, int]:

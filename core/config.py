@@ -460,6 +460,24 @@ class Server(Model):
     remote_images: SecuritySwitch = False
     # llama-server's built-in web UI (`--webui`); the API needs none of it.
     web_ui: SecuritySwitch = False
+    # GPUs of one node that one replica spreads the model over (Standard_NV72ads_A10_v5 has 2).
+    gpus_per_replica: Annotated[int, Field(ge=1, le=8)] = 1
+    # How llama-server spreads the model over them (-sm): layer keeps each layer's weights and KV
+    # cache on one GPU; tensor (experimental) cuts every matrix and needs flash attention and an
+    # unquantized KV cache. llama.cpp's row mode is deprecated and not offered.
+    split_mode: Literal["layer", "tensor"] = "layer"
+    # Share of the model on each GPU (-ts), one number per GPU; empty gives equal shares.
+    tensor_split: list[Annotated[float, Field(ge=0, le=1000)]] = []
+
+    @property
+    def split(self) -> tuple[float, ...]:
+        """The share of each GPU: `tensorSplit`, or equal shares."""
+        return tuple(self.tensor_split) or (1.0,) * self.gpus_per_replica
+
+    @property
+    def tensor_split_arg(self) -> str:
+        """`-ts` as llama-server reads it: proportions joined by commas."""
+        return ",".join(f"{share:g}" for share in self.split)
 
 
 class Service(Model):
@@ -579,6 +597,8 @@ class Accepted(Model):
     unpinned_model: Reason | None = None
     # ingress with answers longer than the gateway's idle timeout: callers must stream.
     long_answers_must_stream: Reason | None = None
+    # GPU nodes with a GPU no replica uses (a one-GPU replica alone on a two-GPU node): paid for, idle.
+    idle_gpus: Reason | None = None
 
 
 class StackConfig(Model):

@@ -25,6 +25,13 @@ LLAMACPP_METRICS = (
     BUSY_SLOTS_PER_DECODE,
 )
 
+# NVIDIA's DCGM exporter (its default counters, etc/default-counters.csv): framebuffer MiB of each
+# GPU, labelled by node (`Hostname`) and GPU index (`gpu`).
+GPU_MEMORY_USED = "DCGM_FI_DEV_FB_USED"
+GPU_MEMORY_FREE = "DCGM_FI_DEV_FB_FREE"
+# A GPU this full has no room for a longer prompt's compute buffers: out of memory is near.
+GPU_MEMORY_ALERT_RATIO = 0.95
+
 # kube-state-metrics, scraped by the managed Prometheus add-on's default targets.
 DEPLOYMENT_SPEC_REPLICAS = "kube_deployment_spec_replicas"
 DEPLOYMENT_AVAILABLE_REPLICAS = "kube_deployment_status_replicas_available"
@@ -46,3 +53,9 @@ def no_ready_replica_alert(namespace: str, deployment: str) -> str:
     """Pods are wanted but none is available (a scaled-to-zero Deployment wants none: no alert)."""
     selector = f'{{namespace="{namespace}",deployment="{deployment}"}}'
     return f"({DEPLOYMENT_SPEC_REPLICAS}{selector} > 0) and ({DEPLOYMENT_AVAILABLE_REPLICAS}{selector} == 0)"
+
+
+def gpu_memory_alert() -> str:
+    """Any one GPU nearly full, each GPU of a several-GPU replica on its own (by node and index)."""
+    used, free = GPU_MEMORY_USED, GPU_MEMORY_FREE
+    return f"max by (Hostname, gpu) ({used} / ({used} + {free})) > {GPU_MEMORY_ALERT_RATIO}"

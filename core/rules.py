@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from core import labels, sizing
+from core import labels, multigpu, sizing
 from core.catalog import (
     AKS_KUBERNETES_VERSIONS,
     CUDA_BASE_DIGESTS,
@@ -27,18 +27,14 @@ from core.catalog import (
     MAX_REQUEST_TIMEOUT_SECONDS,
     UPSTREAM_IMAGES_WITHOUT_SCRIPTS,
     VISION_FAMILIES,
-    GpuVmSize,
     cuda_limit_for,
 )
 from core.config import ModelFiles, StackConfig, parse_quantity, shown
 from core.labels import compact_name
+from core.multigpu import gpu_vm
 
 # The model volume holds the model and projector plus their partial downloads during a resume.
 VOLUME_MARGIN = 1.2
-
-
-def gpu_vm(config: StackConfig) -> GpuVmSize | None:
-    return GPU_VM_SIZES.get(config.cluster.gpu_pool.vm_size)
 
 
 def request_tokens(config: StackConfig) -> int:
@@ -230,7 +226,7 @@ def slot_holds_request(c: StackConfig) -> list[str]:
 
 def fits_gpu_memory(c: StackConfig) -> list[str]:
     vm = gpu_vm(c)
-    if vm is None:
+    if vm is None or c.server.gpus_per_replica > 1:  # several GPUs: multigpu.each_gpu_fits
         return []
     headroom = c.server.vram_headroom
     need = vram(c).total_bytes
@@ -270,14 +266,17 @@ def pool_holds_replicas(c: StackConfig) -> list[str]:
     vm = gpu_vm(c)
     if vm is None:
         return []
-    p, replicas, key = c.cluster.gpu_pool, c.max_replicas, replicas_key(c)
-    capacity = p.max_count * vm.gpus
+    p, replicas, key, n = c.cluster.gpu_pool, c.max_replicas, replicas_key(c), c.server.gpus_per_replica
+    if n > vm.gpus:  # multigpu.gpus_within_node says so
+        return []
+    capacity = p.max_count * (vm.gpus // n)
     if replicas <= capacity:
         return []
+    each = f" ({n} a replica)" if n > 1 else ""
     return [
-        f"{key}={replicas} needs {replicas} GPUs, but cluster.gpuPool.maxCount="
-        f"{p.max_count} nodes of {vm.name} ({vm.gpus} GPU each) hold {capacity}; set "
-        f"cluster.gpuPool.maxCount >= {sizing.gpu_nodes_for(replicas, vm)} or {key} <= {capacity}."
+        f"{key}={replicas} needs {replicas * n} GPUs{each}, but cluster.gpuPool.maxCount="
+        f"{p.max_count} nodes of {vm.name} ({vm.gpus} GPU each) hold {capacity * n}; set "
+        f"cluster.gpuPool.maxCount >= {sizing.gpu_nodes_for(replicas, vm, n)} or {key} <= {capacity}."
     ]
 
 
@@ -877,6 +876,7 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     derived_values_capped,
     model_files_change_together,
     model_family_has_vision_arithmetic,
+    *multigpu.RULES,
 )
 STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_pins_digests,
@@ -966,6 +966,7 @@ def all_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
                 "new pod starts), so the API is down while the new pod loads the model.",
             )
         )
+    out += multigpu.idle_gpu_warning(c)
     return out
 
 

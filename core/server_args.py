@@ -31,6 +31,8 @@ class Flag:
     off: str | None = None  # for a bool field: the flag given when it is false (`flag` when true)
     path: str | None = None  # the ServerPaths field it carries
     value: str | None = None  # a fixed value; a flag with no field, path or value is a bare switch
+    derived: str | None = None  # a Server property computed from the fields in `reads`
+    reads: tuple[str, ...] = ()
 
     def args(self, s: Server, paths: ServerPaths) -> list[str]:
         if self.field is not None:
@@ -40,6 +42,8 @@ class Flag:
             return [self.flag, str(value)]
         if self.path is not None:
             return [self.flag, getattr(paths, self.path)]
+        if self.derived is not None:
+            return [self.flag, str(getattr(s, self.derived))]
         return [self.flag] if self.value is None else [self.flag, self.value]
 
 
@@ -55,6 +59,8 @@ COMMAND_LINE: tuple[Flag, ...] = (
     Flag("-b", field="batch_size"),
     Flag("-ub", field="ubatch_size"),
     Flag("-ngl", field="gpu_layers"),
+    Flag("-sm", field="split_mode"),
+    Flag("-ts", derived="tensor_split_arg", reads=("gpus_per_replica", "tensor_split")),
     Flag("-t", field="threads"),
     Flag("-fa", field="flash_attention"),
     Flag("-ctk", field="cache_type_k"),

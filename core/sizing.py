@@ -236,6 +236,95 @@ def node_allocatable(vm: GpuVmSize) -> NodeCapacity:
     )
 
 
-def gpu_nodes_for(replicas: int, vm: GpuVmSize) -> int:
-    """Nodes that `replicas` one-GPU pods need."""
-    return -(-replicas // vm.gpus)
+def gpu_nodes_for(replicas: int, vm: GpuVmSize, gpus_per_replica: int = 1) -> int:
+    """Nodes that `replicas` pods of `gpus_per_replica` GPUs each need: a pod never spans nodes."""
+    return -(-replicas // max(vm.gpus // gpus_per_replica, 1))
+
+
+# --- several GPUs in one replica --------------------------------------------------------------
+
+
+def layer_devices(layers: int, gpu_layers: int, split: tuple[float, ...]) -> tuple[int | None, ...]:
+    """The device of each of `layers` + 1 layers (the last is the output layer); None is the CPU.
+
+    llama-model.cpp load_tensors: the proportions become cumulative split points, layers from
+    i_gpu_start = max(L + 1 - ngl, 0) go to the GPUs, and layer i lands on the first device whose
+    split point is above (i - i_gpu_start) / act_gpu_layers (std::upper_bound).
+    """
+    total = sum(split)
+    points, running = [], 0.0
+    for share in split:
+        running += share
+        points.append(running / total)
+    start = max(layers + 1 - gpu_layers, 0)
+    active = min(gpu_layers, layers + 1)
+    out: list[int | None] = []
+    for il in range(layers + 1):
+        if il < start or il - start >= active:
+            out.append(None)
+            continue
+        at = (il - start) / active
+        out.append(min(next((i for i, p in enumerate(points) if p > at), len(points)), len(points) - 1))
+    return tuple(out)
+
+
+def output_matrix_bytes(shape: ModelShape) -> int:
+    """The output (lm_head) matrix at f16, the widest type a quantized GGUF keeps it in: the
+    device that holds the output layer holds all of it."""
+    return shape.vocab * shape.hidden * 2
+
+
+def vram_per_device(
+    shape: ModelShape,
+    weights_file_bytes: int,
+    mmproj_file_bytes: int,
+    gpu_layers: int,
+    cells: int,
+    type_k: str,
+    type_v: str,
+    ubatch: int,
+    split: tuple[float, ...],
+    split_mode: str = "layer",
+) -> tuple[VramEstimate, ...]:
+    """GPU memory of each device of one server, as llama.cpp places the model over `split`.
+
+    - layer: a device holds its layers' weights and KV cache; the projector sits on the first GPU
+      (mtmd's clip takes the first GPU backend); the output layer, with its logits buffer, on the
+      last device that has layers. With one device this is `vram_estimate`.
+    - tensor: every weight matrix and the KV cache are cut by the proportions; each device keeps
+      its own compute buffers.
+    """
+    if len(split) == 1:
+        return (vram_estimate(shape, weights_file_bytes, mmproj_file_bytes, gpu_layers, cells, type_k, type_v, ubatch),)
+    kv_total = kv_cache_bytes(shape, cells, type_k, type_v)
+    activations = CUDA_CONTEXT_BYTES + ubatch * 4 * shape.hidden * 4
+    logits = ubatch * shape.vocab * 4
+    if split_mode == "tensor":
+        total = sum(split)
+        on_gpu = min(gpu_layers, shape.layers) / shape.layers
+        return tuple(
+            VramEstimate(
+                weights_bytes=round(weights_file_bytes * on_gpu * share / total),
+                mmproj_bytes=mmproj_file_bytes if i == 0 else 0,
+                kv_bytes=round(kv_total * on_gpu * share / total),
+                compute_bytes=activations + logits,
+            )
+            for i, share in enumerate(split)
+        )
+    devices = layer_devices(shape.layers, gpu_layers, split)
+    output_device = devices[-1]
+    out = []
+    for i in range(len(split)):
+        held = sum(1 for d in devices[:-1] if d == i)
+        holds_output = output_device == i
+        out.append(
+            VramEstimate(
+                # The file spread by layers, and the output matrix whole where it sits.
+                weights_bytes=round(weights_file_bytes * held / shape.layers)
+                + (output_matrix_bytes(shape) if holds_output else 0),
+                mmproj_bytes=mmproj_file_bytes if i == 0 else 0,
+                kv_bytes=round(kv_total * held / shape.layers),
+                compute_bytes=(activations if held or holds_output or i == 0 else 0) + (logits if holds_output else 0),
+            )
+        )
+    return tuple(out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core import capacity, cost, rules, sizing
+from core import capacity, cost, multigpu, rules, sizing
 from core.catalog import GB, GIB, GPU_VM_SIZES, PRICES_CHECKED
 from core.config import StackConfig
 
@@ -58,14 +58,17 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
             f"{v.total_bytes / gpu_bytes:.0%} of the GPU used",
         ),
     ]
+    memory = (
+        ["| item | size | detail |", "|---|---|---|", *(f"| {a} | {b_} | {d} |" for a, b_, d in rows)]
+        if s.gpus_per_replica == 1
+        else per_gpu_table(c, usable)
+    )
     lines = [
         f"# Sizing of stack `{stack}`",
         "",
         "## GPU memory (per server)",
         "",
-        "| item | size | detail |",
-        "|---|---|---|",
-        *(f"| {a} | {b_} | {d} |" for a, b_, d in rows),
+        *memory,
         "",
         "## Tokens",
         "",
@@ -82,7 +85,7 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
         "|---|---|",
         f"| GPU VM size | {vm.name} ({vm.vcpus} vCPU, {vm.memory_gib} GiB, {vm.gpus} GPU) |",
         f"| GPU pool | {pool.min_count}-{pool.max_count} nodes{' (spot)' if pool.spot else ''} |",
-        f"| Replicas | {replicas_text(c)}, up to {sizing.gpu_nodes_for(c.max_replicas, vm)} GPU node(s) |",
+        f"| Replicas | {replicas_text(c)}, {s.gpus_per_replica} GPU each, up to {sizing.gpu_nodes_for(c.max_replicas, vm, s.gpus_per_replica)} GPU node(s) |",
         f"| Pod requests / limits | {s.resources.requests.cpu} CPU, {s.resources.requests.memory} / {s.resources.limits.cpu} CPU, {s.resources.limits.memory} |",
         f"| Node allocatable | {node.cpu_millis}m CPU, {node.memory_bytes // GIB}Gi |",
         f"| Update strategy | {'Recreate' if c.max_replicas == 1 else 'RollingUpdate, maxSurge 0'} |",
@@ -93,6 +96,39 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
         *accepted_section(c),
     ]
     return "\n".join(lines)
+
+
+def per_gpu_table(c: StackConfig, usable: int) -> list[str]:
+    """The memory of each GPU of one replica, a column each (core.multigpu)."""
+    devices = multigpu.per_gpu(c)
+    s = c.server
+
+    def row(name: str, sizes: list[int], detail: str) -> str:
+        return f"| {name} | {' | '.join(f'{b / GB:.2f} GB' for b in sizes)} | {detail} |"
+
+    where = sizing.layer_devices(c.model.architecture.layers, s.gpu_layers, s.split)
+    layers = [where[:-1].count(i) for i in range(len(devices))]
+    return [
+        f"| item | {' | '.join(f'GPU {i}' for i in range(len(devices)))} | detail |",
+        f"|---|{'---|' * len(devices)}---|",
+        f"| Layers | {' | '.join(str(n) for n in layers)} | -sm {s.split_mode} -ts {s.tensor_split_arg}; output layer on GPU {where[-1]} |"
+        if s.split_mode == "layer"
+        else f"| Share | {' | '.join(f'{x:g}' for x in s.split)} | -sm tensor: every matrix cut by these shares |",
+        row("Model weights", [d.weights_bytes for d in devices], c.model.file),
+        row("Vision projector", [d.mmproj_bytes for d in devices], c.model.mmproj_file),
+        row("KV cache", [d.kv_bytes for d in devices], f"K {s.cache_type_k} / V {s.cache_type_v}"),
+        row(
+            "Compute reserve",
+            [d.compute_bytes for d in devices],
+            "CUDA context, activations; logits with the output layer",
+        ),
+        row("**Total estimate**", [d.total_bytes for d in devices], "each within one GPU"),
+        row(
+            "Spare after estimate",
+            [usable - d.total_bytes for d in devices],
+            f"of {usable / GB:.2f} GB usable ({s.vram_headroom:.0%} headroom)",
+        ),
+    ]
 
 
 def accepted_section(c: StackConfig) -> list[str]:
@@ -214,9 +250,15 @@ def fits_section(c: StackConfig) -> list[str]:
 
     rows = []
     for row in capacity.slot_table(c):
-        vm = GPU_VM_SIZES[row[0].vm_size]
+        vm, gpus = GPU_VM_SIZES[row[0].vm_size], row[0].gpus
         name = f"{vm.name} ({vm.gpu_memory_gb:g} GB)"
-        if vm.name == c.cluster.gpu_pool.vm_size:
+        if vm.gpus > 1:
+            name = (
+                f"{vm.name} ({vm.gpus} x {vm.gpu_memory_gb:g} GB), one replica of {gpus} GPUs"
+                if gpus > 1
+                else f"{vm.name} ({vm.gpus} x {vm.gpu_memory_gb:g} GB), {vm.gpus} replicas of 1 GPU (slots each)"
+            )
+        if vm.name == c.cluster.gpu_pool.vm_size and gpus == c.server.gpus_per_replica:
             name = f"**{name}, configured**"
         rows.append(f"| {name} | {' | '.join(cell(f) for f in row)} |")
     img = capacity.largest_image_max_tokens(c)
@@ -266,7 +308,7 @@ def summary_data(c: StackConfig, stack: str) -> dict[str, Any]:
             "unpricedItems": [f"{line.item}: {line.what}" for line in est.fixed if not line.priced],
             "usageBased": list(est.usage_based),
         },
-        "vramGb": round(rules.vram(c).total_bytes / GB, 2),
+        "vramGb": round(max(d.total_bytes for d in multigpu.per_gpu(c)) / GB, 2),
         "tokensPerSlot": rules.slot_tokens(c),
         "requestTokens": rules.request_tokens(c),
         "contextSize": s.context_size,

@@ -61,7 +61,8 @@ def alert_actions(
 def alert_rules(
     namespace: str, deployment: str, action_group_id: pulumi.Input[str] | None = None
 ) -> list[alertsmanagement.PrometheusRuleArgsDict]:
-    """Queue and availability: requests waiting for a slot, and no ready replica while one is wanted."""
+    """Queue, availability and GPU memory: requests waiting for a slot, no ready replica while one
+    is wanted, and any one GPU nearly full."""
     resolve: alertsmanagement.PrometheusRuleResolveConfigurationArgsDict = {
         "auto_resolved": True,
         "time_to_resolve": "PT10M",
@@ -83,6 +84,18 @@ def alert_rules(
             "for_": "PT5M",
             "severity": 1,
             "annotations": {"summary": "The model server is wanted but no replica is ready."},
+            "resolve_configuration": resolve,
+            "actions": actions,
+        },
+        {
+            "alert": "GpuMemoryNearlyFull",
+            "expression": metrics.gpu_memory_alert(),
+            "for_": "PT5M",
+            "severity": 2,
+            "annotations": {
+                "summary": "A GPU's memory has been over 95% used for 5 minutes: out of memory is near; "
+                "lower server.contextSize or move layers with server.tensorSplit."
+            },
             "resolve_configuration": resolve,
             "actions": actions,
         },

@@ -183,6 +183,7 @@ def server_container(server: Server, image: pulumi.Input[str], paths: ServerPath
     """llama-server itself: the command line from config, one GPU, probes and the drain hook."""
     r = server.resources
     probe = probes(server.startup_timeout_seconds)
+    gpus = str(server.gpus_per_replica)  # whole GPUs of one node; llama-server splits over them
     return {
         "name": "llama-server",
         "image": image,
@@ -190,8 +191,8 @@ def server_container(server: Server, image: pulumi.Input[str], paths: ServerPath
         "args": llama_server_args(server, paths),
         "ports": [{"name": PORT_NAME, "container_port": server.port, "protocol": "TCP"}],
         "resources": {
-            "requests": {"cpu": r.requests.cpu, "memory": r.requests.memory, "nvidia.com/gpu": "1"},
-            "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory, "nvidia.com/gpu": "1"},
+            "requests": {"cpu": r.requests.cpu, "memory": r.requests.memory, "nvidia.com/gpu": gpus},
+            "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory, "nvidia.com/gpu": gpus},
         },
         "startup_probe": probe.startup,
         "readiness_probe": probe.readiness,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from core import labels
+from core import labels, metrics
 from core.catalog import GPU_VM_SIZES
 from core.config import Autoscaling, Cluster, GpuPool, ModelFiles, Registry, Server, Service, StackConfig
 from core.labels import API_KEY_FILE
@@ -284,8 +286,20 @@ def test_device_plugin_mounts_the_kubelet_socket_directory():
 
 def test_alert_rules_watch_the_queue_and_ready_replicas_of_the_named_deployment():
     rules = observability.alert_rules("ns", "dep")
-    assert [r["alert"] for r in rules] == ["LlamaServerRequestsDeferred", "LlamaServerNoReadyReplica"]
+    assert [r["alert"] for r in rules] == [
+        "LlamaServerRequestsDeferred",
+        "LlamaServerNoReadyReplica",
+        "GpuMemoryNearlyFull",
+    ]
     assert 'deployment="dep"' in rules[1]["expression"]
+
+
+def test_the_gpu_memory_alert_and_panel_see_each_gpu_of_a_node():
+    """Two GPUs of one replica share a node: by node alone, a full GPU would hide behind an empty one."""
+    assert metrics.gpu_memory_alert().startswith("max by (Hostname, gpu) (")
+    panels = json.loads(metrics.DASHBOARD.read_text())["panels"]
+    (memory,) = [t["expr"] for p in panels for t in p.get("targets", []) if metrics.GPU_MEMORY_USED in t["expr"]]
+    assert "by (Hostname, gpu)" in memory
 
 
 def test_triggers_scale_on_queue_and_busy_slots_and_wake_in_active_hours():
