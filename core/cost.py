@@ -197,7 +197,7 @@ def gpu_line(c: StackConfig) -> CostLine:
     what = f"{pool.min_count}-{pool.max_count} x {pool.vm_size}"
 
     def nodes(replicas: int) -> int:
-        held = sizing.gpu_nodes_for(replicas, vm) if vm is not None else 0
+        held = sizing.gpu_nodes_for(replicas, vm, c.server.gpus_per_replica) if vm is not None else 0
         return min(max(pool.min_count, held), pool.max_count)
 
     kept = always_on_replicas(c)

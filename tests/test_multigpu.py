@@ -208,3 +208,12 @@ def test_what_fits_lists_a_two_gpu_size_both_ways_and_one_replica_of_two_holds_m
     assert [r[0].gpus for r in rows] == [1, 2]
     one, two = rows
     assert all(b.slots > a.slots for a, b in zip(one, two, strict=True))
+
+
+def test_replicas_of_two_gpus_keep_a_two_gpu_node_each_always_on():
+    from core import cost
+
+    c = config(
+        {"replicas": 2, "gpusPerReplica": 2}, cluster={"gpuPool": {"vmSize": NV72, "minCount": 0, "maxCount": 2}}
+    )
+    assert "2 always on for 2 replica(s)" in cost.gpu_line(c).what
