@@ -7,7 +7,8 @@
 #   - DEST present: its sha256 is checked against SHA256 on every start (VERIFY_ON_START=0 trusts
 #     the DEST.sha256 record written after the last check instead, for a faster restart).
 #   - DEST missing or wrong: download to DEST.part, resuming a partial file; verify; rename into place.
-#     A partial file that is already whole (the server answers 416 to its range) is verified as it is.
+#     A partial file that is already whole (the server answers 416 to its range, and it holds
+#     exactly FETCH_SIZE_BYTES) is verified as it is.
 #   - SHA256 empty: the first download's digest is recorded in DEST.sha256 and checked on every
 #     later start, so a file that changes on disk is caught.
 #   - VERIFY_ONLY=1: a check and nothing more (the server pod, which has no egress): a missing or
@@ -17,10 +18,23 @@
 #     empty. The header goes to curl on a pipe (curl's `-H @-`): it is never written to disk and
 #     never shows in a process's argument list.
 #   - FETCH_SIZE_BYTES (optional): the file's size. A server that announces more is refused before
-#     a byte is written (curl --max-filesize; curl 8.4 and later also stop a transfer of unknown
-#     length at the bound), and a download of another size is deleted, never put in place.
-# Redirects are followed to https addresses only (curl --proto-redir =https), so a redirect can
-# never downgrade the transfer to plain http.
+#     a byte is written (curl --max-filesize). One that does not announce its length (chunked, or
+#     ended by closing the connection) is stopped by the script itself, whatever curl's version
+#     (curl enforces --max-filesize on such transfers only from 8.4.0, "before curl 8.4.0 ... this
+#     option has no effect": https://curl.se/docs/manpage.html#--max-filesize; Debian 12 has 7.88):
+#     curl runs under a file-size limit (POSIX `ulimit -f`, 512-byte blocks), so DEST.part never
+#     grows past the size rounded up to the next 512 bytes, and a download of another size is
+#     deleted, never put in place.
+#   - A resume is trusted only as far as the server and the size show it: a server that ignores
+#     the Range header (200 with the whole file, or a length over what is left) makes the fetch
+#     start over from byte 0; a 416 ("no bytes past this offset") means the partial file is whole
+#     only when it holds exactly FETCH_SIZE_BYTES bytes, otherwise the fetch starts over.
+#   - Never through a link: a DEST, DEST.part, DEST.sha256(.tmp) or DEST.lock that is a symbolic
+#     link is removed and replaced by a regular file (VERIFY_ONLY=1 refuses a linked DEST and
+#     changes nothing); one that is a directory or another non-file is refused with a message.
+# curl never reads a config file (-q, its first argument: `insecure` in a ~/.curlrc cannot turn
+# TLS checking off). Redirects are followed to https addresses only (curl --proto-redir =https),
+# so a redirect can never downgrade the transfer to plain http.
 # Bounds (environment, seconds unless named otherwise), so a dead or stalling server ends the
 # fetch with an error instead of holding the pod in Init:
 #   FETCH_CONNECT_TIMEOUT=20   per connection attempt (curl --connect-timeout)
@@ -84,8 +98,26 @@ digest_of() {
   )
   digest=${digest%% *}
 }
-bytes_of() { if [ -f "$1" ]; then wc -c <"$1" | tr -d ' '; else echo 0; fi; }
-record_digest() { printf '%s\n' "$1" >"$record.tmp" && mv -f "$record.tmp" "$record"; }
+bytes_of() { if [ -f "$1" ] && [ ! -L "$1" ]; then wc -c <"$1" | tr -d ' '; else echo 0; fi; }
+# The digest recorded beside DEST; a link there is no record.
+read_record() { if [ -f "$record" ] && [ ! -L "$record" ]; then cat "$record"; fi; }
+# Writes the record through a new file (noclobber: never through a link planted at its name) and
+# renames it over the old one (rename replaces a link itself, mv -T never moves into a directory).
+record_digest() {
+  rm -f "$record.tmp"
+  (set -C && printf '%s\n' "$1" >"$record.tmp") && mv -fT "$record.tmp" "$record"
+}
+# A path this script writes is a regular file it made, or nothing: a symbolic link there is removed
+# (never followed into a directory or another file); a directory, FIFO or device is refused.
+own_file() {
+  if [ -L "$1" ]; then
+    log "$1 is a symbolic link; removed, never followed (a regular file takes its place)"
+    rm -f "$1"
+  elif [ -e "$1" ] && [ ! -f "$1" ]; then
+    log "$1 is not a regular file (a directory, FIFO or device); remove it and run the fetch again"
+    exit 1
+  fi
+}
 
 child=""
 # Runs a command in the background and waits for it, so that a TERM reaches the trap at once
@@ -109,11 +141,15 @@ trap cleanup EXIT
 trap 'log "stopped by a signal; nothing was put in place"; exit 143' TERM INT HUP
 
 if [ "$verify_only" = "1" ]; then
+  if [ -L "$dest" ]; then
+    log "$dest is a symbolic link, not a file the download Job wrote: not trusted, and this pod changes nothing; delete the link and run pulumi up (the download Job puts the file there)"
+    exit 1
+  fi
   if [ ! -f "$dest" ]; then
     log "not on the volume: the download Job of this model revision has not put it there; run pulumi up to run that Job (its logs say why it failed)"
     exit 1
   fi
-  recorded=$(cat "$record" 2>/dev/null || true)
+  recorded=$(read_record)
   expected=${want:-$recorded}
   if [ "$verify_on_start" = "0" ] && [ -n "$expected" ] && [ "$recorded" = "$expected" ]; then
     log "present, recorded as $expected; not re-hashed (VERIFY_ON_START=0)"
@@ -137,7 +173,9 @@ fi
 
 # One writer per file. The lock is the open file description: the kernel (or the NFS/SMB server)
 # releases it when this process dies, so a killed fetch never blocks the next one.
-exec 9>"$lock"
+own_file "$lock"
+# Appending, not truncating: opening the lock never changes a byte of any file.
+exec 9>>"$lock"
 if ! flock -n 9; then
   log "another fetch is writing this file; waiting up to ${lock_wait}s for it"
   # The lock belongs to fd 9's open file description, so the parent holds what flock took.
@@ -147,8 +185,9 @@ if ! flock -n 9; then
   fi
 fi
 
+for path in "$dest" "$part" "$record" "$record.tmp"; do own_file "$path"; done
 if [ -f "$dest" ]; then
-  recorded=$(cat "$record" 2>/dev/null || true)
+  recorded=$(read_record)
   expected=${want:-$recorded}
   if [ "$verify_on_start" = "0" ] && [ -n "$expected" ] && [ "$recorded" = "$expected" ]; then
     log "present, recorded as $expected; not re-hashed (VERIFY_ON_START=0); nothing to download"
@@ -185,32 +224,53 @@ deadline=$(($(date +%s) + total_seconds))
 status_file=$(mktemp "${TMPDIR:-/tmp}/fetch-model.XXXXXX")
 trap 'cleanup; rm -f "$status_file"' EXIT
 
-# One try: resumes from the bytes in DEST.part with a Range request. Sets rc (curl's exit status,
-# or 124 when FETCH_TOTAL_SECONDS has passed) and http (the last HTTP status, 000 for none).
+# The file-size limit curl runs under (RLIMIT_FSIZE, in the 512-byte blocks of POSIX `ulimit -f`):
+# the first block past FETCH_SIZE_BYTES is the last one curl may write, so DEST.part stops within
+# 512 bytes over the size, whatever curl's version and whether the server announced a length
+# (https://pubs.opengroup.org/onlinepubs/9799919799/utilities/ulimit.html, setrlimit(2): a write
+# past the limit fails, and curl gets SIGXFSZ). The check after each try makes it exact.
+fsize_blocks=""
+[ -z "$size" ] || fsize_blocks=$((size / 512 + 1))
+
+# One try: resumes from the bytes in DEST.part with a Range request. Sets have (the bytes it
+# resumed from), rc (curl's exit status, or 124 when FETCH_TOTAL_SECONDS has passed) and http
+# (the last HTTP status, 000 for none).
 try_once() {
   left=$((deadline - $(date +%s)))
   http=000
+  have=$(bytes_of "$part")
   if [ "$left" -le 0 ]; then
     rc=124
     return
   fi
-  have=$(bytes_of "$part")
-  set -- --fail --silent --show-error --location --proto-redir =https \
+  # -q first: no curlrc (a ~/.curlrc with `insecure`, a proxy or an output option) changes this
+  # transfer (curl's --disable: "If used as the first parameter on the command line, the curlrc
+  # config file is not read or used", https://curl.se/docs/manpage.html#-q).
+  set -- -q --fail --silent --show-error --location --proto-redir =https \
     --connect-timeout "$connect_timeout" --speed-limit "$stall_bytes" --speed-time "$stall_seconds" \
     --max-time "$left" --write-out '%{http_code}' --output "$part"
   [ "$have" -eq 0 ] || set -- "$@" --continue-at -
-  if [ -n "$size" ]; then
-    # What is left to fetch; curl compares it with the length the server announces.
+  if [ -n "$size" ] && [ "$size" -gt "$have" ]; then
+    # What is left to fetch: curl compares it with the length this response announces (a 206's
+    # is what is left; a 200 that ignores the range announces the whole file and is refused, 63).
     set -- "$@" --max-filesize "$((size - have))"
   fi
-  # Neither curl nor its pipe holds the lock (9>&-); setpriv ties curl to this script.
+  # Neither curl nor its pipe holds the lock (9>&-); setpriv ties curl to this script. The
+  # subshell sets the file-size limit and becomes curl (exec), so curl's parent is this script.
+  # A hard limit below the one asked for stays in force, which bounds the file even more.
   if [ -n "$token" ]; then
     # printf is a shell builtin: the token reaches curl's stdin without any argument list.
     # shellcheck disable=SC2086 # $tie is a command prefix, split on purpose
-    printf 'Authorization: Bearer %s\n' "$token" | $tie curl --header @- "$@" "$url" >"$status_file" 9>&- &
+    printf 'Authorization: Bearer %s\n' "$token" | (
+      [ -z "$fsize_blocks" ] || ulimit -f "$fsize_blocks" 2>/dev/null || :
+      exec $tie curl "$@" --header @- "$url"
+    ) >"$status_file" 9>&- &
   else
     # shellcheck disable=SC2086
-    $tie curl "$@" "$url" <"/dev/null" >"$status_file" 9>&- &
+    (
+      [ -z "$fsize_blocks" ] || ulimit -f "$fsize_blocks" 2>/dev/null || :
+      exec $tie curl "$@" "$url"
+    ) <"/dev/null" >"$status_file" 9>&- &
   fi
   child=$!
   rc=0
@@ -232,10 +292,21 @@ transient() {
   return 1
 }
 
+# One sentence for a file over the bound, whoever saw it: curl (63: a length announced over it,
+# or, from curl 8.4, a transfer that reached it) or the check after each try (any curl).
+too_large() { echo "the server's file is larger than the ${size} bytes FETCH_SIZE_BYTES allows (it announced or sent more); model.sizeBytes (model.mmprojSizeBytes for the projector) or the file name is wrong"; }
+
 # What went wrong, in words, and what to do about it.
 explain() {
   case $rc in
-    1) echo "a redirect led to an address that is not https (only https redirects are followed); fix the URL or the mirror that redirects" ;;
+    1 | 8)
+      case $http in
+        3??) echo "a redirect led to an address that is not https (only https redirects are followed); fix the URL or the mirror that redirects" ;;
+        # curl: (1) "Received HTTP/0.9 when not allowed" or "Unsupported HTTP version", (8) a
+        # header it cannot parse (https://curl.se/libcurl/c/libcurl-errors.html).
+        *) echo "the server's reply is not HTTP (curl cannot read it as an HTTP response): the URL's host and port serve another protocol, or something between them mangles the reply; check the URL and any proxy on the way" ;;
+      esac
+      ;;
     3) echo "the URL is malformed; check model.repo, model.revision and the file names" ;;
     5 | 6) echo "the server's name does not resolve (DNS); check the URL's host and that the download Job's NetworkPolicy allows DNS" ;;
     7) echo "nothing accepted the connection (the server is down, or egress to it is blocked); check the host and the download Job's NetworkPolicy" ;;
@@ -250,12 +321,12 @@ explain() {
         *) echo "the server answered HTTP $http" ;;
       esac
       ;;
-    23) echo "the file could not be written to the volume (full, or read-only); check the model volume's size (model.volumeSizeGi)" ;;
+    23) echo "the file could not be written to the volume (full, or read-only); check the model volume's size (model.storage.sizeGi)" ;;
     28) echo "the transfer timed out or stalled (FETCH_CONNECT_TIMEOUT=${connect_timeout}s, under ${stall_bytes} B/s for FETCH_STALL_SECONDS=${stall_seconds}s)" ;;
     35 | 60) echo "the TLS connection failed (curl exit $rc: handshake or certificate); a proxy that intercepts TLS, or a wrong clock, are the usual causes" ;;
     47) echo "the server redirected too many times; the URL loops" ;;
     52 | 55 | 56) echo "the connection broke (curl exit $rc); the partial file stays and the next try resumes it" ;;
-    63) echo "the server announced more than the ${size} bytes FETCH_SIZE_BYTES allows; model.sizeBytes or the file name is wrong" ;;
+    63) too_large ;;
     124) echo "FETCH_TOTAL_SECONDS=${total_seconds}s passed" ;;
     *) echo "curl failed with exit status $rc (see the EXIT CODES section of man curl)" ;;
   esac
@@ -268,26 +339,50 @@ fi
 if [ -s "$part" ]; then
   log "resuming from $(bytes_of "$part") bytes"
 fi
+# Each way out of this loop either ends the fetch or makes progress: a start-over deletes the
+# partial file, so the next try is a fresh download, and only a fresh download that fails
+# transiently (which counts against FETCH_RETRIES) can leave a partial file to resume again.
 tries=0
 while :; do
+  own_file "$part"
   try_once
-  [ "$rc" -ne 0 ] || break
-  if [ "$rc" -eq 22 ] && [ "$http" = 416 ] && [ -s "$part" ]; then
-    # Nothing left to send from this offset: the partial file is whole (its hash was interrupted).
-    log "the server has no bytes past $(bytes_of "$part") (HTTP 416): the partial file is complete; verifying it"
-    break
+  if [ -n "$size" ] && [ "$(bytes_of "$part")" -gt "$size" ]; then
+    rc=63 # what curl 8.4 and later say of it themselves
   fi
-  if [ "$rc" -eq 33 ] || [ "$rc" -eq 36 ]; then
-    log "the server cannot resume (no byte ranges); downloading from the start"
+  if [ "$http" = 416 ] && [ "$have" -gt 0 ] && { [ "$rc" -eq 0 ] || [ "$rc" -eq 22 ]; }; then
+    # Nothing left to send from this offset (curl 7.88 exits 22 on it with --fail, 8.14 exits 0:
+    # https://github.com/curl/curl/pull/12176, October 2023). That proves the partial file whole
+    # (its hash was interrupted) only when it has the configured size; otherwise it is another
+    # file's bytes, or a server that cannot serve this range: start over.
+    if [ -n "$size" ] && [ "$have" -eq "$size" ]; then
+      log "the server has no bytes past $have (HTTP 416): the partial file is complete; verifying it"
+      break
+    fi
+    log "the server has no bytes past $have (HTTP 416), but FETCH_SIZE_BYTES is ${size:-not set}: the partial file is not known to be whole; downloading from the start"
     rm -f "$part"
-  elif transient && [ "$tries" -lt "$retries" ]; then
+    continue
+  fi
+  [ "$rc" -ne 0 ] || break
+  if [ "$rc" -eq 63 ] && [ "$have" -gt 0 ]; then
+    # Over the bound from a resume: the partial file may be a good start of another file, or the
+    # server answered the range with the whole file. A fresh download tells which.
+    log "resumed at $have bytes, the reply runs past the ${size} bytes FETCH_SIZE_BYTES allows (the server may ignore the Range header); downloading from the start"
+    rm -f "$part"
+    continue
+  fi
+  if [ "$have" -gt 0 ] && { [ "$rc" -eq 33 ] || [ "$rc" -eq 36 ]; }; then
+    log "the server cannot resume at $have bytes (it answered the range with the whole file); downloading from the start"
+    rm -f "$part"
+    continue
+  fi
+  if transient && [ "$tries" -lt "$retries" ]; then
     log "try $((tries + 1)) failed: $(explain); trying again in ${retry_delay}s, resuming from $(bytes_of "$part") bytes"
     sleep "$retry_delay" &
     child=$!
     wait "$child" || true
     child=""
   else
-    if [ -s "$part" ]; then
+    if [ "$rc" -ne 63 ] && [ -s "$part" ]; then
       log "download failed: $(explain); the partial file ($(bytes_of "$part") bytes) stays for the next try to resume"
     else
       rm -f "$part"
@@ -312,5 +407,5 @@ if [ -n "$want" ] && [ "$actual" != "$want" ]; then
   exit 1
 fi
 record_digest "$actual"
-mv -f "$part" "$dest"
+mv -fT "$part" "$dest"
 log "downloaded and verified ($actual)"

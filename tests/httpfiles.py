@@ -2,8 +2,12 @@
 
 `FileServer`: byte ranges (for resumed downloads; 416 past the end, as real servers answer), a
 request log, a switch that cuts a response short, as a dropped connection would, one that stalls
-it, one that trickles it, one that announces a false length, redirects, and TLS.
+it, one that trickles it, one that announces a false length, redirects (to addresses with query
+strings, as signed CDN URLs are), TLS, bodies of unknown length (chunked, or ended by closing the
+connection), a server that answers every range with 416, and a count of clients that hung up
+before the end of a body.
 `ScriptedServer`: answers every GET with a status, a body and a delay that a test sets.
+`RawServer`: answers every connection with the same bytes, HTTP or not, and closes it.
 `pids_with_in_argv`: which processes show a secret in their argument list (/proc/PID/cmdline).
 """
 
@@ -11,12 +15,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal
 
 
 def pids_with_in_argv(secret: str) -> list[str]:
@@ -44,6 +50,10 @@ class FileServer:
     announce_length: int | None = None  # a Content-Length that the body does not keep to
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
     tls: ssl.SSLContext | None = None  # serve https with this context
+    # How a body's end is known: its Content-Length, chunked coding, or the connection closing.
+    framing: Literal["length", "chunked", "close"] = "length"
+    refuse_ranges: bool = False  # answer every Range with 416, as a cache that lost the object's length does
+    hangups: int = 0  # responses the client stopped reading before their end
 
     def __post_init__(self) -> None:
         server = self
@@ -55,20 +65,24 @@ class FileServer:
 
             def do_GET(self) -> None:
                 server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-                if self.path in server.redirects:
+                if server.framing == "chunked":
+                    self.protocol_version = "HTTP/1.1"  # chunked coding is HTTP/1.1's (RFC 9112 7.1)
+                path = self.path.split("?", 1)[0]  # a signed URL's query names no file
+                location = server.redirects.get(self.path, server.redirects.get(path))
+                if location is not None:
                     self.send_response(302)
-                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Location", location)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                file = server.root / self.path.lstrip("/")
+                file = server.root / path.lstrip("/")
                 if not file.is_file():
                     self.send_error(404)
                     return
                 data = file.read_bytes()
                 start = 0
                 match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-                if match and server.ranges and int(match.group(1)) >= len(data):
+                if match and server.ranges and (server.refuse_ranges or int(match.group(1)) >= len(data)):
                     self.send_response(416)  # RFC 9110 15.5.17: no byte of the range exists
                     self.send_header("Content-Range", f"bytes */{len(data)}")
                     self.send_header("Content-Length", "0")
@@ -82,6 +96,9 @@ class FileServer:
                     self.send_response(200)
                     self.send_header("Accept-Ranges", "bytes" if server.ranges else "none")
                 body = data[start:]
+                if server.framing != "length":
+                    self.send_unframed(body)
+                    return
                 length = len(body) if server.announce_length is None else server.announce_length
                 self.send_header("Content-Length", str(length))
                 self.end_headers()
@@ -104,6 +121,25 @@ class FileServer:
                     self.connection.shutdown(2)
                     return
                 self.wfile.write(body)
+
+            def send_unframed(self, body: bytes) -> None:
+                """The body without a length up front: curl learns its size only at its end."""
+                self.send_header("Connection", "close")
+                if server.framing == "chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                step = 64 * 1024
+                try:
+                    for i in range(0, len(body), step):
+                        piece = body[i : i + step]
+                        if server.framing == "chunked":
+                            piece = b"%x\r\n%s\r\n" % (len(piece), piece)
+                        self.wfile.write(piece)
+                    if server.framing == "chunked":
+                        self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    server.hangups += 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         if self.tls is not None:
@@ -164,3 +200,35 @@ class ScriptedServer:
         self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class RawServer:
+    """Answers every connection with `reply` (any bytes: a reply that is not HTTP) and closes it."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                self.connections += 1
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)  # the request head
+                    conn.sendall(self.reply)
+                except OSError:
+                    pass  # the client gave up first
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/{name}"
+
+    def close(self) -> None:
+        self.sock.close()
