@@ -361,6 +361,9 @@ class Architecture(Model):
     max_context: Annotated[int, Field(ge=256, le=MAX_CONTEXT_TOKENS)] = 32768
     vocab: Annotated[int, Field(ge=1)] = 152064
     hidden: Annotated[int, Field(ge=1)] = 3584
+    # Bytes per element of the output matrix, which sits whole on one GPU when a replica has
+    # several: 2 (f16) bounds a quantized GGUF's (llama.cpp keeps it at Q6_K in Q4_K_M); 4 for f32.
+    output_weight_bytes: Annotated[float, Field(gt=0, le=4)] = 2.0
 
 
 class Storage(Model):
@@ -405,7 +408,7 @@ class ModelFiles(Model):
     @property
     def shape(self) -> ModelShape:
         a = self.architecture
-        return ModelShape(a.layers, a.kv_heads, a.head_dim, a.max_context, a.vocab, a.hidden)
+        return ModelShape(a.layers, a.kv_heads, a.head_dim, a.max_context, a.vocab, a.hidden, a.output_weight_bytes)
 
 
 # --- server --------------------------------------------------------------------------------

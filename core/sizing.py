@@ -29,6 +29,7 @@ class ModelShape:
     max_context: int
     vocab: int
     hidden: int
+    output_weight_bytes: float = 2.0  # bytes per element of the output matrix (f16 bounds a quantized file)
 
 
 def pad_up(value: int, multiple: int) -> int:
@@ -269,9 +270,8 @@ def layer_devices(layers: int, gpu_layers: int, split: tuple[float, ...]) -> tup
 
 
 def output_matrix_bytes(shape: ModelShape) -> int:
-    """The output (lm_head) matrix at f16, the widest type a quantized GGUF keeps it in: the
-    device that holds the output layer holds all of it."""
-    return shape.vocab * shape.hidden * 2
+    """The output (lm_head) matrix: the device that holds the output layer holds all of it."""
+    return round(shape.vocab * shape.hidden * shape.output_weight_bytes)
 
 
 def vram_per_device(

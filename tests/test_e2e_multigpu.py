@@ -5,17 +5,19 @@ split the tiny Qwen2-VL (head size 32) over two devices exactly as over two GPUs
 Each device's buffers come from the server's own load log (at -lv 4):
 - src/llama-model.cpp:1932   `load_tensors: <buffer> model buffer size = ... MiB`
 - src/llama-kv-cache.cpp:291 `llama_kv_cache: <buffer> KV buffer size = ... MiB`
-The buffer names the device: `RPC0[127.0.0.1:port]`, `RPC1[...]`, in the order of `--rpc`.
+- tools/mtmd/clip.cpp        `clip_ctx: CLIP using <buffer> backend` (the projector's device)
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from unittest import mock
 
 import pytest
 
@@ -23,18 +25,24 @@ from core import multigpu, sizing
 from core.catalog import MIB
 from core.config import StackConfig
 from core.server_args import ServerPaths, llama_server_args
+from tests import tiny_qwen2vl
 from tests.conftest import API_KEY, free_port, load_gguf, start
-from tests.test_e2e_memory import config_for, tensor_data_bytes
-from tests.tiny_model_variants import write_head32
+from tests.test_e2e_memory import config_for
+from tests.tiny_model_variants import HEAD32, HEAD32_MAX_CONTEXT
 from tests.tiny_qwen2vl import TinyModel
 from tools.server_client import png
 
 pytestmark = pytest.mark.e2e
 
-BUFFER = re.compile(r"(load_tensors|llama_kv_cache): +RPC(\d+)\[[^\]]*\] (model|KV) buffer size = +([0-9.]+) MiB")
+# A buffer is named after its backend and endpoint (`RPC0[127.0.0.1:port]` for either device), so
+# the endpoint, in the order of --rpc, tells the device.
+BUFFER = re.compile(r"(?:load_tensors|llama_kv_cache): +RPC\d+\[([0-9.:]+)\] (model|KV) buffer size = +([0-9.]+) MiB")
+PROJECTOR_DEVICE = re.compile(r"clip_ctx: CLIP using RPC\d+\[([0-9.:]+)\] backend")
 LOGGED_MIB = 0.005 * MIB  # a value printed with %.2f MiB is within this of the true one
-# (shares, layers on each device) for the head-32 model's 2 layers and its output layer.
-SPLITS = [((1, 1), (1, 1)), ((3, 1), (2, 0))]
+# The head-32 model with 6 layers, so that shares move layers: llama.cpp cuts 7 (6 and the output)
+# at the split points, giving (layers on each device) 4/2, 6/0 and 2/4, the output on device 1.
+LAYERS = 6
+SPLITS = [((1, 1), (4, 2)), ((3, 1), (6, 0)), ((1, 3), (2, 4))]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,9 @@ def gguf() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def head32(gguf: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    return write_head32(gguf, tmp_path_factory.mktemp("head32"))
+    """The head-32 tiny model with 6 layers."""
+    with mock.patch.dict(tiny_qwen2vl.TEXT, {**HEAD32, "layers": LAYERS}):
+        return tiny_qwen2vl.write_tiny_qwen2vl(gguf, tmp_path_factory.mktemp("head32"), max_context=HEAD32_MAX_CONTEXT)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +73,6 @@ def devices(binary: Path) -> Iterator[list[str]]:
     ]
     try:
         deadline = time.monotonic() + 30
-        import socket
-
         for port in ports:
             while True:
                 try:
@@ -83,7 +91,9 @@ def devices(binary: Path) -> Iterator[list[str]]:
 def split_config(model: TinyModel, shares: tuple[int, ...]) -> StackConfig:
     base = config_for(model, "f16", "f16", False)
     server = base.server.model_copy(update={"gpus_per_replica": len(shares), "tensor_split": list(shares)})
-    return base.model_copy(update={"server": server})
+    # The tiny model is all f32, its output matrix too.
+    shape = base.model.architecture.model_copy(update={"layers": LAYERS, "output_weight_bytes": 4.0})
+    return base.model_copy(update={"server": server, "model": base.model.model_copy(update={"architecture": shape})})
 
 
 def run(binary: Path, model: TinyModel, config: StackConfig, devices: list[str], directory: Path, chat: bool) -> str:
@@ -101,11 +111,13 @@ def run(binary: Path, model: TinyModel, config: StackConfig, devices: list[str],
     return log.read_text()
 
 
-def per_device(log: str, kind: str) -> dict[int, float]:
+def per_device(log: str, kind: str, devices: list[str]) -> dict[int, float]:
+    """Bytes of `kind` (model or KV) buffers on each device, by its place in --rpc."""
     out: dict[int, float] = {}
-    for _, device, what, mib in BUFFER.findall(log):
+    for endpoint, what, mib in BUFFER.findall(log):
         if what == kind:
-            out[int(device)] = out.get(int(device), 0.0) + float(mib) * MIB
+            i = devices.index(endpoint)
+            out[i] = out.get(i, 0.0) + float(mib) * MIB
     return out
 
 
@@ -125,8 +137,8 @@ def test_layers_land_where_the_sizing_puts_them(head32, shares, layers):
 
 
 @pytest.mark.parametrize(("shares", "layers"), SPLITS)
-def test_kv_cache_of_each_device_is_within_1_percent_of_the_sizing(logs, head32, shares, layers, capsys):
-    theirs = per_device(logs[shares], "KV")
+def test_kv_cache_of_each_device_is_within_1_percent_of_the_sizing(logs, head32, devices, shares, layers, capsys):
+    theirs = per_device(logs[shares], "KV", devices)
     ours = multigpu.per_gpu(split_config(head32, shares))
     with capsys.disabled():
         print(
@@ -140,18 +152,25 @@ def test_kv_cache_of_each_device_is_within_1_percent_of_the_sizing(logs, head32,
         assert abs(device.kv_bytes - logged) <= max(0.01 * logged, LOGGED_MIB), (i, device.kv_bytes, logged)
 
 
+def layer_tensor_bytes(gguf: ModuleType, path: Path) -> int:
+    """Bytes of the repeating layers' tensors (blk.*) in a GGUF file."""
+    return sum(int(t.n_bytes) for t in gguf.GGUFReader(str(path)).tensors if t.name.startswith("blk."))
+
+
 @pytest.mark.parametrize(("shares", "layers"), SPLITS)
-def test_weights_of_each_device_are_never_below_what_the_server_puts_there(logs, head32, gguf, shares, layers):
-    theirs = per_device(logs[shares], "model")
-    ours = multigpu.per_gpu(split_config(head32, shares))
+def test_weights_of_each_device_are_never_below_what_the_server_puts_there(logs, head32, gguf, devices, shares, layers):
+    theirs = per_device(logs[shares], "model", devices)
+    config = split_config(head32, shares)
+    ours = multigpu.per_gpu(config)
+    # Spread by layers, the file also carries the embeddings, the output and the header; the
+    # output matrix is counted once more, whole, on its device. No device is over by more.
+    outside_layers = head32.text.stat().st_size - layer_tensor_bytes(gguf, head32.text)
+    allowance = outside_layers + sizing.output_matrix_bytes(config.model.shape)
     for i, device in enumerate(ours):
-        assert device.weights_bytes >= theirs.get(i, 0.0) - LOGGED_MIB, (i, device.weights_bytes, theirs)
-    # Over by no more than the file's tensors outside the devices (the input embeddings stay on
-    # the CPU), its header, and the output matrix counted at f16 on top of its share.
-    slack = (
-        head32.text.stat().st_size
-        - sum(theirs.values())
-        + sizing.output_matrix_bytes(ours and split_config(head32, shares).model.shape)
-    )
-    assert sum(d.weights_bytes for d in ours) - sum(theirs.values()) <= slack + LOGGED_MIB * len(ours)
-    assert tensor_data_bytes(gguf, head32.text) > 0
+        logged = theirs.get(i, 0.0)
+        assert -LOGGED_MIB <= device.weights_bytes - logged <= allowance + LOGGED_MIB, (i, device.weights_bytes, logged)
+
+
+def test_the_projector_sits_on_the_first_device(logs, devices):
+    for log in logs.values():
+        assert PROJECTOR_DEVICE.findall(log) == [devices[0]]
