@@ -17,7 +17,10 @@ from tools import role_ready
 
 # The built-in roles' permissions as ARM lists them (built-in-roles/containers).
 ACR_PUSH_ROLE = {
-    "actions": ["Microsoft.ContainerRegistry/registries/pull/read", "Microsoft.ContainerRegistry/registries/push/write"],
+    "actions": [
+        "Microsoft.ContainerRegistry/registries/pull/read",
+        "Microsoft.ContainerRegistry/registries/push/write",
+    ],
     "notActions": [],
     "dataActions": [],
     "notDataActions": [],
