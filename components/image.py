@@ -12,7 +12,7 @@ import pulumi
 
 from components.cluster import AksCluster
 from core.config import Image
-from core.image import IMAGE_DIR, acr_build_script, build_args, content_tag, digest_ref
+from core.image import IMAGE_DIR, acr_build_script, build_args, content_tag, digest_ref, dockerfile
 from core.permissions import ACR_PUSH, ACR_TASKS_RUN, Needed
 
 # ACR accepts this user name with a refresh token as the password (`az acr login --expose-token`).
@@ -104,7 +104,7 @@ class LlamaCppImage(pulumi.ComponentResource):
             image_name=pulumi.Output.concat(login_server, "/", image.repository, ":", content_tag(image)),
             build={
                 "context": str(IMAGE_DIR),
-                "dockerfile": str(IMAGE_DIR / "Dockerfile"),
+                "dockerfile": str(IMAGE_DIR / dockerfile(image)),
                 "platform": "linux/amd64",
                 "args": build_args(image),
             },

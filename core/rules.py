@@ -392,6 +392,18 @@ def scale_to_zero_can_wake_and_attach(c: StackConfig) -> list[str]:
     return problems
 
 
+def release_binaries_are_pinned(c: StackConfig) -> list[str]:
+    """Upstream's release binaries are only used against a digest read from GitHub, never guessed."""
+    i = c.image
+    if i.prebuilt or i.llama_server_from != "release" or i.llama_cpp_release_sha256:
+        return []
+    return [
+        f"image.llamaServerFrom=release with image.llamaCppReleaseSha256 empty: the {i.llama_cpp_release} "
+        f"CUDA tarball would be used unchecked; set image.llamaCppReleaseSha256 to the digest that "
+        f"`python -m tools.release_pin {i.llama_cpp_release}` prints, or image.llamaServerFrom=source."
+    ]
+
+
 def kubernetes_version_supported(c: StackConfig) -> list[str]:
     v = c.cluster.kubernetes_version
     match = re.fullmatch(r"(1\.[0-9]+)(\.[0-9]+)?", v)
@@ -888,6 +900,7 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     autoscaling_is_coherent,
     scale_to_zero_can_wake_and_attach,
     kubernetes_version_supported,
+    release_binaries_are_pinned,
     cuda_within_driver,
     cuda_base_is_pinned,
     internal_load_balancer_has_callers,
