@@ -301,7 +301,10 @@ def scale_from_zero(config: StackConfig) -> list[Step]:
             0,
             SCRAPE_S + poll,
             "bound",
-            f"a scrape every {SCRAPE_S} s (managed Prometheus default) and a KEDA poll every autoscaling.pollingSeconds={poll}",
+            f"a scrape every {SCRAPE_S} s (managed Prometheus default) and a KEDA poll every "
+            f"autoscaling.pollingSeconds={poll}, of the standby front's turned-away requests "
+            '(docs/design.md, "Time to the first token"; not wired yet: today only '
+            "autoscaling.activeHours wakes the server)",
         ),
         Step(
             "scale-up",
@@ -398,3 +401,20 @@ def timeline_markdown(config: StackConfig, steps: list[Step] | None = None) -> s
                 o_low, o_high = total_s(first_deploy(config, other))
                 lines.append(f"| … with the image from {other} | {minutes(o_low)}–{minutes(o_high)} | | same steps |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class StartingAnswer:
+    """What a request gets while no replica exists: 503, Retry-After and a sentence with the minutes."""
+
+    retry_after_s: int  # when the earliest start could answer (the low estimate)
+    minutes: int  # the high estimate, rounded up: "starting, about N minutes"
+
+    @property
+    def message(self) -> str:
+        return f"starting, about {self.minutes} minutes"
+
+
+def starting_answer(config: StackConfig) -> StartingAnswer:
+    low, high = total_s(scale_from_zero(config))
+    return StartingAnswer(retry_after_s=low, minutes=-(-high // 60))
