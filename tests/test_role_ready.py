@@ -266,3 +266,26 @@ def test_tool_treats_an_unreachable_arm_as_not_yet(monkeypatch, capsys):
 
 def test_needed_defaults_to_a_control_plane_action():
     assert Needed("a/b").data is False
+
+
+def test_tool_without_az_or_a_token_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.delenv("ARM_ACCESS_TOKEN", raising=False)
+    monkeypatch.setattr(role_ready.shutil, "which", lambda name: None)
+    assert role_ready.main(["--scope", SCOPE, "--operation", ACR_PUSH.operation, "--timeout", "600"]) == 2
+    assert "install the Azure CLI" in capsys.readouterr().err
+
+
+def test_tool_asks_az_for_a_fresh_arm_token_on_each_probe(arm, monkeypatch, capsys):
+    fake = arm([[ACR_PUSH_ROLE]], denials=1)
+    monkeypatch.delenv("ARM_ACCESS_TOKEN")
+    calls: list[list[str]] = []
+
+    def az(cmd: list[str], **kwargs: Any) -> Any:
+        calls.append(cmd)
+        return type("Done", (), {"stdout": f"token-{len(calls)}\n"})()
+
+    monkeypatch.setattr(role_ready.shutil, "which", lambda name: "/usr/bin/az")
+    monkeypatch.setattr(role_ready.subprocess, "run", az)
+    assert role_ready.main(["--scope", SCOPE, "--operation", ACR_PUSH.operation, "--timeout", "60"]) == 0
+    assert [auth for _, auth in fake.calls] == ["Bearer token-1", "Bearer token-2"]
+    assert calls[0][:3] == ["az", "account", "get-access-token"]

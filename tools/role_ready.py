@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -66,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.scope.startswith("/subscriptions/"):
         print(
             f"--scope={args.scope!r} is not an Azure resource id; pass one that starts with /subscriptions/",
+            file=sys.stderr,
+        )
+        return 2
+    if not os.environ.get("ARM_ACCESS_TOKEN") and shutil.which("az") is None:
+        print(
+            "az is not installed here and ARM_ACCESS_TOKEN is not set: the deployer's new roles cannot be "
+            "checked; install the Azure CLI and run az login (make up needs it anyway).",
             file=sys.stderr,
         )
         return 2
