@@ -20,7 +20,7 @@ from pulumi_azure_native import (
     resources,
 )
 
-from core import catalog, labels
+from core import catalog, labels, permissions
 from core.catalog import GPU_VM_SIZES
 from core.config import Cluster, Registry
 from core.identity import PrincipalType, deployer_principal_type
@@ -108,9 +108,11 @@ class AksCluster(pulumi.ComponentResource):
         self.registry = self._registry(name, stack, c, args.registry)
         self.login_server = self.registry.login_server
         self.acr_pull, self.acr_push, self.deployer_admin = self._roles(name)
-        # What uses the deployer's new roles waits for them to take effect.
-        self.acr_push_ready = self.role_wait(f"{name}-acr-push", self.acr_push)
-        self.deployer_admin_ready = self.role_wait(f"{name}-deployer-admin", self.deployer_admin)
+        # What uses the deployer's new roles waits until Azure grants them (the image build polls
+        # for its own registry permission: components/image.py).
+        self.deployer_admin_ready = self.deployer_role_ready(
+            f"{name}-deployer-admin", self.deployer_admin, scope=self.cluster.id, needed=permissions.AKS_ADMIN
+        )
         self.kubeconfig, self.provider = self._kubernetes(name, c.kubelogin_mode)
         self.oidc_issuer = self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
         self.register_outputs(
@@ -348,6 +350,29 @@ class AksCluster(pulumi.ComponentResource):
             f"{name}-propagation",
             **role_propagation_wait(self.role_propagation_seconds, ids),
             opts=pulumi.ResourceOptions(parent=parent or self),
+        )
+
+    def deployer_role_ready(
+        self,
+        name: str,
+        assignment: authorization.RoleAssignment,
+        *,
+        scope: pulumi.Input[str],
+        needed: permissions.Needed,
+        parent: pulumi.Resource | None = None,
+    ) -> pulumi.Resource:
+        """Polls ARM until the deployer holds `needed` on `scope` (tools/role_ready.py), at most
+        `cluster.rolePropagationSeconds`: no fixed wait, and no wait at all when the deployer
+        already held it (Contributor above the scope, say). Other components pass themselves as `parent`."""
+        import pulumi_command as command  # a local command, run where `pulumi up` runs
+
+        return command.local.Command(
+            f"{name}-ready",
+            create=permissions.ready_command(needed, self.role_propagation_seconds),
+            environment={"SCOPE": scope},
+            # A new assignment (another deployer) polls again; an unchanged one is no diff.
+            triggers=[assignment.id],
+            opts=pulumi.ResourceOptions(parent=parent or self, depends_on=[assignment]),
         )
 
     def _kubernetes(self, name: str, login_mode: str) -> tuple[pulumi.Output[str], k8s.Provider]:

@@ -12,7 +12,8 @@ import pulumi
 
 from components.cluster import AksCluster
 from core.config import Image
-from core.image import IMAGE_DIR, acr_build_script, build_args, content_tag, digest_ref
+from core.image import IMAGE_DIR, acr_build_script, build_args, content_tag, digest_ref, dockerfile
+from core.permissions import ACR_PUSH, ACR_TASKS_RUN, Needed
 
 # ACR accepts this user name with a refresh token as the password (`az acr login --expose-token`).
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
@@ -54,6 +55,14 @@ class LlamaCppImage(pulumi.ComponentResource):
             self.ref = self._build_locally(name, args.image, args.cluster)
         self.register_outputs({"ref": self.ref})
 
+    def _registry_ready(self, name: str, cluster: AksCluster, needed: Needed) -> pulumi.Resource:
+        """Polls until the deployer may do what this builder needs in the registry: at once where
+        it already could (a CI identity with Contributor above the registry), else as soon as the
+        new AcrPush assignment takes effect. A prebuilt image waits for nothing."""
+        return cluster.deployer_role_ready(
+            f"{name}-registry-role", cluster.acr_push, scope=cluster.registry.id, needed=needed, parent=self
+        )
+
     def _build_in_registry(self, name: str, image: Image, cluster: AksCluster) -> pulumi.Output[str]:
         """ACR Tasks build image/ in the registry: no Docker engine on this machine, no image upload."""
         import pulumi_command as command  # only the acr builder needs this SDK
@@ -66,8 +75,8 @@ class LlamaCppImage(pulumi.ComponentResource):
             environment={"LOGIN_SERVER": login_server, "IMAGE": f"{image.repository}:{tag}"},
             # A new content tag is a new build; an unchanged image/ is no diff.
             triggers=[tag],
-            # Running a task in the registry needs the deployer's roles on it.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.acr_push_ready]),
+            # Running a task in the registry needs the deployer's right to schedule one there.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._registry_ready(name, cluster, ACR_TASKS_RUN)]),
         )
         # Deploy by digest: a re-pushed tag can never change what runs.
         return pulumi.Output.all(login_server, build.stdout).apply(
@@ -95,7 +104,7 @@ class LlamaCppImage(pulumi.ComponentResource):
             image_name=pulumi.Output.concat(login_server, "/", image.repository, ":", content_tag(image)),
             build={
                 "context": str(IMAGE_DIR),
-                "dockerfile": str(IMAGE_DIR / "Dockerfile"),
+                "dockerfile": str(IMAGE_DIR / dockerfile(image)),
                 "platform": "linux/amd64",
                 "args": build_args(image),
             },
@@ -103,8 +112,8 @@ class LlamaCppImage(pulumi.ComponentResource):
             # pulumi-docker ignores username/password changes in its diff (pulumi-docker#498),
             # so a fresh token each run is no change.
             registry={"server": login_server, "username": ACR_TOKEN_USER, "password": secret_token},
-            # The push needs the deployer's AcrPush role, in effect.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.acr_push_ready]),
+            # The push needs the deployer's AcrPush role (or Contributor), in effect.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._registry_ready(name, cluster, ACR_PUSH)]),
         )
         # Deploy by digest: a re-pushed tag can never change what runs.
         return built.repo_digest

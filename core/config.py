@@ -344,6 +344,12 @@ class Image(Model):
     # Where image/ is built: `local` with this machine's Docker engine, `acr` with ACR Tasks in the
     # registry (no Docker needed here). See docs/design.md, "The image".
     builder: Literal["local", "acr"] = "local"
+    # Where llama-server comes from: `source` compiles the release in the build (about an hour on
+    # ACR Tasks' 2 vCPUs), `release` unpacks upstream's CUDA 12.8 Linux binaries of that release
+    # (minutes), checked against llamaCppReleaseSha256. See docs/design.md, "The image".
+    llama_server_from: Literal["source", "release"] = "source"
+    # sha256 of llama-<release>-bin-ubuntu-cuda-12.8-x64.tar.gz (`python -m tools.release_pin` reads it).
+    llama_cpp_release_sha256: Sha256 = ""
     # A digest-pinned reference (repo@sha256:...) skips the build entirely.
     prebuilt: PrebuiltImage | None = None
     # Registries besides the stack's own that a production stack may take image.prebuilt from

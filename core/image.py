@@ -24,8 +24,33 @@ ACR_BUILD_TIMEOUT_SECONDS = 7200
 ACR_CONTEXT = "image"
 
 
+# The Dockerfile of each way llama-server gets into the image (image.llamaServerFrom).
+DOCKERFILES = {"source": "Dockerfile", "release": "Dockerfile.release"}
+# Upstream's release binaries: one tarball per release and CUDA line, built by llama.cpp's release
+# workflow (.github/workflows/release.yml) and published on the release's GitHub page.
+RELEASE_DOWNLOAD_BASE = "https://github.com/ggml-org/llama.cpp/releases/download"
+
+
+def release_asset(release: str, cuda_version: str) -> str:
+    """`llama-b11434-bin-ubuntu-cuda-12.8-x64.tar.gz`: the asset name carries the CUDA major.minor."""
+    major_minor = ".".join(cuda_version.split(".")[:2])
+    return f"llama-{release}-bin-ubuntu-cuda-{major_minor}-x64.tar.gz"
+
+
+def dockerfile(image: Image) -> str:
+    return DOCKERFILES[image.llama_server_from]
+
+
 def build_args(image: Image) -> dict[str, str]:
     devel, runtime = CUDA_BASE_DIGESTS[image.cuda_version]  # a rule refuses a version without digests
+    if image.llama_server_from == "release":
+        return {
+            "LLAMA_CPP_RELEASE": image.llama_cpp_release,
+            "LLAMA_CPP_RELEASE_ASSET": release_asset(image.llama_cpp_release, image.cuda_version),
+            "LLAMA_CPP_RELEASE_SHA256": image.llama_cpp_release_sha256,
+            "CUDA_VERSION": image.cuda_version,
+            "CUDA_RUNTIME_DIGEST": runtime,
+        }
     return {
         "LLAMA_CPP_RELEASE": image.llama_cpp_release,
         "LLAMA_CPP_SOURCE_SHA256": image.llama_cpp_source_sha256,
@@ -67,7 +92,8 @@ def acr_build_script(image: Image) -> str:
             'registry="${LOGIN_SERVER%%.*}"',
             f'if ! digest=$({show} 2>/dev/null) || [ -z "$digest" ]; then',
             '  az acr build --registry "$registry" --image "$IMAGE" --platform linux/amd64'
-            f" --timeout {ACR_BUILD_TIMEOUT_SECONDS} {build_arg_flags} {ACR_CONTEXT} >&2",
+            f" --timeout {ACR_BUILD_TIMEOUT_SECONDS} --file {ACR_CONTEXT}/{dockerfile(image)}"
+            f" {build_arg_flags} {ACR_CONTEXT} >&2",
             f"  digest=$({show})",
             "fi",
             'echo "$digest"',

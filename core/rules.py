@@ -391,6 +391,18 @@ def scale_to_zero_can_wake_and_attach(c: StackConfig) -> list[str]:
     return problems
 
 
+def release_binaries_are_pinned(c: StackConfig) -> list[str]:
+    """Upstream's release binaries are only used against a digest read from GitHub, never guessed."""
+    i = c.image
+    if i.prebuilt or i.llama_server_from != "release" or i.llama_cpp_release_sha256:
+        return []
+    return [
+        f"image.llamaServerFrom=release with image.llamaCppReleaseSha256 empty: the {i.llama_cpp_release} "
+        f"CUDA tarball would be used unchecked; set image.llamaCppReleaseSha256 to the digest that "
+        f"`python -m tools.release_pin {i.llama_cpp_release}` prints, or image.llamaServerFrom=source."
+    ]
+
+
 def kubernetes_version_supported(c: StackConfig) -> list[str]:
     v = c.cluster.kubernetes_version
     match = re.fullmatch(r"(1\.[0-9]+)(\.[0-9]+)?", v)
@@ -761,6 +773,29 @@ def quantized_v_cache_needs_flash_attention(c: StackConfig) -> list[str]:
     ]
 
 
+# The K/V pairs b11434's CUDA build compiles flash-attention kernels for by default
+# (ggml/CMakeLists.txt, GGML_CUDA_FA_QUANTS "q4_0-q4_0;q8_0-q8_0;f16-f16;bf16-bf16"); upstream's
+# release binaries use the default. Any other pair runs, but ggml-cuda/fattn.cu logs
+# SERVER_SAYS_NO_FA_KERNEL_FOR_PAIR and converts K and V to f16 on every attention call.
+FA_KERNEL_PAIRS = frozenset({("q4_0", "q4_0"), ("q8_0", "q8_0"), ("f16", "f16"), ("bf16", "bf16")})
+SERVER_SAYS_NO_FA_KERNEL_FOR_PAIR = (
+    "no FlashAttention vector kernel compiled for K/V types {k}-{v}, converting K and V to f16 instead (slow)"
+)
+
+
+def mixed_kv_cache_pair_is_slow(c: StackConfig) -> list[str]:
+    """A warning: a K/V type pair without a compiled flash-attention kernel is slow on the GPU."""
+    s = c.server
+    if s.flash_attention == "off" or (s.cache_type_k, s.cache_type_v) in FA_KERNEL_PAIRS:
+        return []
+    return [
+        f"server.cacheTypeK={s.cache_type_k} with server.cacheTypeV={s.cache_type_v}: the CUDA build compiles "
+        f"flash-attention kernels only for same-type pairs (q4_0, q8_0, f16, bf16), so llama-server converts "
+        f"K and V to f16 on every attention call (slow, and the f16 copies take GPU memory); set "
+        f"server.cacheTypeK={s.cache_type_v} to match server.cacheTypeV, or both to one of those types."
+    ]
+
+
 def _blocks_not_dividing_head(c: StackConfig) -> list[tuple[str, str, int]]:
     """(K or V, cache type, block size) of each quantized cache the server checks against the head
     size and refuses: only with flash attention on or auto (llama-context.cpp:3854 and 3865)."""
@@ -864,6 +899,7 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     autoscaling_is_coherent,
     scale_to_zero_can_wake_and_attach,
     kubernetes_version_supported,
+    release_binaries_are_pinned,
     cuda_within_driver,
     cuda_base_is_pinned,
     internal_load_balancer_has_callers,
@@ -958,6 +994,7 @@ def all_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
                 f'callers of long answers must stream ("stream": true), which sends bytes as tokens come.',
             )
         )
+    out.extend((None, text) for text in mixed_kv_cache_pair_is_slow(c))
     if c.max_replicas == 1:
         out.append(
             (

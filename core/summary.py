@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core import capacity, cost, multigpu, rules, sizing
+from core import capacity, cost, first_token, multigpu, rules, sizing
 from core.catalog import GB, GIB, GPU_VM_SIZES, PRICES_CHECKED
 from core.config import StackConfig
 
@@ -92,6 +92,7 @@ def summary_markdown(c: StackConfig, stack: str) -> str:
         f"| Model volume | {m.storage.size_gi}Gi {m.storage.access_mode} ({m.storage.storage_class}) |",
         "",
         *cost_section(c),
+        *first_token_section(c),
         *fits_section(c),
         *accepted_section(c),
     ]
@@ -236,6 +237,19 @@ def bill_line(stacks: list[tuple[str, StackConfig]]) -> str:
 
 def cost_monthly(low: float | None, high: float | None) -> tuple[float | None, float | None]:
     return (None if low is None else cost.monthly(low), None if high is None else cost.monthly(high))
+
+
+def first_token_section(c: StackConfig) -> list[str]:
+    """How long to the first token (core/first_token.py): first deploy, llama.cpp bump, scale from zero."""
+    return [
+        "## Time to the first token",
+        "",
+        "Estimated from sourced or measured steps (`make preflight` prints each step and its source); "
+        "goals: first deploy and bump 20 minutes, scale from zero 8 minutes.",
+        "",
+        *first_token.summary_lines(c),
+        "",
+    ]
 
 
 def fits_section(c: StackConfig) -> list[str]:

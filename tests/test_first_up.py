@@ -23,6 +23,7 @@ from tools.mocks import RenderMocks
 
 ROLE = "azure-native:authorization:RoleAssignment"
 SLEEP = "time:index/sleep:Sleep"
+COMMAND = "command:local:Command"
 DEPLOYER_ROLES = (catalog.ACR_PUSH, catalog.AKS_RBAC_CLUSTER_ADMIN, catalog.GRAFANA_ADMIN)
 GRAFANA = {"autoscaling": {"grafana": True}}
 
@@ -132,13 +133,13 @@ def grafana_dependencies() -> Iterator[tuple[RenderMocks, dict[str, set[str]]]]:
 @pytest.mark.parametrize(
     ("user", "wait", "assignment"),
     [
-        ("cluster-k8s", "cluster-deployer-admin-propagation", "cluster-deployer-admin"),
+        ("cluster-k8s", "cluster-deployer-admin-ready", "cluster-deployer-admin"),
         (
             "observability-grafana-api",
             "observability-deployer-grafana-admin-propagation",
             "observability-deployer-grafana-admin",
         ),
-        ("image-image", "cluster-acr-push-propagation", "cluster-acr-push"),
+        ("image-image", "image-registry-role-ready", "cluster-acr-push"),
     ],
     ids=["kubernetes-provider", "grafana-provider", "image-push"],
 )
@@ -148,17 +149,57 @@ def test_first_use_of_a_new_role_waits_for_it_to_propagate(grafana_dependencies,
     assert assignment in found[wait], f"{wait} does not follow {assignment}"
 
 
-def test_propagation_wait_is_ten_minutes_and_restarts_with_a_new_assignment(grafana_dependencies):
+def role_polls(mocks: RenderMocks) -> dict[str, dict[str, Any]]:
+    return {r.name: r.inputs for r in of_type(mocks, COMMAND) if r.name.endswith("-ready")}
+
+
+def test_deployer_roles_are_polled_until_azure_grants_them_never_slept_on(grafana_dependencies):
+    mocks, _ = grafana_dependencies
+    polls = role_polls(mocks)
+    assert set(polls) == {"cluster-deployer-admin-ready", "image-registry-role-ready"}
+    admin = polls["cluster-deployer-admin-ready"]
+    assert admin["create"] == (
+        'python3 -m tools.role_ready --scope "$SCOPE" --operation '
+        "Microsoft.ContainerService/managedClusters/namespaces/write --data --timeout 600"
+    )
+    assert admin["environment"]["SCOPE"].endswith("/managedClusters/llamacpp-dev-aks")
+    assert admin["triggers"][0].endswith("/roleAssignments/cluster-deployer-admin")
+    sleeps = {r.name for r in of_type(mocks, SLEEP)}
+    assert "cluster-deployer-admin-propagation" not in sleeps and "cluster-acr-push-propagation" not in sleeps
+
+
+@pytest.mark.parametrize(
+    ("builder", "operation"),
+    [
+        ("local", "Microsoft.ContainerRegistry/registries/push/write"),
+        ("acr", "Microsoft.ContainerRegistry/registries/scheduleRun/action"),
+    ],
+)
+def test_image_build_polls_for_what_its_builder_needs_in_the_registry(builder, operation):
+    polls = role_polls(run_stack({"image": {"builder": builder}}, "dev"))
+    registry = polls["image-registry-role-ready"]
+    assert f"--operation {operation} --timeout 600" in registry["create"]
+    assert "/registries/" in registry["environment"]["SCOPE"]
+
+
+def test_prebuilt_image_waits_for_no_registry_role():
+    prebuilt = "myteam.azurecr.io/llama-server@sha256:" + "a" * 64
+    polls = role_polls(run_stack({"image": {"prebuilt": prebuilt}}, "dev"))
+    assert "image-registry-role-ready" not in polls
+
+
+def test_managed_identity_roles_keep_the_bounded_wait(grafana_dependencies):
     mocks, _ = grafana_dependencies
     waits = {r.name: r.inputs for r in of_type(mocks, SLEEP)}
     assert {w["createDuration"] for w in waits.values()} == {"600s"}
-    trigger = waits["cluster-deployer-admin-propagation"]["triggers"]["roleAssignmentId"]
-    assert trigger.endswith("/roleAssignments/cluster-deployer-admin")
+    trigger = waits["cluster-subnet-network-propagation"]["triggers"]["roleAssignmentId"]
+    assert trigger.endswith("/roleAssignments/cluster-subnet-network")
 
 
-def test_role_propagation_wait_follows_config():
+def test_role_propagation_bound_follows_config():
     mocks = run_stack({"cluster": {"rolePropagationSeconds": 120}}, "dev")
     assert {r.inputs["createDuration"] for r in of_type(mocks, SLEEP)} == {"120s"}
+    assert {p["create"].rsplit(" ", 1)[-1] for p in role_polls(mocks).values()} == {"120"}
 
 
 # --- 7. an unreachable cluster fails the run -------------------------------------------------

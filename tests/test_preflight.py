@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 
 from core.config import Ingress, StackConfig
-from core.first_token import Step, timeline, timeline_markdown, total_s
+from core.first_token import Step, bump, critical_path, first_deploy, timeline_markdown, timelines, total_s, verdict
 from core.loading import load_config, split_pulumi_config
+from core.summary import summary_markdown
 from tests.conftest import ROOT
 from tools import preflight
 from tools.render import stack_config
@@ -238,6 +240,7 @@ def test_command_prints_one_line_per_problem_then_the_time_to_first_token_and_ex
     problems = [line for line in out.splitlines() if line.startswith("problem: ")]
     assert len(problems) == 3  # the feature, pulumi, kubelogin (prod builds in the registry: no docker)
     assert "Expected time from `make up` to the first token on prod:" in out
+    assert "| scale from zero |" in out
 
 
 def test_command_exits_0_when_nothing_is_wrong(answers, monkeypatch: pytest.MonkeyPatch):
@@ -249,36 +252,111 @@ def test_command_exits_0_when_nothing_is_wrong(answers, monkeypatch: pytest.Monk
     assert preflight.main(["--stack", "prod", "--my-ip", INSIDE_PROD_RANGE]) == 0
 
 
-def test_critical_path_overlaps_the_image_build_with_the_cluster():
+def test_critical_path_takes_the_longest_branch_and_counts_a_side_branch_only_past_it():
     steps = [
-        Step("cluster", 600, 600, "estimate", "x"),
-        Step("image", 900, 900, "estimate", "x", True),
-        Step("node", 60, 60, "estimate", "x"),
+        Step("cluster", "cluster", 600, 600, "estimate", "x"),
+        Step("image", "image", 900, 900, "estimate", "x"),
+        Step("node", "node", 60, 60, "estimate", "x", ("cluster", "image")),
     ]
     assert total_s(steps) == (960, 960)
+    assert critical_path(steps) == ["image", "node"]
+    shorter = [steps[0], Step("image", "image", 300, 300, "estimate", "x"), steps[2]]
+    assert total_s(shorter) == (660, 660) and critical_path(shorter) == ["cluster", "node"]
 
 
-def test_every_first_token_figure_says_whether_it_was_measured_and_where_it_comes_from():
-    table = timeline_markdown(config_of("dev"))
-    rows = [r for r in table.splitlines()[2:] if "…" not in r and "**" not in r]
-    assert len(rows) == 7 and all("| estimate: " in r or "| measured: " in r for r in rows)
+def test_every_first_token_figure_says_how_it_was_found_and_where_it_comes_from():
+    for steps in timelines(config_of("dev")).values():
+        table = timeline_markdown(config_of("dev"), steps)
+        rows = [r for r in table.splitlines()[2:] if "…" not in r and "**" not in r]
+        assert rows and all(re.search(r"\| (estimate|measured|bound): \S", r) for r in rows), table
 
 
 def test_operations_doc_shows_the_dev_time_to_first_token_table():
     assert timeline_markdown(config_of("dev")) in (ROOT / "docs" / "operations.md").read_text()
 
 
-def test_time_to_first_token_counts_both_role_waits_on_the_clusters_path():
+def test_only_the_control_planes_subnet_role_is_a_fixed_wait_the_deployers_are_polled():
     dev = config_of("dev")
-    steps = timeline(dev, "prebuilt")
-    waits = [s for s in steps if s.name.startswith("role wait:")]
-    assert [(s.low_s, s.high_s) for s in waits] == [(600, 600), (600, 600)]
+    steps = first_deploy(dev, "acr-release")
+    fixed = [s for s in steps if s.how == "bound" and s.low_s == s.high_s]
+    assert [s.key for s in fixed] == ["subnet-wait"] and fixed[0].low_s == 600
+    polls = {s.key: (s.low_s, s.high_s) for s in steps if s.key.endswith("-poll")}
+    assert polls == {"registry-poll": (0, 600), "admin-poll": (0, 600)}
     no_wait = dev.model_copy(update={"cluster": dev.cluster.model_copy(update={"role_propagation_seconds": 0})})
-    low, high = total_s(steps)
-    assert (low, high) == tuple(t + 2 * 600 for t in total_s(timeline(no_wait, "prebuilt")))
-    # The build waits for AcrPush first, beside the cluster's path.
-    (build,) = [s for s in timeline(dev, "acr") if s.name.startswith("image build")]
-    assert (build.low_s, build.high_s) == (600 + 55 * 60, 600 + 70 * 60) and build.beside_steps == 3
+    assert total_s(steps)[0] == total_s(first_deploy(no_wait, "acr-release"))[0] + 600
+
+
+def test_a_prebuilt_image_polls_for_no_registry_role():
+    assert "registry-poll" not in {s.key for s in first_deploy(config_of("dev"), "prebuilt")}
+
+
+def test_the_source_build_is_the_step_that_misses_and_the_release_binaries_remove_it():
+    dev = config_of("dev")
+    source, release = first_deploy(dev, "acr-source"), first_deploy(dev, "acr-release")
+    assert "image" in critical_path(source, high=False)
+    assert "image" not in critical_path(release, high=False)
+    assert total_s(source)[0] - total_s(release)[0] > 30 * 60
+    (build,) = [s for s in source if s.key == "image"]
+    assert (build.low_s, build.high_s) == (55 * 60, 70 * 60)
+
+
+def test_a_bump_with_release_binaries_meets_its_goal_and_one_with_the_compile_misses_it():
+    dev = config_of("dev")
+    assert verdict("llama.cpp bump", bump(dev, "acr-release")) == "meets the 20-minute goal"
+    assert "CUDA compile from source" in verdict("llama.cpp bump", bump(dev, "acr-source"))
+    # A bump keeps the model: no download on its path.
+    assert "download" not in {s.key for s in bump(dev, "acr-release")}
+
+
+def test_first_deploy_with_release_binaries_names_the_subnet_wait_as_what_misses():
+    text = verdict("first deploy", first_deploy(config_of("dev"), "acr-release"))
+    assert text.startswith("misses the 20-minute goal even at the low figures")
+    assert "Network Contributor on the node subnet" in text
+
+
+def test_verdict_meets_exactly_at_the_goal_and_misses_one_second_past_it():
+    at = [Step("a", "only step", 8 * 60, 8 * 60, "estimate", "x")]
+    past = [Step("a", "only step", 8 * 60, 8 * 60 + 1, "estimate", "x")]
+    assert verdict("scale from zero", at) == "meets the 8-minute goal"
+    assert verdict("scale from zero", past) == (
+        "misses the 8-minute goal at the high figures: the longest step on its path is only step"
+    )
+
+
+def test_gpu_node_starts_after_the_download_job_when_the_pool_keeps_no_node():
+    dev = config_of("dev")
+    assert dev.cluster.gpu_pool.min_count == 0
+    by_key = {s.key: s for s in first_deploy(dev, "prebuilt")}
+    assert by_key["gpu-node"].after == ("kubernetes",)
+    kept = dev.model_copy(
+        update={
+            "cluster": dev.cluster.model_copy(
+                update={"gpu_pool": dev.cluster.gpu_pool.model_copy(update={"min_count": 1})}
+            )
+        }
+    )
+    by_key = {s.key: s for s in first_deploy(kept, "prebuilt")}
+    assert by_key["gpu-node"].after == ("cluster",) and "gpu-node" in by_key["kubernetes"].after
+    # The kept node boots beside the cluster admin poll instead of after it.
+    assert total_s(first_deploy(kept, "prebuilt"))[1] < total_s(first_deploy(dev, "prebuilt"))[1]
+
+
+def test_verify_on_start_adds_the_measured_rehash():
+    dev = config_of("dev")
+    off = dev.model_copy(update={"model": dev.model.model_copy(update={"verify_on_start": False})})
+    (verify,) = [s for s in bump(dev, "prebuilt") if s.key == "verify"]
+    assert verify.how == "measured" and (verify.low_s, verify.high_s) == (30, 33)
+    assert "verify" not in {s.key for s in bump(off, "prebuilt")}
+
+
+def test_summary_shows_the_three_timelines_beside_the_cost():
+    text = summary_markdown(config_of("dev"), "dev")
+    cost_at, timing_at = text.index("## Cost at list prices"), text.index("## Time to the first token")
+    assert cost_at < timing_at
+    section = text[timing_at:].split("\n## ", 1)[0]
+    for name in ("| first deploy |", "| llama.cpp bump |", "| scale from zero |"):
+        assert name in section
+    assert "with image.llamaServerFrom=release" in section
 
 
 def test_public_endpoint_stacks_need_the_gateways_providers(answers):

@@ -27,7 +27,7 @@ from typing import Any
 from core import loading
 from core.catalog import GPU_VM_SIZES
 from core.config import StackConfig
-from core.first_token import timeline_markdown, total_text
+from core.first_token import summary_lines, timeline_markdown, total_text
 from core.loading import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -294,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"problem: {problem}")
     print(f"\nExpected time from `make up` to the first token on {args.stack}: {total_text(config)}")
     print(timeline_markdown(config), end="")
+    print(f"\nTo the first token on {args.stack}, against the goals:")
+    print("\n".join(summary_lines(config)))
     print(f"\npreflight {args.stack}: {len(problems)} problem(s)")
     return 1 if problems else 0
 
