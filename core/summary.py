@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core import capacity, cost, first_token, multigpu, rules, sizing
-from core.catalog import GB, GIB, GPU_VM_SIZES, PRICES_CHECKED
+from core.catalog import GB, GIB, GPU_VM_SIZES, PRICES_CHECKED, GpuVmSize, list_price
 from core.config import StackConfig
 
 # Bump when a key of summary_data changes meaning; tools/diff.py compares only equal versions.
@@ -252,6 +252,14 @@ def first_token_section(c: StackConfig) -> list[str]:
     ]
 
 
+def replica_month(c: StackConfig, vm: GpuVmSize, gpus: int) -> str:
+    """List price of one replica's share of its node: its GPUs over the node's, a 720-hour month."""
+    price = list_price(c.cluster.location, vm.name)
+    if price is None or price.hourly is None:
+        return "not priced"
+    return f"${cost.monthly(price.hourly * gpus / vm.gpus):,.0f}"
+
+
 def fits_section(c: StackConfig) -> list[str]:
     b = c.server.request_budget
     need = rules.request_tokens(c)
@@ -274,7 +282,7 @@ def fits_section(c: StackConfig) -> list[str]:
             )
         if vm.name == c.cluster.gpu_pool.vm_size and gpus == c.server.gpus_per_replica:
             name = f"**{name}, configured**"
-        rows.append(f"| {name} | {' | '.join(cell(f) for f in row)} |")
+        rows.append(f"| {name} | {' | '.join(cell(f) for f in row)} | {replica_month(c, vm, gpus)} |")
     img = capacity.largest_image_max_tokens(c)
     image_row = (
         f"| Largest `imageMaxTokens` for the current {img.per_slot}-token slots | {img.image_max_tokens} "
@@ -288,8 +296,8 @@ def fits_section(c: StackConfig) -> list[str]:
         "Most slots that each hold the worst-case request, per KV cache type, with the `-c` they need "
         f"and the GPU memory spare after the estimate (within the {c.server.vram_headroom:.0%} headroom):",
         "",
-        f"| GPU VM size | {header} |",
-        "|---|---|---|---|",
+        f"| GPU VM size | {header} | a replica a month |",
+        "|---|---|---|---|---|",
         *rows,
         "",
         "| item | value | headroom |",

@@ -217,3 +217,17 @@ def test_replicas_of_two_gpus_keep_a_two_gpu_node_each_always_on():
         {"replicas": 2, "gpusPerReplica": 2}, cluster={"gpuPool": {"vmSize": NV72, "minCount": 0, "maxCount": 2}}
     )
     assert "2 always on for 2 replica(s)" in cost.gpu_line(c).what
+
+
+def test_what_fits_prices_a_replica_by_its_share_of_the_node(monkeypatch):
+    from core import catalog, summary
+
+    def price(region: str, item: str):
+        return (
+            catalog.ListPrice(usd=4.0, per="hour", source="test", url="", as_of="2026-12-06") if item == NV72 else None
+        )
+
+    monkeypatch.setattr(summary, "list_price", price)
+    rows = [line for line in summary.fits_section(StackConfig()) if line.startswith(f"| {NV72}")]
+    assert [row.rsplit("|", 2)[1].strip() for row in rows] == ["$1,440", "$2,880"]
+    assert summary.replica_month(StackConfig(), GPU_VM_SIZES[NV36], 1) == "not priced"
