@@ -24,10 +24,10 @@ import pytest
 from core import multigpu, sizing
 from core.catalog import MIB
 from core.config import StackConfig
+from core.loading import load_config
 from core.server_args import ServerPaths, llama_server_args
 from tests import tiny_qwen2vl
-from tests.conftest import API_KEY, free_port, load_gguf, start
-from tests.test_e2e_memory import config_for
+from tests.conftest import API_KEY, free_port, load_gguf, start, tiny_stack_config
 from tests.tiny_model_variants import HEAD32, HEAD32_MAX_CONTEXT
 from tests.tiny_qwen2vl import TinyModel
 from tools.server_client import png
@@ -89,11 +89,15 @@ def devices(binary: Path) -> Iterator[list[str]]:
 
 
 def split_config(model: TinyModel, shares: tuple[int, ...]) -> StackConfig:
-    base = config_for(model, "f16", "f16", False)
-    server = base.server.model_copy(update={"gpus_per_replica": len(shares), "tensor_split": list(shares)})
+    """The tiny model's stack over len(shares) GPUs: 3 slots of 10240 cells, f16 KV, flash attention."""
+    raw = tiny_stack_config(model)
     # The tiny model is all f32, its output matrix too.
-    shape = base.model.architecture.model_copy(update={"layers": LAYERS, "output_weight_bytes": 4.0})
-    return base.model_copy(update={"server": server, "model": base.model.model_copy(update={"architecture": shape})})
+    raw["model"]["architecture"]["outputWeightBytes"] = 4.0
+    raw["cluster"] = {"gpuPool": {"vmSize": "Standard_NV72ads_A10_v5"}}
+    raw["server"].update(
+        contextSize=30000, parallel=3, flashAttention="on", gpusPerReplica=len(shares), tensorSplit=list(shares)
+    )
+    return load_config(raw, "e2e")[0]
 
 
 def run(binary: Path, model: TinyModel, config: StackConfig, devices: list[str], directory: Path, chat: bool) -> str:
