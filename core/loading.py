@@ -3,9 +3,13 @@ with every problem at once, each naming the key path, the value, the limit and t
 
 from __future__ import annotations
 
+import base64
 import difflib
 import json
+import math
 import re
+import types
+import typing
 import unicodedata
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -19,9 +23,19 @@ from pydantic_core import ErrorDetails
 
 from core.config import PROJECT, SECRET_KEYS, StackConfig, ValueProblem, shown
 from core.rules import check
+from core.stack_yaml import StackFileProblem, parse_stack_file
 
 # Longest string any setting needs (a webhook URL is at most 2048); longer is a mistake or an attack.
 MAX_VALUE_CHARS = 4096
+# The largest number any setting may hold: 2**53, the largest integer a float (and so JSON as
+# most readers read it) holds exactly; a model file of 9 PB is far beyond any setting, and the
+# sizing and cost arithmetic stays finite with every input within it.
+MAX_NUMBER = 2**53
+MAX_NUMBER_SAID = f"is larger than {MAX_NUMBER} (2^53)"
+# Namespaces of the providers this program uses (the Pulumi packages in requirements.txt): their
+# default providers read config such as azure-native:location. Any other namespace is config of
+# another project, which this program never reads and the render cannot judge.
+PROVIDER_NAMESPACES = ("azure-native", "kubernetes", "docker", "command", "random", "grafana", "time")
 # Unicode categories no setting may hold: controls (NUL, escape), format characters (U+202E
 # right-to-left override, zero-width space), separators other than space, private and unassigned.
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
@@ -58,7 +72,11 @@ def load_config(raw: dict[str, Any], stack: str, refuse_examples: bool = False) 
     """Validated config and its warnings; raises ConfigError listing every problem. The program
     (preview, up) passes refuse_examples=True outside the offline render."""
     # Checked beside the schema, so a value the schema names already is named once, by the schema.
-    values = _value_problems(raw, "")
+    numbers = _text_number_problems(raw, ())
+    values = [(path, p) for path, p in _value_problems(raw, "") if path not in dict(numbers)] + numbers
+    if any(MAX_NUMBER_SAID in problem for _, problem in values):
+        # Before the schema: its validators do the sizing arithmetic, which such a number overflows.
+        raise ConfigError([problem for _, problem in values])
     try:
         config = StackConfig.model_validate(raw)
     except ValidationError as err:
@@ -86,6 +104,10 @@ def _value_problems(value: Any, path: str) -> list[tuple[str, str]]:
         return out
     if isinstance(value, list):
         return [p for i, item in enumerate(value) for p in _value_problems(item, f"{path}[{i}]")]
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return _number_problems(value, path)
     if not isinstance(value, str):
         return []
     if len(value) > MAX_VALUE_CHARS:
@@ -106,6 +128,72 @@ def _value_problems(value: Any, path: str) -> list[tuple[str, str]]:
                 )
             ]
     return []
+
+
+# A number written as text (quoted, or one yaml.v3 leaves as text); pydantic reads it as a number.
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?\s*")
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types a field's annotation admits: through Optional, unions, lists and Annotated."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated or origin is list:
+        return _members(args[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [member for arg in args for member in _members(arg)]
+    return [annotation]
+
+
+def _is_number_field(loc: tuple[int | str, ...]) -> bool:
+    """Whether the setting at `loc` is a number, which pydantic also reads from text ("1e300")."""
+    model: type[BaseModel] | None = StackConfig
+    annotation: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None:
+            return False
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        if field is None:
+            return False
+        annotation = field.annotation
+        model = next((m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)), None)
+    return any(member in (int, float) for member in _members(annotation))
+
+
+def _text_number_problems(value: Any, loc: tuple[int | str, ...]) -> list[tuple[str, str]]:
+    """_number_problems of each number written as text where the setting is a number."""
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _text_number_problems(item, (*loc, str(key)))]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _text_number_problems(item, (*loc, i))]
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value) and _is_number_field(loc):
+        return _number_problems(value, _path(loc))
+    return []
+
+
+def _number_problems(value: int | float | str, path: str) -> list[tuple[str, str]]:
+    """A problem where a number (or a number written as text) is beyond MAX_NUMBER. Compared
+    without converting a long text to int, which Python refuses past 4300 digits."""
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        # Whole numbers exactly (float() would round 2^53 + 1 down); a longer text is far past the bound.
+        short_whole = len(text) <= 40 and text.lstrip("+-").isdigit()
+        magnitude = abs(int(text)) if short_whole else abs(float(text))
+    elif not math.isfinite(value):
+        return []  # the schema names .inf and .nan
+    else:
+        magnitude = abs(value)
+    if magnitude <= MAX_NUMBER:
+        return []
+    said = f"a number of {len(value)} characters" if isinstance(value, str) and len(value) > 24 else shown(value)
+    return [
+        (
+            path,
+            f"{path}={said} {MAX_NUMBER_SAID}, more than any setting takes and beyond what "
+            f"the sizing and cost arithmetic can hold; set {path} to the value you mean.",
+        )
+    ]
 
 
 def _key(part: object) -> str:
@@ -138,6 +226,14 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return model
 
 
+# What YAML 1.1 readers (PyYAML, older tools) take for a boolean, and a quoted true or false:
+# text to the CLI, which a switch refuses; the message names the word to write instead.
+_YAML11_BOOLS = {
+    **dict.fromkeys(("on", "yes", "y", "true"), True),
+    **dict.fromkeys(("off", "no", "n", "false"), False),
+}
+
+
 def _explain(error: ErrorDetails, raw: dict[str, Any]) -> str:
     """A pydantic error as a sentence in the YAML's own key names."""
     loc = tuple(error["loc"])
@@ -159,6 +255,14 @@ def _explain(error: ErrorDetails, raw: dict[str, Any]) -> str:
         return f"{path}={value} is below the minimum {ctx.get('ge', ctx.get('gt'))}; set {path} to at least {ctx.get('ge', ctx.get('gt'))}."
     if kind in ("less_than_equal", "less_than"):
         return f"{path}={value} is above the maximum {ctx.get('le', ctx.get('lt'))}; set {path} below that."
+    if kind == "bool_type" and isinstance(error.get("input"), str) and error["input"].lower() in _YAML11_BOOLS:
+        word = error["input"]
+        meant = "true" if _YAML11_BOOLS[word.lower()] else "false"
+        fix = f"write {meant} without quotes" if word.lower() == meant else f"use {meant}, not {word}"
+        return (
+            f"{path}={value} is not true or false but text: the Pulumi CLI reads YAML 1.2, where only true and "
+            f"false are booleans, and a switch takes only those, unquoted: {fix}."
+        )
     if kind == "bool_type":
         return (
             f"{path}={value} is not true or false; a switch takes only YAML's true or false, unquoted "
@@ -205,6 +309,23 @@ def lookalike_keys(all_config: Collection[str]) -> list[str]:
     return out
 
 
+def foreign_keys(all_config: Collection[str]) -> list[str]:
+    """A problem for each key under a namespace that is neither this project's nor one of its
+    providers' (another project's settings, pasted in): the program would ignore it, and the
+    render cannot say what it does. The value is never repeated."""
+    out = []
+    for key in all_config:
+        namespace, sep, name = key.partition(":")
+        if sep and namespace != PROJECT and namespace not in PROVIDER_NAMESPACES:
+            out.append(
+                f"the config key {shown(key)} is under the namespace {shown(namespace)} (value not shown), which "
+                f"neither this program nor a provider it uses ({', '.join(PROVIDER_NAMESPACES)}) reads; the render "
+                f"cannot show what it does: remove it, or write it as {PROJECT}:{shown(name)[1:-1]} if it is a "
+                f"setting of this stack."
+            )
+    return out
+
+
 def split_pulumi_config(all_config: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """This project's keys from Pulumi's flat config map: (plain keys as objects, secret keys).
 
@@ -214,6 +335,9 @@ def split_pulumi_config(all_config: dict[str, str]) -> tuple[dict[str, Any], dic
     lookalikes = lookalike_keys(all_config)
     if lookalikes:
         raise ConfigError(lookalikes)
+    foreign = foreign_keys(all_config)
+    if foreign:
+        raise ConfigError(foreign)
     raw: dict[str, Any] = {}
     secrets: dict[str, str] = {}
     prefix = f"{PROJECT}:"
@@ -232,156 +356,154 @@ def split_pulumi_config(all_config: dict[str, str]) -> tuple[dict[str, Any], dic
 
 
 def plaintext_secrets(all_config: dict[str, Any], secret_keys: Collection[str]) -> list[str]:
-    """A problem for each of this project's secret keys whose value is not encrypted.
+    """A problem for each of this project's secret keys whose value is not encrypted, and for each
+    of its other keys that holds a secret.
 
     `secret_keys` are the full keys (`llamacpp-aks:apiKey`) that Pulumi decrypted from a
     `secure:` value; a secret key outside it was written in plain text into Pulumi.<stack>.yaml,
-    where anyone who reads the repository sees it. The value itself is never repeated.
+    where anyone who reads the repository sees it. A `secure:` value under any other key of this
+    project (`llamacpp-aks:server` with `alias: {secure: ...}`) is a secret the program does not
+    read as one, and the offline render cannot see. The value itself is never repeated.
     """
-    return [
+    plain = [
         f"{PROJECT}:{key} is in plain text in the stack file (value not shown); a secret must be "
         f"encrypted: run `pulumi config rm {key}` then `pulumi config set --secret {key} <value>`, "
         f"and rotate the exposed value."
         for key in SECRET_KEYS
         if f"{PROJECT}:{key}" in all_config and f"{PROJECT}:{key}" not in secret_keys
     ]
+    ours = {f"{PROJECT}:{key}" for key in SECRET_KEYS}
+    misplaced = [
+        misplaced_secret(key)
+        for key in sorted(secret_keys)
+        if key.startswith(f"{PROJECT}:") and key not in ours and key in all_config
+    ]
+    return plain + misplaced
 
 
-# --- the stack file -------------------------------------------------------------------------
-# A Pulumi.<stack>.yaml read as strictly as the Pulumi CLI reads it, and more strictly. The CLI's
-# YAML reader (Go's yaml.v3) refuses a mapping that holds a key twice; PyYAML keeps the last one,
-# so a second `llamacpp-aks:cluster:` would silently win over the first. The offline render reads
-# the file itself, so it refuses what the CLI refuses, and also what no stack file needs: keys
-# outside Pulumi's stack-file schema, aliases beyond a few, deep nesting, huge files and bytes
-# that are not UTF-8. Each problem is one sentence naming the line or key, found in bounded time.
-
-# Keys Pulumi's stack file schema knows (pulumi/pkg/workspace ProjectStack).
-STACK_FILE_KEYS = ("config", "environment", "secretsprovider", "encryptedkey", "encryptionsalt")
-# A stack file is a few kilobytes; these bounds are far above any real one and far below what
-# makes the reader slow or the output huge.
-MAX_FILE_BYTES = 256 * 1024
-MAX_DEPTH = 32
-MAX_ALIASES = 32
-MAX_NODES = 20_000  # with every alias expanded: what the program would receive
+def misplaced_secret(at: str) -> str:
+    """The problem of a `secure:` value at `at`, a key (or a path inside one) where none belongs."""
+    places = ", ".join(f"{PROJECT}:{k}" for k in SECRET_KEYS)
+    return (
+        f"{at} holds a secure: value (not shown), but a secret belongs only in {places} (or a provider's "
+        f"own key); the render cannot see it and the program would not read it: move the secret there, "
+        f"or write the setting in plain text."
+    )
 
 
-class StackFileProblem(ValueError):
-    """One sentence saying what is wrong with the stack file and where."""
+# Pulumi's passphrase secrets provider writes `v1:<base64 nonce>:<base64 ciphertext>`: AES-256-GCM
+# with a 12-byte nonce, the ciphertext the value and a 16-byte tag (pulumi/pulumi,
+# sdk/go/common/resource/config/crypt.go, symmetricCrypter.EncryptValue). Cloud KMS providers
+# encrypt values the same way, with the data key wrapped in encryptedkey.
+_CIPHERTEXT = re.compile(
+    r"v1:(?P<nonce>[A-Za-z0-9+/]{16}):(?P<sealed>(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)"
+)
+GCM_NONCE_BYTES = 12
+GCM_TAG_BYTES = 16
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with duplicate keys refused and nesting and aliases bounded."""
+def is_ciphertext(value: object) -> bool:
+    """Whether `value` has the form of a value Pulumi's passphrase provider encrypted."""
+    match = _CIPHERTEXT.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        return False
+    return (
+        len(base64.b64decode(match["nonce"])) == GCM_NONCE_BYTES
+        and len(base64.b64decode(match["sealed"])) >= GCM_TAG_BYTES
+    )
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise StackFileProblem(
-                    f"line {mark.line + 1} holds alias number {self._aliases}; a stack file may use at most "
-                    f"{MAX_ALIASES} YAML aliases (*name): write the values out."
-                )
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
-            mark = self.peek_event().start_mark
-            raise StackFileProblem(
-                f"line {mark.line + 1} nests values deeper than {MAX_DEPTH} levels; no setting of this "
-                f"stack is that deep: remove the extra nesting."
-            )
+def cli_key(key: str) -> str | None:
+    """A stack file's config key as the Pulumi CLI names it, or None where the CLI refuses it.
+
+    pulumi/pulumi sdk/go/common/resource/config/key.go, ParseKey: `<namespace>:<name>`, or the old
+    `<namespace>:config:<name>`; a key without a namespace (`cluster`) or with other colons is an
+    error there, never this project's key.
+    """
+    parts = key.split(":")
+    if len(parts) == 2:
+        return key
+    if len(parts) == 3 and parts[1] == "config":
+        return f"{parts[0]}:{parts[2]}"
+    return None
+
+
+def _go_json(value: Any) -> Any:
+    """A value as the CLI hands it to the program: Go's encoding/json writes a whole float below
+    1e21 without a fraction (`2.0` arrives as `2`)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _go_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_json(v) for v in value]
+    return value
+
+
+def _secure_problems(key: str, value: Any, where: str = "") -> list[str]:
+    """A problem for each `secure:` value under `key` that is not where a secret belongs or not
+    ciphertext. The value is never repeated."""
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _secure_problems(key, item, f"{where}[{i}]")]
+    if not isinstance(value, dict):
+        return []
+    if "secure" not in value:
+        return [p for name, item in value.items() for p in _secure_problems(key, item, f"{where}.{_key(name)}")]
+    namespace, _, name = key.partition(":")
+    secret_place = not where and (namespace in PROVIDER_NAMESPACES or (namespace == PROJECT and name in SECRET_KEYS))
+    at = f"{key}{where}"
+    if not secret_place:
+        return [misplaced_secret(at)]
+    ciphertext = value["secure"]
+    if set(value) != {"secure"} or not isinstance(ciphertext, str):
+        return [
+            f"{at} holds secure: with {'other keys beside it' if set(value) != {'secure'} else _kind_of(ciphertext)} "
+            f"(value not shown), which the Pulumi CLI does not read as a secret; run `pulumi config set --secret "
+            f"{name} <value>` so that it writes the ciphertext."
+        ]
+    if not is_ciphertext(ciphertext):
+        return [
+            f"{at} holds secure: with a value that is not Pulumi ciphertext (v1:<nonce>:<ciphertext>; value not "
+            f"shown); a secret written there in plain text is exposed: run `pulumi config set --secret {name} "
+            f"<value>`, and rotate the value if it was real."
+        ]
+    return []
+
+
+def _kind_of(value: object) -> str:
+    """What a YAML value is, in words, without the value."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {list: "a list", dict: "a mapping", type(None): "nothing"}.get(type(value), "text")
+
+
+def _project_file_problems(directory: Path) -> list[str]:
+    """A problem where the project's Pulumi.yaml has config the CLI would merge into the stack's."""
+    problems = []
+    for project_file in (directory / "Pulumi.yaml", directory / "Pulumi.yml"):
         try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                first = seen.get(key)
-                seen[key] = line
-            except TypeError:
-                raise StackFileProblem(
-                    f"line {line} uses a {type(key).__name__} as a mapping key; keys are names such as "
-                    f"llamacpp-aks:server."
-                ) from None
-            if first is not None:
-                raise StackFileProblem(
-                    f"line {line} repeats the key {shown(key)} (first at line {first}); the Pulumi CLI "
-                    f"refuses a key given twice: keep one and merge the settings into it."
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
-    """Nodes of the document with every alias expanded, counted without expanding them."""
-    if id(node) in memo:
-        return memo[id(node)]
-    memo[id(node)] = 1  # a cycle counts once; safe_load builds it as a self-reference
-    if isinstance(node, yaml.MappingNode):
-        total = 1 + sum(_expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value)
-    elif isinstance(node, yaml.SequenceNode):
-        total = 1 + sum(_expanded_nodes(v, memo) for v in node.value)
-    else:
-        total = 1
-    memo[id(node)] = total
-    return total
-
-
-def _decoded(data: bytes) -> str:
-    if len(data) > MAX_FILE_BYTES:
-        raise StackFileProblem(
-            f"the file is {len(data)} bytes, over the {MAX_FILE_BYTES} a stack file may have; "
-            f"a stack's config is a few kilobytes: remove what is not config."
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise StackFileProblem(
-            f"line {line} holds the byte 0x{data[err.start]:02x}, which is not UTF-8; save the file as UTF-8."
-        ) from None
-
-
-def parse_stack_file(data: bytes) -> dict[str, Any]:
-    """The stack file's top-level mapping; raises StackFileProblem (one sentence) or yaml.YAMLError."""
-    text = _decoded(data)
-    loader = _StrictLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return {}
-        if _expanded_nodes(node, {}) > MAX_NODES:
-            raise StackFileProblem(
-                f"the file expands to more than {MAX_NODES} values once its YAML aliases are resolved; "
-                f"write the values out without aliases."
+            doc = parse_stack_file(project_file.read_bytes(), keys=None)
+        except FileNotFoundError:
+            continue
+        except (StackFileProblem, OSError, yaml.YAMLError):
+            problems.append(f"{project_file} cannot be read as YAML; the render needs it to know the project's config.")
+            continue
+        if doc.get("config"):
+            problems.append(
+                f"{project_file} has project-level config:, which the Pulumi CLI merges into every stack's "
+                f"config (docs: pulumi.com/docs/iac/concepts/projects/project-file/#config-options); the render "
+                f"reads only the stack file and would show defaults instead: move those settings into each "
+                f"Pulumi.<stack>.yaml."
             )
-        doc = loader.construct_document(node)
-    finally:
-        loader.dispose()
-    if not isinstance(doc, dict):
-        raise StackFileProblem(
-            f"the file holds a {type(doc).__name__} at the top level; a stack file is a mapping with a config: key."
-        )
-    unknown = [k for k in doc if k not in STACK_FILE_KEYS]
-    if unknown:
-        close = [k for k in STACK_FILE_KEYS if str(unknown[0]).lower() == k]
-        hint = f" (keys are case-sensitive: did you mean {close[0]}?)" if close else ""
-        raise StackFileProblem(
-            f"the top-level key {shown(unknown[0])} is not part of a Pulumi stack file{hint}; the CLI would "
-            f"ignore it and everything under it: use {', '.join(STACK_FILE_KEYS)}."
-        )
-    return doc
+    return problems
 
 
 def stack_config(path: Path) -> tuple[str, dict[str, str]]:
-    """Stack name and Pulumi's flat config map from a Pulumi.<stack>.yaml (secrets left out).
+    """Stack name and Pulumi's flat config map from a Pulumi.<stack>.yaml (secrets left out), as
+    the Pulumi CLI would hand it to the program; what the CLI would take from elsewhere (ESC
+    environments, project-level config) is refused, as the render cannot see it.
 
     Every way the file itself can be wrong is a ConfigError with one sentence, as the program's
     own config errors are: a user runs this by hand, and a traceback helps no one.
@@ -406,6 +528,13 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(err, "problem", None) or "not valid YAML"
         raise ConfigError([f"{path} is not valid YAML{where} ({what}); fix the syntax there."]) from None
+    problems = _project_file_problems(path.parent)
+    if doc.get("environment"):
+        problems.append(
+            f"{path}: environment: imports Pulumi ESC environments, whose pulumiConfig the Pulumi CLI merges "
+            f"into this stack's config; the render cannot see them (they live in Pulumi Cloud): write those "
+            f"settings in the stack file and remove environment:."
+        )
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError(
@@ -416,12 +545,30 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
         )
     flat: dict[str, str] = {}
     secure: set[str] = set()
+    written: dict[str, str] = {}
     for key, value in config.items():
-        full = str(key) if ":" in str(key) else f"{PROJECT}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        full = cli_key(key)
+        if full is None:
+            fix = f"{PROJECT}:{key}" if ":" not in key else f"{PROJECT}:{key.rsplit(':', 1)[-1]}"
+            problems.append(
+                f"{path}: the config key {shown(key)} is not of the form <namespace>:<name>, and the Pulumi CLI "
+                f"refuses the file (value not shown): write it as {shown(fix)[1:-1]}."
+            )
+            continue
+        if full in written:
+            problems.append(
+                f"{path}: the config keys {shown(written[full])} and {shown(key)} both name {full}, and the Pulumi "
+                f"CLI keeps only the last: keep one of them."
+            )
+            continue
+        written[full] = key
+        problems += _secure_problems(full, value)
+        if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
             secure.add(full)  # encrypted; the render cannot and need not decrypt it
             continue
-        flat[full] = value if isinstance(value, str) else json.dumps(value, default=str)
+        flat[full] = value if isinstance(value, str) else json.dumps(_go_json(value))
+    if problems:
+        raise ConfigError(problems)
     plaintext = plaintext_secrets(flat, secure)
     if plaintext:
         raise ConfigError(plaintext)

@@ -19,6 +19,27 @@ from core.config import StackConfig
 SUMMARY_DATA_VERSION = 3
 
 
+# Characters of user text that Markdown (GitHub's, in summary.md and the pull-request comment)
+# would read as structure: a table cell's `|`, code spans, emphasis, links, and HTML (`<!--`
+# would hide every row after it). Each shows as typed once escaped; `&` first, so that an
+# entity the user typed shows as typed too.
+_MARKDOWN_ESCAPES = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        **{ch: f"\\{ch}" for ch in "\\|`*_[]#~!"},
+        **dict.fromkeys("\r\n\t\v\f\x85\u2028\u2029", " "),
+    }
+)
+
+
+def markdown_text(text: str) -> str:
+    """User text (a reason, a name) as Markdown that shows exactly that text on one line, and
+    cannot end a table cell, open an HTML comment or tag, or start a code span or link."""
+    return text.translate(_MARKDOWN_ESCAPES)
+
+
 def replicas_text(c: StackConfig) -> str:
     a = c.autoscaling
     if not a.enabled:
@@ -145,7 +166,7 @@ def accepted_section(c: StackConfig) -> list[str]:
         "",
         "| `accepted` key | warning | reason |",
         "|---|---|---|",
-        *(f"| `{key}` | {texts[key]} | {reason} |" for key, reason in quiet.items()),
+        *(f"| `{key}` | {markdown_text(texts[key])} | {markdown_text(reason)} |" for key, reason in quiet.items()),
     ]
 
 

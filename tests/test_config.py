@@ -404,7 +404,7 @@ BROKEN_FILES = {
     "plaintext-hf-token": ("config:\n  llamacpp-aks:hfToken: hf_plain\n", "llamacpp-aks:hfToken is in plain text"),
     "infinite-threshold": (
         "config:\n  llamacpp-aks:autoscaling: {deferredPerReplica: .inf}\n",
-        "autoscaling.deferredPerReplica=inf is not a finite number",
+        "line 2 holds .inf, which the Pulumi CLI cannot pass to the program",
     ),
 }
 
@@ -428,9 +428,13 @@ def test_render_reports_a_missing_stack_file_in_one_sentence(tmp_path, capsys):
     assert err.splitlines()[1] == f"- {path} does not exist; pass --config with a stack file such as Pulumi.dev.yaml."
 
 
+# The form of a value Pulumi's passphrase provider encrypts: v1:<12-byte nonce>:<ciphertext and tag>.
+CIPHERTEXT = "v1:AAECAwQFBgcICQoL:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM="
+
+
 def test_render_accepts_an_encrypted_secret(tmp_path):
     path = tmp_path / "Pulumi.enc.yaml"
-    path.write_text("config:\n  llamacpp-aks:apiKey:\n    secure: v1:AAAA\n")
+    path.write_text(f"config:\n  llamacpp-aks:apiKey:\n    secure: {CIPHERTEXT}\n")
     stack, flat = render.stack_config(path)
     assert (stack, flat) == ("enc", {})
 

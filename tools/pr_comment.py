@@ -23,6 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from core.summary import markdown_text
+
 # GitHub's limit on a comment body, less room for the marker, headings and fences.
 MAX_BODY = 65_536
 PREVIEW_BUDGET = 60_000
@@ -31,7 +33,8 @@ BOT = "github-actions[bot]"
 
 
 def marker(stack: str) -> str:
-    return f"<!-- llamacpp-aks preview: {stack} -->"
+    # Escaped, so that a stack name holding `-->` cannot end the hidden marker and show the rest.
+    return f"<!-- llamacpp-aks preview: {markdown_text(stack)} -->"
 
 
 def trim(text: str, budget: int) -> str:
@@ -41,14 +44,21 @@ def trim(text: str, budget: int) -> str:
     return f"(first {len(text) - budget} characters cut; the job log has all of it)\n" + text[-budget:]
 
 
+def fenced(text: str) -> str:
+    """Text that cannot close the code fence it sits in: CommonMark closes a ``` fence only with a
+    line of three or more backticks (indented at most three spaces), so every run of three
+    backticks becomes quotes."""
+    return text.replace("```", "'''")
+
+
 def body(stack: str, preview: str, sizing: str) -> str:
     """Marker, the Pulumi diff, then the sizing change, cost and fit (make diff + summary.md)."""
     text = "\n".join(
         [
             marker(stack),
-            f"### `pulumi preview` of `{stack}`",
+            f"### `pulumi preview` of {markdown_text(stack)}",
             "```diff",
-            trim(preview.strip(), PREVIEW_BUDGET).replace("```", "'''"),
+            fenced(trim(preview.strip(), PREVIEW_BUDGET)),
             "```",
             sizing.strip(),
             "",
