@@ -291,15 +291,16 @@ def _trusted_registry(value: Any) -> Any:
     return value
 
 
-# A registry host, or a host and a namespace path in the OCI repository grammar, all lowercase.
+# A registry host (with the port image.prebuilt names, if any), or a host and a namespace path in
+# the OCI repository grammar, all lowercase.
 TrustedRegistry = Annotated[
     str,
     BeforeValidator(_trusted_registry),
     Field(max_length=253),
     _matching(
-        r"(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+        r"(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}(?::[0-9]{1,5})?"
         r"(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*",
-        "a registry host in lowercase, optionally with a namespace (host/namespace)",
+        "a registry host in lowercase (with its port, if the images name one), optionally with a namespace",
         "myteam.azurecr.io or ghcr.io/myteam",
     ),
 ]

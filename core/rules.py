@@ -622,8 +622,9 @@ def prod_security_switches_on(c: StackConfig, stack: str) -> list[str]:
 
 def prebuilt_image_is_trusted(c: StackConfig, stack: str) -> list[str]:
     """A prebuilt image must be one built from image/: the download Job runs its fetch-model.sh and
-    the server's preStop hook its drain.sh. In production it comes from the stack's own registry or
-    one listed in image.trustedRegistries."""
+    the server's preStop hook its drain.sh. In production it comes from a registry (or namespace)
+    listed in image.trustedRegistries: the stack's own registry too, whose random name no rule can
+    tell from a look-alike before `up` has made it."""
     ref = c.image.prebuilt
     if ref is None:
         return []

@@ -151,12 +151,15 @@ def test_the_stacks_own_registry_is_trusted_once_listed_by_its_login_server():
         ("ghcr.io/myteam", "ghcr.io/myteamevil"),  # a namespace that starts like the listed one
         ("ghcr.io/myteam", "ghcr.io/other/myteam"),
         ("docker.io/someone", "registry-1.docker.io/someone"),  # another host of the same service
+        ("myteam.azurecr.io", "myteam.azurecr.io:443"),  # the same host on a port the entry does not name
     ],
 )
 def test_a_trusted_registry_covers_only_its_own_host_and_namespace(trusted, host):
     ref = f"{host}/llama-server@sha256:{DIGEST}"
     msg = only(preview_problems(prod(image={"prebuilt": ref, "trustedRegistries": [trusted]}), stack="prod"))
     assert msg.startswith(f"image.prebuilt='{ref}' comes from ")
+    entry = msg.split("or add ")[1].split(" to image.trustedRegistries")[0]
+    load_config(prod(image={"prebuilt": ref, "trustedRegistries": [trusted, entry]}), "prod")  # the fix works
 
 
 @pytest.mark.parametrize(
@@ -166,6 +169,7 @@ def test_a_trusted_registry_covers_only_its_own_host_and_namespace(trusted, host
         ("myteam.azurecr.io", "myteam.azurecr.io/team/llama-server:b1"),
         ("ghcr.io/myteam", "ghcr.io/myteam/llama-server"),
         ("ghcr.io/myteam/llm", "ghcr.io/myteam/llm/llama-server"),
+        ("registry.mycorp.net:5000", "registry.mycorp.net:5000/llama-server"),
     ],
 )
 def test_a_trusted_registry_covers_its_host_and_what_is_under_its_namespace(trusted, ref):
