@@ -742,3 +742,21 @@ def test_every_accepted_key_is_a_row_of_the_accepted_table():
     rows = section("accepted")
     missing = [f.alias or n for n, f in Accepted.model_fields.items() if f"| `{f.alias or n}` |" not in rows]
     assert not missing
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("imageMaxTokens", 1814), ("promptTokens", 766), ("outputTokens", 790)],
+)
+def test_each_offered_budget_value_is_the_largest_that_fits(key, value):
+    """9 slots of 3840 tokens: the value offered fits exactly, and one more does not."""
+    load_config({"server": {"parallel": 9, "requestBudget": {key: value}}}, "dev")
+    assert preview_problems({"server": {"parallel": 9, "requestBudget": {key: value + 1}}})
+
+
+def test_the_offered_context_is_the_largest_multiple_of_256_that_fits_the_gpu_at_the_stacks_slot_count():
+    small = {"cluster": {"gpuPool": {"vmSize": "Standard_NV12ads_A10_v5"}}}
+    fits = StackConfig.model_validate({**small, "server": {"contextSize": 8192}})
+    over = StackConfig.model_validate({**small, "server": {"contextSize": 8192 + 256}})
+    assert rules.vram_fits(fits) and not rules.vram_fits(over)
+    assert "lower server.contextSize to 8192 with" in only(preview_problems(small))
