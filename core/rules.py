@@ -1246,6 +1246,7 @@ def all_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
     h = a.active_hours
     if (
         a.enabled
+        and a.min_replicas == 0  # with a replica kept, the window changes nothing
         and h is not None
         and h.crosses_midnight
         and h.weekly_hours() != h.daily_hours() * len(h.day_numbers())

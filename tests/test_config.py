@@ -760,3 +760,12 @@ def test_the_offered_context_is_the_largest_multiple_of_256_that_fits_the_gpu_at
     over = StackConfig.model_validate({**small, "server": {"contextSize": 8192 + 256}})
     assert rules.vram_fits(fits) and not rules.vram_fits(over)
     assert "lower server.contextSize to 8192 with" in only(preview_problems(small))
+
+
+def test_a_window_across_midnight_needs_no_explaining_while_a_replica_is_kept():
+    raw = window(start="22:00", end="06:00", days="1-5")
+    raw["autoscaling"]["minReplicas"] = 1
+    raw.pop("accepted")
+    raw["cluster"] = {"gpuPool": {"minCount": 1}}
+    _, warnings = load_config(raw, "dev")
+    assert not any("crosses midnight" in w for w in warnings)
