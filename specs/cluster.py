@@ -12,12 +12,14 @@ from core import labels
 from core.catalog import GpuVmSize
 from core.config import Cluster, GpuPool, MaintenanceWindow, Registry
 
-# Overlay networking: pods get addresses outside the VNet; these ranges must not clash with it.
-POD_CIDR, SERVICE_CIDR, DNS_SERVICE_IP = "10.244.0.0/16", "10.0.0.0/16", "10.0.0.10"
-# The cluster's own VNet: nodes in one subnet, Application Gateway for Containers (ingress) in
-# another. With Azure CNI Overlay the gateway's subnet must be in the nodes' VNet (peering is not
-# supported) and exactly /24 (learn.microsoft.com/azure/application-gateway/for-containers/container-networking).
-VNET_CIDR, NODE_SUBNET_CIDR, INGRESS_SUBNET_CIDR = "10.224.0.0/12", "10.224.0.0/16", "10.225.0.0/24"
+# The address plan lives in core/network.py, where the config rules read it too.
+from core.network import DNS_SERVICE_IP as DNS_SERVICE_IP
+from core.network import INGRESS_SUBNET_CIDR as INGRESS_SUBNET_CIDR
+from core.network import NODE_SUBNET_CIDR as NODE_SUBNET_CIDR
+from core.network import POD_CIDR as POD_CIDR
+from core.network import SERVICE_CIDR as SERVICE_CIDR
+from core.network import VNET_CIDR as VNET_CIDR
+
 INGRESS_SUBNET_DELEGATION = "Microsoft.ServiceNetworking/trafficControllers"
 # AKS's max pods per node default for Azure CNI overlay; checkov CKV_AZURE_168 wants at least 50.
 MAX_PODS = 110

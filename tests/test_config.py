@@ -3,10 +3,16 @@ once, each message naming the key path, the value, the limit and the fix."""
 
 from __future__ import annotations
 
+import copy
+import re
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core import rules
-from core.config import StackConfig
+from core.config import ActiveHours, StackConfig
 from core.loading import ConfigError, load_config
 from core.summary import summary_markdown
 from tests.conftest import only, preview_problems, run_stack
@@ -59,7 +65,7 @@ def test_rejects_a_slot_one_token_short_of_the_worst_case_request():
 def test_rejects_unified_context_smaller_than_one_request():
     msg = only(preview_problems({"server": {"kvUnified": True, "contextSize": 2048, "parallel": 2}}))
     assert "server.contextSize=2048 (unified KV) gives 2048 tokens" in msg
-    assert "Set server.contextSize >= 4074" in msg
+    assert "; set server.contextSize >= 4074" in msg
 
 
 def test_rejects_parallel_below_one():
@@ -363,7 +369,8 @@ def test_accepts_real_names_of_every_checked_kind():
     raw = {
         "model": {
             "repo": "ggml-org/Qwen2.5-VL-7B-Instruct-GGUF",
-            # Another repo: its files' own digests, sizes and shape (placeholders of the right form).
+            # Another repo: its own commit, files' digests, sizes and shape (placeholders of the right form).
+            "revision": "2" * 40,
             **{key: "1" * 64 for key in ("sha256", "mmprojSha256")},
             **{key: 4_000_000_000 for key in ("sizeBytes", "mmprojSizeBytes")},
             "architecture": {},
@@ -501,3 +508,268 @@ def test_warnings_that_only_a_fix_removes_cannot_be_accepted():
     )
     keys = [key for key, text in rules.all_warnings(mistakes) if "Multi-Attach" in text or "stay (and cost)" in text]
     assert keys == [None, None]
+
+
+# --- fixes a message suggests are fixes -----------------------------------------------------
+
+# "set server.parallel <= 8", "raise server.contextSize to 65536", "server.requestBudget.promptTokens
+# to 766", "server.cacheTypeK and server.cacheTypeV to q8_0", "cluster.gpuPool.vmSize=Standard_...".
+SUGGESTION = re.compile(
+    r"((?:server|cluster)\.[A-Za-z.]+)(?: and (server\.[A-Za-z.]+))?(?: to | <= | >= |=)([A-Za-z0-9_]+)"
+)
+
+
+def suggestions(msg: str) -> list[dict[str, object]]:
+    """Each alternative a message offers, as the raw config values it sets."""
+    out = []
+    for alternative in re.split(r"; or | or (?=server\.)", msg.split("; ", 1)[1]):
+        updates: dict[str, object] = {}
+        for match in SUGGESTION.finditer(alternative):
+            value: object = int(match.group(3)) if match.group(3).isdigit() else match.group(3)
+            for key in filter(None, match.group(1, 2)):
+                updates[key] = value
+        if updates:
+            out.append(updates)
+    return out
+
+
+def applied(raw: dict[str, Any], updates: dict[str, object]) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    for key, value in updates.items():
+        *path, leaf = key.split(".")
+        section = out
+        for part in path:
+            section = section.setdefault(part, {})
+        section[leaf] = value
+    return out
+
+
+def assert_every_suggestion_passes(raw: dict[str, Any], msg: str, expected: int) -> None:
+    offered = suggestions(msg)
+    assert len(offered) == expected, offered
+    for updates in offered:
+        load_config(applied(raw, updates), "dev")  # raises ConfigError if the fix is no fix
+
+
+def test_parallel_16_suggests_no_request_budget_value_below_its_minimum():
+    raw = {"server": {"parallel": 16}}
+    msg = only(preview_problems(raw))
+    assert "imageMaxTokens to" not in msg and "lower server.requestBudget" not in msg
+    assert msg.endswith(
+        "No single request-budget value can give back the 2026 missing tokens (server.requestBudget.imageMaxTokens "
+        "is at least 64, promptTokens and outputTokens at least 1)."
+    )
+    assert_every_suggestion_passes(raw, msg, expected=2)  # parallel <= 8, contextSize 65536
+
+
+def test_a_slot_a_little_short_offers_every_request_budget_value_that_fits():
+    raw = {"server": {"parallel": 9}}
+    msg = only(preview_problems(raw))
+    assert (
+        "or lower server.requestBudget.imageMaxTokens to 1814 or server.requestBudget.promptTokens to 766 or "
+        "server.requestBudget.outputTokens to 790." in msg
+    )
+    assert_every_suggestion_passes(raw, msg, expected=5)
+
+
+@pytest.mark.parametrize(("prompt", "offered"), [(2750, True), (2751, False)])
+def test_image_max_tokens_is_offered_down_to_its_minimum_and_not_one_below(prompt, offered):
+    """9 slots of 32768 give 3840 tokens: 3840 - 2 markers - output 1024 - prompt 2750 leaves exactly 64."""
+    raw = {"server": {"parallel": 9, "requestBudget": {"promptTokens": prompt}}}
+    msg = only(preview_problems(raw))
+    assert ("server.requestBudget.imageMaxTokens to 64" in msg) is offered
+    assert "imageMaxTokens to 63" not in msg
+
+
+@pytest.mark.parametrize(
+    ("parallel", "budget", "offered"),
+    [
+        (8, {"images": 4, "imageMaxTokens": 1024}, "images to 2"),
+        (8, {"images": 2}, "images to 1"),
+        (9, {"images": 2}, None),  # 9 slots of 3840 tokens: one image of 2050 no longer fits either
+    ],
+)
+def test_fewer_images_are_offered_only_while_one_is_left(parallel, budget, offered):
+    raw = {"server": {"parallel": parallel, "requestBudget": budget}}
+    msg = only(preview_problems(raw))
+    if offered:
+        assert f"server.requestBudget.{offered}" in msg
+    else:
+        assert "server.requestBudget.images to" not in msg
+    assert_every_suggestion_passes(raw, msg, expected=len(suggestions(msg)))
+
+
+def test_the_vram_overrun_offers_what_shrinks_vram_and_never_fewer_slots_alone():
+    raw = {"cluster": {"gpuPool": {"vmSize": "Standard_NV12ads_A10_v5"}}}
+    msg = only(preview_problems(raw))
+    assert "or lower server.contextSize, server.parallel" not in msg
+    assert "fewer server.parallel slots alone do not shrink it" in msg
+    assert "lower server.contextSize to 8192 with server.parallel <= 2" in msg
+    assert "set server.cacheTypeK and server.cacheTypeV to q4_0" in msg
+    assert_every_suggestion_passes(raw, msg, expected=3)
+
+
+def test_lowering_parallel_leaves_the_vram_estimate_unchanged():
+    """Why the message says so: the KV cache is sized by the total context, not the slot count."""
+    eight, two = (rules.vram(StackConfig.model_validate({"server": {"parallel": p}})).kv_bytes for p in (8, 2))
+    assert eight == two
+
+
+def test_a_vram_overrun_no_size_holds_offers_server_settings_that_each_fit():
+    raw = {"server": {"contextSize": 393216, "parallel": 12}}
+    msg = only(preview_problems(raw))
+    assert "no A10 size holds it" in msg
+    assert_every_suggestion_passes(raw, msg, expected=len(suggestions(msg)))
+    assert suggestions(msg), "at least the context or the cache type fits"
+
+
+def test_the_empty_digest_warning_names_the_acceptance_that_silences_it():
+    _, warnings = load_config({"model": {"sha256": ""}}, "dev")
+    (warning,) = [w for w in warnings if w.startswith("model.sha256 is empty")]
+    assert "accepted.unpinnedModel" in warning
+    _, quiet = load_config({"model": {"sha256": ""}, "accepted": {"unpinnedModel": REASON}}, "dev")
+    assert not any(w.startswith("model.sha256 is empty") for w in quiet)
+
+
+# --- active hours -----------------------------------------------------------------------------
+
+SCALE_TO_ZERO = {"enabled": True, "minReplicas": 0, "maxReplicas": 1}
+ZERO_NODES = {"cluster": {"gpuPool": {"minCount": 0}}, "accepted": {"scaleToZero": "dev idles at night on purpose"}}
+
+
+def window(**hours: str) -> dict[str, Any]:
+    return {**ZERO_NODES, "server": {"replicas": 1}, "autoscaling": {**SCALE_TO_ZERO, "activeHours": hours}}
+
+
+def test_a_window_that_starts_when_it_ends_is_refused():
+    msg = only(preview_problems(window(start="08:00", end="08:00")))
+    assert msg.startswith(
+        "autoscaling.activeHours.start=08:00 equals autoscaling.activeHours.end=08:00: KEDA's cron scaler refuses"
+    )
+
+
+@pytest.mark.parametrize(("start", "end"), [("08:00", "08:01"), ("08:01", "08:00"), ("00:00", "23:59")])
+def test_a_window_one_minute_long_or_one_minute_short_of_a_day_passes(start, end):
+    load_config(window(start=start, end=end, days="*"), "dev")
+
+
+@pytest.mark.parametrize(
+    ("days", "fixed"), [("5-1", "5-6,0-1"), ("6-0", "6,0"), ("1-5,6-2", "6,0-2"), ("2-1", "2-6,0-1")]
+)
+def test_days_that_run_backwards_are_refused_with_the_days_in_order(days, fixed):
+    msg = only(preview_problems(window(days=days)))
+    assert msg.startswith(f"autoscaling.activeHours.days={days!r} has the range ")
+    assert "which runs backwards: the cron parser KEDA uses refuses it" in msg
+    assert msg.endswith(f"write the days in order, such as {fixed}.")
+    load_config(window(days=fixed), "dev")
+
+
+@pytest.mark.parametrize("days", ["1-1", "0-6", "6", "0", "1-5", "0,6", "*"])
+def test_days_in_order_pass(days):
+    load_config(window(days=days), "dev")
+
+
+@pytest.mark.parametrize("days", ["7", "1-7", "0,7"])
+def test_day_seven_is_refused_as_the_cron_parser_keda_uses_refuses_it(days):
+    msg = only(preview_problems(window(days=days)))
+    assert msg.startswith(f"autoscaling.activeHours.days={days!r} is not a cron day-of-week field")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days", "hours"),
+    [
+        ("08:00", "20:00", "1-5", 60),
+        ("22:00", "06:00", "*", 56),
+        ("22:00", "06:00", "1-5", 88),  # Friday 22:00 runs to Monday 06:00
+        # Monday 22:00 to Wednesday 06:00 (32 h), Wednesday 22:00 to Monday 06:00 (104 h)
+        ("22:00", "06:00", "1,3", 136),
+        ("20:00", "08:00", "5", 156),  # one night a week: Friday 20:00 to the next Friday 08:00
+        ("00:00", "23:59", "0", 23 + 59 / 60),
+    ],
+)
+def test_weekly_hours_are_those_keda_holds_the_window_open(start, end, days, hours):
+    h = ActiveHours(start=start, end=end, days=days)
+    assert h.weekly_hours() == pytest.approx(hours)
+
+
+@given(
+    st.integers(0, 23 * 60 + 58),
+    st.integers(1, 24 * 60 - 1),
+    st.sets(st.integers(0, 6), min_size=1),
+)
+def test_a_window_within_one_day_is_on_its_length_times_its_days(start, length, days):
+    end = min(start + length, 24 * 60 - 1)
+    h = ActiveHours(
+        start=f"{start // 60:02d}:{start % 60:02d}",
+        end=f"{end // 60:02d}:{end % 60:02d}",
+        days=",".join(map(str, sorted(days))),
+    )
+    assert h.weekly_hours() == pytest.approx((end - start) / 60 * len(days))
+
+
+def test_a_window_across_midnight_that_keda_holds_over_the_weekend_is_explained():
+    _, warnings = load_config(window(start="22:00", end="06:00", days="1-5"), "dev")
+    (warning,) = [w for w in warnings if "crosses midnight" in w]
+    assert warning.startswith("autoscaling.activeHours 22:00-06:00 on days 1-5 crosses midnight: KEDA's cron scaler")
+    assert "88 hours a week, not 40" in warning
+
+
+def test_a_window_across_midnight_every_night_needs_no_explaining():
+    _, warnings = load_config(window(start="22:00", end="06:00", days="*"), "dev")
+    assert not any("crosses midnight" in w for w in warnings)
+
+
+def test_a_window_across_midnight_may_be_accepted():
+    raw = window(start="22:00", end="06:00", days="1-5")
+    raw["accepted"] = {**raw["accepted"], "windowAcrossMidnight": "the weekend batch jobs need the server"}
+    _, warnings = load_config(raw, "dev")
+    assert not any("crosses midnight" in w for w in warnings)
+
+
+# --- the reference names what the code has ----------------------------------------------------
+
+
+def section(title: str) -> str:
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    return text.split(f"### `{title}`\n", 1)[1].split("\n### ", 1)[0]
+
+
+def test_model_family_is_a_row_of_the_model_table():
+    assert re.search(r"^\| `family` \| `qwen2vl` \| ", section("model"), re.MULTILINE)
+
+
+def test_every_accepted_key_is_a_row_of_the_accepted_table():
+    from core.config import Accepted
+
+    rows = section("accepted")
+    missing = [f.alias or n for n, f in Accepted.model_fields.items() if f"| `{f.alias or n}` |" not in rows]
+    assert not missing
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("imageMaxTokens", 1814), ("promptTokens", 766), ("outputTokens", 790)],
+)
+def test_each_offered_budget_value_is_the_largest_that_fits(key, value):
+    """9 slots of 3840 tokens: the value offered fits exactly, and one more does not."""
+    load_config({"server": {"parallel": 9, "requestBudget": {key: value}}}, "dev")
+    assert preview_problems({"server": {"parallel": 9, "requestBudget": {key: value + 1}}})
+
+
+def test_the_offered_context_is_the_largest_multiple_of_256_that_fits_the_gpu_at_the_stacks_slot_count():
+    small = {"cluster": {"gpuPool": {"vmSize": "Standard_NV12ads_A10_v5"}}}
+    fits = StackConfig.model_validate({**small, "server": {"contextSize": 8192}})
+    over = StackConfig.model_validate({**small, "server": {"contextSize": 8192 + 256}})
+    assert rules.vram_fits(fits) and not rules.vram_fits(over)
+    assert "lower server.contextSize to 8192 with" in only(preview_problems(small))
+
+
+def test_a_window_across_midnight_needs_no_explaining_while_a_replica_is_kept():
+    raw = window(start="22:00", end="06:00", days="1-5")
+    raw["autoscaling"]["minReplicas"] = 1
+    raw.pop("accepted")
+    raw["cluster"] = {"gpuPool": {"minCount": 1}}
+    _, warnings = load_config(raw, "dev")
+    assert not any("crosses midnight" in w for w in warnings)

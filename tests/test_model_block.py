@@ -167,3 +167,24 @@ def test_an_unknown_repo_or_an_unreachable_hub_is_one_sentence(hub, capsys, monk
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     code, _, err = run(capsys, "--repo", REPO, "--file", "a.gguf", "--mmproj", "b.gguf")
     assert code == 1 and "could not be read" in err and "Traceback" not in err
+
+
+def test_the_command_a_refusal_names_prints_a_block_that_passes(hub, tiny, capsys):
+    """A hand-written block of another repo that keeps the shipped revision is refused as one unit;
+    the `make model` line the message names, run as it says, gives the block that fixes it."""
+    from core.loading import ConfigError
+
+    base, _ = tiny
+    raw = tiny_stack_config(base)
+    raw["model"] = {**raw["model"], "repo": REPO, "file": "tiny-q4.gguf", "mmprojFile": "mmproj-tiny.gguf"}
+    with pytest.raises(ConfigError) as err:
+        load_config(raw, "dev")
+    (problem,) = err.value.problems
+    command = re.search(r"`make model REPO=(\S+) FILE=(\S+) MMPROJ=(\S+)`", problem)
+    assert command, problem
+    assert command.groups() == (REPO, "tiny-q4.gguf", "mmproj-tiny.gguf")
+    code, block, _ = run(capsys, "--repo", command[1], "--file", command[2], "--mmproj", command[3])
+    assert code == 0
+    raw["model"] = {**block, "storage": {"sizeGi": 1}}
+    config, _ = load_config(raw, "dev")
+    assert config.model.revision == COMMIT

