@@ -14,6 +14,8 @@ from typing import Any
 from core import rules
 from core.config import StackConfig
 
+# What a web server or a captive portal answers where llama-server was expected.
+NOT_LLAMA = "<html><body>" + "page of a proxy that is not llama-server " * 2000 + "</body></html>"
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
 
 
@@ -68,6 +70,14 @@ def llama_server_answers(c: StackConfig) -> dict[str, Reply]:
                     "type": "not_supported_error",
                 }
             },
+        ),
+        "/metrics": Reply(
+            body=(
+                b"# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n"
+                b"# TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total 0\n"
+                b"llamacpp:tokens_predicted_total 0\nllamacpp:requests_processing 0\nllamacpp:requests_deferred 0\n"
+            ),
+            content_type="text/plain; version=0.0.4",
         ),
         "/v1/chat/completions": Reply.json(
             200,
