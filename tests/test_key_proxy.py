@@ -274,3 +274,13 @@ def test_the_upstream_path_and_the_query_are_kept(upstream):
         got, _ = raw(proxy, f"GET {path_of(proxy)}/metrics?x=1 HTTP/1.1\r\n\r\n".encode())
     assert got == 200
     assert upstream.requests[0]["path"] == "/base/metrics?x=1"
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400():
+    server = RawServer(routes={"/x": Reply.json(200, {})})
+    try:
+        with KeyProxy(server.base, "k") as proxy:
+            got, body = raw(proxy, f"POST {path_of(proxy)}/x HTTP/1.1\r\nContent-Length: 10\r\n\r\n{{}}".encode())
+    finally:
+        server.close()
+    assert got == 400 and b"ended before its Content-Length" in body

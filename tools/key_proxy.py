@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import http.client
+import io
 import re
 import secrets
 import sys
@@ -29,7 +30,6 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import BinaryIO
 
 # Headers that describe one connection, not the message (RFC 9110, section 7.6.1): never forwarded.
 HOP_BY_HOP = frozenset(
@@ -83,17 +83,24 @@ def body_length(values: list[str], max_body_bytes: int) -> int:
     return length
 
 
+class ShortBody(Exception):
+    """The client's body ended, or stalled, before its Content-Length."""
+
+
 class Body:
     """The request body as http.client reads a file: `length` bytes of the client's stream, no more."""
 
-    def __init__(self, stream: BinaryIO, length: int) -> None:
+    def __init__(self, stream: io.BufferedIOBase, length: int) -> None:
         self.stream, self.left = stream, length
 
     def read(self, size: int = -1) -> bytes:
         size = self.left if size < 0 else min(size, self.left)
-        data = self.stream.read(size) if size else b""
+        try:
+            data = self.stream.read(size) if size else b""
+        except OSError as error:  # a stalled client times out (CLIENT_IDLE_SECONDS)
+            raise ShortBody(str(error)) from None
         if size and not data:
-            raise ConnectionResetError("the client sent less than its Content-Length")
+            raise ShortBody("the client sent less than its Content-Length")
         self.left -= len(data)
         return data
 
@@ -185,6 +192,9 @@ class KeyProxy:
                     while chunk := response.read1(RELAY_CHUNK_BYTES):
                         self.wfile.write(chunk)
                         self.wfile.flush()
+                except ShortBody:
+                    with contextlib.suppress(OSError):
+                        self.answer(400, "the body ended before its Content-Length; the request was dropped.")
                 except (OSError, http.client.HTTPException) as error:
                     if not started:
                         self.bad_gateway(error)
