@@ -24,7 +24,7 @@ from core.loading import load_stack
 from tests.conftest import write_stack_file
 from tests.rawhttp import RawServer, Reply, fake_llama_server, llama_server_answers
 from tools import verify
-from tools.server_client import MAX_REPLY_BYTES, Client
+from tools.server_client import MAX_COUNT, MAX_REPLY_BYTES, QUOTE_CHARS, Client, clip, count
 
 
 @dataclass(frozen=True)
@@ -350,3 +350,58 @@ def test_random_json_on_every_route_never_gives_a_traceback(shared_server, stack
         assert [line.split()[0] for line in lines] == ["ok"] * len(verify.CHECKS), lines
     else:
         assert_fails_well(rc, lines, err)
+
+
+# --- the bounds, on both sides -----------------------------------------------------------------
+
+
+def test_a_quote_is_cut_past_its_limit_and_not_at_it():
+    assert clip("x" * QUOTE_CHARS) == "x" * QUOTE_CHARS
+    assert clip("x" * (QUOTE_CHARS + 1)) == "x" * QUOTE_CHARS + f"... ({QUOTE_CHARS + 1} characters)"
+    assert clip("a\nMISMATCH b\x1b[2J") == "a\\nMISMATCH b\\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 0), (MAX_COUNT, MAX_COUNT), (MAX_COUNT + 1, None), (-1, None), (True, None), (False, None), (1.0, None)],
+)
+def test_a_count_is_a_plain_integer_within_its_range(value, expected):
+    assert count(value) == expected
+
+
+@pytest.mark.parametrize(("padding", "passes"), [(0, True), (1, False)])
+def test_a_reply_of_exactly_the_size_limit_is_read_and_one_byte_more_is_not(stack_files, padding, passes):
+    body = json.dumps(PROPS).encode()
+    server = fake_llama_server(
+        StackConfig(), **{"/props": Reply(body=body + b" " * (MAX_REPLY_BYTES - len(body) + padding))}
+    )
+    try:
+        rc, lines, err, _ = run_main(server, stack_files)
+    finally:
+        server.close()
+    if passes:
+        assert rc == 0, lines
+    else:
+        assert_fails_well(rc, lines, err)
+        assert f"over {MAX_REPLY_BYTES} bytes" in lines[-2]
+
+
+@pytest.mark.parametrize("value", ["0.5", "86400"])
+def test_a_time_bound_within_its_range_is_taken(stack_files, value):
+    """The other side of the refused bounds: nothing listens on the port, so the run ends at once."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = verify.main(
+            [
+                "--url",
+                "http://127.0.0.1:9",
+                "--api-key-file",
+                str(stack_files[1]),
+                "--config",
+                str(stack_files[0]),
+                "--timeout",
+                value,
+            ]
+        )
+    assert rc == 1
+    assert out.getvalue().startswith("MISMATCH cannot reach http://127.0.0.1:9 ("), out.getvalue()
