@@ -8,6 +8,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.httpfiles import pids_with_in_argv
 from tests.tiny_qwen2vl import TinyModel
 from tests.tiny_tokenizer import write_tokenizer
 from tools import loadtest
+from tools.key_proxy import KeyProxy
 from tools.server_client import Client, read_key
 
 pytestmark = pytest.mark.e2e
@@ -31,16 +33,19 @@ def plan(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> loadtest.
 
 @dataclass
 class ArgvWatch:
-    """Every process seen, while the load runs, with the API key in its argument list."""
+    """Every process seen, while the load runs, with the API key or the key proxy's token (which
+    opens the key to whoever holds it) in its argument list."""
 
     secret: str
+    proxies: list[KeyProxy] = field(default_factory=list)  # each KeyProxy the run starts
     seen: set[str] = field(default_factory=set)
     polls: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         while not self.stop.wait(0.2):
-            self.seen.update(pids_with_in_argv(self.secret))
+            for secret in [self.secret, *(p.token for p in list(self.proxies))]:
+                self.seen.update(pids_with_in_argv(secret))
             self.polls += 1
 
 
@@ -52,10 +57,18 @@ def watched_run(
     client = Client(config_server.base, read_key(key_file))
     python = loadtest.aiperf_python()
     watch = ArgvWatch(client.key)
+
+    class WatchedProxy(KeyProxy):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            watch.proxies.append(self)
+
     watcher = threading.Thread(target=watch.run, daemon=True)
     watcher.start()
     try:
-        result = loadtest.run(client, plan, DURATION_SECONDS, plan.parallel, str(tokenizer), python)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(loadtest, "KeyProxy", WatchedProxy)
+            result = loadtest.run(client, plan, DURATION_SECONDS, plan.parallel, str(tokenizer), python)
     finally:
         watch.stop.set()
         watcher.join()
@@ -67,10 +80,11 @@ def report(watched_run: tuple[loadtest.Report, ArgvWatch]) -> loadtest.Report:
     return watched_run[0]
 
 
-def test_the_api_key_is_in_no_argument_list_while_the_load_runs(watched_run):
+def test_neither_the_key_nor_the_proxys_token_is_in_an_argument_list_while_the_load_runs(watched_run):
     report, watch = watched_run
     assert report.requests > 0 and watch.polls >= DURATION_SECONDS, "the watch did not cover the load"
-    assert watch.seen == set(), f"processes {sorted(watch.seen)} had the API key in their argument list"
+    assert len(watch.proxies) == 1, "the run's key proxy was not watched"
+    assert watch.seen == set(), f"processes {sorted(watch.seen)} had the API key or the token in their argument list"
 
 
 def test_requests_within_the_budget_all_succeed(report, capsys):

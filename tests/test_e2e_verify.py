@@ -43,9 +43,10 @@ def test_config_that_differs_from_the_server_fails_naming_the_key(config_server,
     raw = tiny_stack_config(tiny)
     raw["server"] = {**raw["server"], key: value}
     rc, lines = run_verify(config_server, key_file, raw, tmp_path)
-    mismatches = [line for line in lines if line.startswith("MISMATCH")]
+    *mismatches, summary = [line for line in lines if line.startswith("MISMATCH")]
     assert rc == 1
     assert mismatches, lines
+    assert lines[-1] == summary and " checks failed" in summary, lines
     assert all(f"server.{key}={value} " in line for line in mismatches), mismatches
 
 
@@ -54,8 +55,11 @@ def test_an_unreachable_url_fails_saying_so(key_file, tiny, tmp_path):
     server = Server(f"http://127.0.0.1:{free_port()}", None, [], 0.0)  # type: ignore[arg-type]
     rc, lines = run_verify(server, key_file, tiny_stack_config(tiny), tmp_path)
     assert rc == 1
-    assert lines == [
+    assert lines[:1] == [
         f"MISMATCH cannot reach {server.base} ([Errno 111] Connection refused); check the URL (port-forward running?)."
+    ]
+    assert lines[1:] == [
+        f"MISMATCH {server.base} is not what {tmp_path / 'Pulumi.e2e.yaml'} describes: 1 of 5 checks failed, 4 not run."
     ]
 
 

@@ -12,7 +12,9 @@ usage: python -m tools.loadtest --url URL --api-key-file FILE --config Pulumi.<s
 
 `python -m tools.loadtest_job` prints a ConfigMap and a Job that run it in the cluster.
 
-The exit status is 0 only when no request failed and the probe saw what the config promises.
+The exit status is 0 only when no request failed and the probe saw what the config promises. A
+server that cannot be reached, a tokenizer that cannot be read or an AIPerf that fails is one
+PROBLEM sentence, not a traceback.
 Only the stdlib, core.catalog and core.metrics are imported outside the --config path, so the
 in-cluster Job runs this same file from a ConfigMap with a plan given as JSON (--plan).
 """
@@ -23,12 +25,12 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any
 
 from core import metrics as m
 from tools.key_proxy import KeyProxy
-from tools.server_client import Client, chat_body, image_side_for, png, read_key
+from tools.server_client import Client, ServerError, chat_body, clip, image_side_for, png, read_key
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the venv installs: every package pinned with its hashes (make lock writes it).
@@ -49,6 +51,15 @@ TEMPLATE_TOKENS = 32
 DEFAULT_TOKENIZER = "Qwen/Qwen2-VL-7B-Instruct"
 PROBE_TIMEOUT_SECONDS = 120
 METRICS_POLL_SECONDS = 0.05
+# Runs AIPerf with the argument list it reads from stdin (one JSON line), as `python -m aiperf`
+# would: /proc/<pid>/cmdline, which anyone on the machine reads, shows this line and not the URL
+# that holds the key proxy's token.
+LAUNCH_AIPERF = (
+    "import json, runpy, sys; sys.argv = ['aiperf', *json.loads(sys.stdin.readline())]; "
+    "runpy.run_module('aiperf', run_name='__main__', alter_sys=True)"
+)
+# A Hugging Face model name (huggingface_hub's validate_repo_id: [namespace/]name, 96 characters at most).
+HF_REPO_ID = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -129,21 +140,27 @@ def probe_slots(client: Client, plan: Plan) -> Probe:
     lock = threading.Lock()
 
     def send() -> None:
-        status, _ = client.request("/v1/chat/completions", body)
+        try:
+            status, _ = client.request("/v1/chat/completions", body)
+        except ServerError:
+            status = 0  # no answer: the metrics the probe reads tell the rest
         with lock:
             probe.statuses.append(status)
 
-    threads = [threading.Thread(target=send) for _ in range(plan.parallel)]
+    # Daemons: a server that dies mid-probe ends the run with one sentence, not a wait for these.
+    threads = [threading.Thread(target=send, daemon=True) for _ in range(plan.parallel)]
     for t in threads:
         t.start()
-    seen = wait_for(client, lambda x: x[m.REQUESTS_PROCESSING] >= plan.parallel, PROBE_TIMEOUT_SECONDS)
-    probe.processing_at_parallel = int(seen[m.REQUESTS_PROCESSING])
-    probe.deferred_at_parallel = int(seen[m.REQUESTS_DEFERRED])
-    extra = threading.Thread(target=send)
+    seen = wait_for(client, lambda x: x.get(m.REQUESTS_PROCESSING, 0) >= plan.parallel, PROBE_TIMEOUT_SECONDS)
+    probe.processing_at_parallel = int(seen.get(m.REQUESTS_PROCESSING, 0))
+    probe.deferred_at_parallel = int(seen.get(m.REQUESTS_DEFERRED, 0))
+    extra = threading.Thread(target=send, daemon=True)
     extra.start()
     threads.append(extra)
-    seen = wait_for(client, lambda x: x[m.REQUESTS_DEFERRED] >= 1 or not threads[0].is_alive(), PROBE_TIMEOUT_SECONDS)
-    probe.deferred_with_one_more = int(seen[m.REQUESTS_DEFERRED])
+    seen = wait_for(
+        client, lambda x: x.get(m.REQUESTS_DEFERRED, 0) >= 1 or not threads[0].is_alive(), PROBE_TIMEOUT_SECONDS
+    )
+    probe.deferred_with_one_more = int(seen.get(m.REQUESTS_DEFERRED, 0))
     for t in threads:
         t.join()
     return probe
@@ -170,11 +187,12 @@ def aiperf_python() -> Path:
 
 
 def aiperf_command(plan: Plan, url: str, duration: int, concurrency: int, tokenizer: str, artifacts: Path) -> list[str]:
-    """AIPerf's argument list. No key: AIPerf 0.13 takes one only as --api-key (readable by anyone
-    in /proc/<pid>/cmdline) or from a YAML config (${VAR}) that must then hold the whole benchmark
-    (aiperf/config/flags/resolver.py), so `url` is a KeyProxy that adds the key to each request."""
+    """AIPerf's argument list (after `aiperf`). No key: AIPerf 0.13 takes one only as --api-key
+    (readable by anyone in /proc/<pid>/cmdline) or from a YAML config (${VAR}) that must then hold
+    the whole benchmark (aiperf/config/flags/resolver.py), so `url` is a KeyProxy that adds the key
+    to each request; its URL holds the proxy's token, so run_aiperf passes this list on stdin."""
     return [
-        "-m", "aiperf", "profile",
+        "profile",
         "--model", plan.model,
         "--url", url,
         "--endpoint-type", "chat",
@@ -222,7 +240,7 @@ class Sampler:
         while not self._stop.is_set():
             try:
                 seen = self.client.metrics()
-            except (urllib.error.URLError, RuntimeError, ConnectionError):
+            except ServerError:
                 seen = {}
             self.peak_processing = max(self.peak_processing, seen.get(m.REQUESTS_PROCESSING, 0))
             self.peak_deferred = max(self.peak_deferred, seen.get(m.REQUESTS_DEFERRED, 0))
@@ -303,22 +321,78 @@ def stat(export: dict[str, Any], metric: str, key: str) -> float:
     return float((export.get(metric) or {}).get(key) or 0.0)
 
 
+def tokenizer_problem(tokenizer: str) -> str | None:
+    """Why AIPerf could not read --tokenizer, where that shows without loading it: a folder must
+    hold a readable tokenizer.json (or tokenizer_config.json); anything else must be a Hugging Face
+    model name. None when it may load."""
+    fix = "give TOKENIZER= (--tokenizer) a folder holding tokenizer.json, or a Hugging Face model name"
+    shown = clip(tokenizer)
+    folder = Path(tokenizer).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            return f"--tokenizer={shown} is a file, not a folder; {fix}."
+        config = folder / "tokenizer.json"
+        if not config.exists():
+            if (folder / "tokenizer_config.json").is_file():
+                return None
+            return f"--tokenizer={shown} holds no tokenizer.json; {fix}."
+        try:
+            doc = json.loads(config.read_bytes())
+        except OSError as err:
+            return f"--tokenizer={shown}: its tokenizer.json cannot be read ({err.strerror}); {fix}."
+        except (ValueError, RecursionError):
+            return f"--tokenizer={shown}: its tokenizer.json is not JSON; {fix}."
+        if not isinstance(doc, dict) or "model" not in doc:
+            return f"--tokenizer={shown}: its tokenizer.json is not a Hugging Face tokenizer (no model); {fix}."
+        return None
+    if HF_REPO_ID.fullmatch(tokenizer):
+        return None
+    return f"--tokenizer={shown} is neither a folder here nor a Hugging Face model name; {fix}."
+
+
+def run_aiperf(python: Path, args: list[str], artifacts: Path) -> dict[str, Any]:
+    """AIPerf's JSON export after running it with `args` given on stdin (LAUNCH_AIPERF); a failure is
+    one SystemExit sentence that names a file holding AIPerf's whole output."""
+    result = subprocess.run(
+        [str(python), "-c", LAUNCH_AIPERF],
+        input=json.dumps(args) + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    exports = sorted(artifacts.glob("*aiperf.json"))
+    if result.returncode == 0 and exports:
+        try:
+            export = json.loads(exports[0].read_text())
+        except (OSError, ValueError):
+            export = None
+        if isinstance(export, dict):
+            return export
+    output = result.stdout + result.stderr
+    fd, log = tempfile.mkstemp(prefix="aiperf-", suffix=".log")  # mode 0600
+    with os.fdopen(fd, "w") as f:
+        f.write(output)
+    last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
+    raise SystemExit(
+        f"PROBLEM AIPerf failed (exit {result.returncode}, no export): {clip(last)}; its whole output is in {log}."
+    )
+
+
 def run(client: Client, plan: Plan, duration: int, concurrency: int, tokenizer: str, python: Path) -> Report:
     probe = probe_slots(client, plan)
     before = client.metrics()
     sampler = Sampler(client)
     watcher = threading.Thread(target=sampler.run, daemon=True)
     watcher.start()
-    with tempfile.TemporaryDirectory() as tmp, KeyProxy(client.base, client.key) as proxy:
-        artifacts = Path(tmp) / "aiperf"
-        cmd = [str(python), *aiperf_command(plan, proxy.url, duration, concurrency, tokenizer, artifacts)]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, KeyProxy(client.base, client.key) as proxy:
+            artifacts = Path(tmp) / "aiperf"
+            export = run_aiperf(
+                python, aiperf_command(plan, proxy.url, duration, concurrency, tokenizer, artifacts), artifacts
+            )
+    finally:
         sampler.stop()
         watcher.join()
-        exports = sorted(artifacts.glob("*aiperf.json"))
-        if result.returncode != 0 or not exports:
-            raise SystemExit(f"aiperf failed ({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
-        export = json.loads(exports[0].read_text())
     after = client.metrics()
     errors = errors_by_status(export)
     return Report(
@@ -354,11 +428,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, help="tokenizer AIPerf sizes prompts with")
     parser.add_argument("--python", type=Path, help="a Python with aiperf installed (default: a venv made once)")
     args = parser.parse_args(argv)
-    plan = Plan(**json.loads(args.plan)) if args.plan else plan_from_config(args.config)
-    client = Client(args.url, read_key(args.api_key_file))
-    report = run(
-        client, plan, args.duration, args.concurrency or plan.parallel, args.tokenizer, args.python or aiperf_python()
-    )
+    if args.plan:
+        plan = Plan(**json.loads(args.plan))
+    else:
+        from core.loading import ConfigError  # deferred, as in plan_from_config
+
+        try:
+            plan = plan_from_config(args.config)
+        except ConfigError as err:
+            print(f"{args.config} is not a valid stack config:", *err.problems, sep="\n  ", file=sys.stderr)
+            return 2
+    problem = tokenizer_problem(args.tokenizer)
+    if problem:
+        print(f"PROBLEM {problem}")
+        return 1
+    try:
+        key = read_key(args.api_key_file)
+    except (OSError, UnicodeDecodeError) as err:
+        print(
+            f"PROBLEM --api-key-file={args.api_key_file} cannot be read ({type(err).__name__}); give the file holding the stack's apiKey."
+        )
+        return 1
+    try:
+        client = Client(args.url, key)
+        # Reachable, HTTP, the key opens /metrics, and it is llama-server's: before any thread or AIPerf starts.
+        if m.REQUESTS_PROCESSING not in client.metrics():
+            raise ServerError(
+                f"GET /metrics answered without llama-server's counters ({m.REQUESTS_PROCESSING}); "
+                f"check that the URL is llama-server's, started with --metrics."
+            )
+        report = run(
+            client,
+            plan,
+            args.duration,
+            args.concurrency or plan.parallel,
+            args.tokenizer,
+            args.python or aiperf_python(),
+        )
+    except ServerError as err:
+        print(f"PROBLEM {err}")
+        return 1
+    except subprocess.CalledProcessError as err:
+        print(
+            f"PROBLEM making AIPerf's venv failed (exit {err.returncode}); run make loadtest again online, or give --python."
+        )
+        return 1
     print(report.table())
     problems = report.problems()
     for problem in problems:
