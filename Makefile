@@ -41,7 +41,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean
+.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -121,6 +121,14 @@ loadtest-image: $(VENV)/.installed ## build image/loadtest (AIPerf, tokenizer) w
 loadtest-job: $(VENV)/.installed ## print the ConfigMap, NetworkPolicy and Job that run make loadtest in the cluster, LOADTEST_IMAGE by digest (pipe to kubectl apply -f -)
 	@test -n "$(LOADTEST_IMAGE)" || { echo "make loadtest-job needs LOADTEST_IMAGE=<ref@sha256:...>, which make loadtest-image prints"; exit 1; }
 	@$(PY) -m tools.loadtest_job --config "$(CONFIG)" --image "$(LOADTEST_IMAGE)" --duration "$(DURATION)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
+
+# --- day two: the live stack (read with its kubeconfig; make outputs fetches it) ---
+# Only KUBECONFIG= on the command line replaces the stack's own: one exported in the shell for
+# another cluster must not send these targets there.
+KUBE_ARG = $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig "$(KUBECONFIG)")
+
+doctor: $(VENV)/.installed ## read-only check of STACK's live deployment: one sentence per problem, with its fix [KUBECONFIG=file]
+	$(PY) -m tools.doctor --stack "$(STACK)" $(KUBE_ARG)
 
 BOOTSTRAP_STACK ?= ci
 bootstrap: ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings

@@ -195,7 +195,11 @@ def az_install_command() -> str:
 def test_a_passphrase_or_its_file_is_enough(tmp_path: Path, passphrase: dict[str, str]):
     path, log = stub_clis(tmp_path)
     rc, output, _ = run_make(tmp_path, path, "preview", "STACK=dev", env=passphrase)
-    assert (rc, "needs the stack's passphrase" in output) == (0, False), output
+    assert (rc, "needs the stack's passphrase" in output, log.read_text().splitlines()[-1]) == (
+        0,
+        False,
+        "preview --stack dev --diff",
+    ), output
 
 
 def test_an_empty_passphrase_counts_as_missing(tmp_path: Path):
@@ -276,3 +280,11 @@ def test_every_stack_target_follows_config_as_well_as_stack(target: str, expecte
     for given in ("STACK=prod", "CONFIG=Pulumi.prod.yaml"):
         result = dry_run(target, given, *extra)
         assert expected in result.stdout, (given, result.stdout + result.stderr)
+
+
+def test_doctor_uses_the_stacks_kubeconfig_unless_one_is_given_on_the_command_line():
+    from_shell = dry_run("doctor", "STACK=prod", env={"KUBECONFIG": "/elsewhere/config"})
+    given = dry_run("doctor", "STACK=prod", "KUBECONFIG=/given/config")
+    assert from_shell.stdout.rstrip().endswith('--stack "prod"'), from_shell.stdout
+    assert "/elsewhere" not in from_shell.stdout
+    assert given.stdout.rstrip().endswith('--stack "prod" --kubeconfig "/given/config"'), given.stdout
