@@ -41,7 +41,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor
+.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor logs outputs port-forward
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -129,6 +129,19 @@ KUBE_ARG = $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig "$(KUBE
 
 doctor: $(VENV)/.installed ## read-only check of STACK's live deployment: one sentence per problem, with its fix [KUBECONFIG=file]
 	$(PY) -m tools.doctor --stack "$(STACK)" $(KUBE_ARG)
+
+TAIL ?= 100
+logs: $(VENV)/.installed ## STACK's server logs, with the download Job's and init containers' when they failed [CONTAINER=name] [TAIL=n|-1] [FOLLOW=1]
+	@$(PY) -m tools.logs --stack "$(STACK)" $(KUBE_ARG) --tail "$(TAIL)" $(if $(CONTAINER),--container "$(CONTAINER)") $(if $(filter 1 yes true,$(FOLLOW)),--follow)
+
+outputs: $(VENV)/.installed ## STACK's endpoint, kubeconfig and API key into .stacks/STACK/ (from its state, or Azure for a CI stack) and the access they need [FROM=state|azure]
+	@tools/cloud-tools.sh outputs az
+	@$(PY) -m tools.outputs --stack "$(STACK)" $(if $(FROM),--from "$(FROM)")
+
+PORT ?= 8008
+port-forward: $(VENV)/.installed ## forward 127.0.0.1:PORT (default 8008) to STACK's server (kubectl from .tools/bin, the kubeconfig make outputs wrote)
+	@tools/cloud-tools.sh port-forward kubectl kubelogin
+	@$(PY) -m tools.outputs --stack "$(STACK)" --port-forward "$(PORT)"
 
 BOOTSTRAP_STACK ?= ci
 bootstrap: ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings

@@ -288,3 +288,24 @@ def test_doctor_uses_the_stacks_kubeconfig_unless_one_is_given_on_the_command_li
     assert from_shell.stdout.rstrip().endswith('--stack "prod"'), from_shell.stdout
     assert "/elsewhere" not in from_shell.stdout
     assert given.stdout.rstrip().endswith('--stack "prod" --kubeconfig "/given/config"'), given.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("STACK=prod",), '-m tools.logs --stack "prod"  --tail "100"'),
+        (("STACK=prod", "TAIL=-1", "CONTAINER=fetch-model"), '--tail "-1" --container "fetch-model"'),
+        (("FOLLOW=1",), '--tail "100"  --follow'),
+        (("FOLLOW=0",), '--tail "100"  \n'),
+    ],
+)
+def test_make_logs_passes_its_switches(args: tuple[str, ...], expected: str):
+    result = dry_run("logs", *args)
+    assert expected in result.stdout + "\n", result.stdout + result.stderr
+
+
+def test_make_outputs_and_port_forward_take_the_stack():
+    outputs = dry_run("outputs", "STACK=prod", "FROM=azure").stdout
+    forward = dry_run("port-forward", "STACK=prod", "PORT=9000").stdout
+    assert '-m tools.outputs --stack "prod" --from "azure"' in outputs, outputs
+    assert '-m tools.outputs --stack "prod" --port-forward "9000"' in forward, forward

@@ -7,7 +7,7 @@
 # It is the one home of these install commands: `make preflight` prints them too.
 # The passphrase that encrypts a stack's secrets is checked in the same run, so a first `make up`
 # names everything missing at once.
-#   usage: tools/cloud-tools.sh TARGET TOOL...         (TOOL: az | pulumi | kubelogin | passphrase)
+#   usage: tools/cloud-tools.sh TARGET TOOL...         (TOOL: az | pulumi | kubelogin | kubectl | passphrase)
 #          tools/cloud-tools.sh --install-command TOOL  prints the command that installs TOOL
 #   PULUMI_VERSION   the CLI version to install (default: the pinned SDK's, from requirements.txt)
 #   KUBELOGIN_VERSION  kubelogin's version (default: the one CI pins, from .github/workflows/deploy.yml)
@@ -29,10 +29,10 @@ install_command() {
     # The Azure CLI's installer for kubectl and kubelogin, into the same folder; kubelogin at CI's
     # version (--kubelogin-version, az 2.10.0 and later). kubectl is only for looking around
     # (port-forward, logs): nothing the targets run needs it.
-    kubelogin) echo "az aks install-cli --install-location $TOOLS_DIR/bin/kubectl --kubelogin-install-location $TOOLS_DIR/bin/kubelogin --kubelogin-version $KUBELOGIN_VERSION" ;;
+    kubelogin | kubectl) echo "az aks install-cli --install-location $TOOLS_DIR/bin/kubectl --kubelogin-install-location $TOOLS_DIR/bin/kubelogin --kubelogin-version $KUBELOGIN_VERSION" ;;
     passphrase) echo "export PULUMI_CONFIG_PASSPHRASE='choose one'" ;;
     *)
-      echo "tools/cloud-tools.sh knows no tool '$1'; use az, pulumi, kubelogin or passphrase." >&2
+      echo "tools/cloud-tools.sh knows no tool '$1'; use az, pulumi, kubelogin, kubectl or passphrase." >&2
       exit 2
       ;;
   esac

@@ -19,8 +19,8 @@ The texts it recognises are the ones the programs print:
 - Kubernetes: FailedScheduling `Insufficient nvidia.com/gpu`; the cluster autoscaler's
   NotTriggerScaleUp (`max node group size reached`, `in backoff after failed scale-up`) and, in
   kube-system, FailedToScaleUpGroup with Azure's `exceeding approved <family> Cores quota` (older:
-  `exceeding quota limits of Core`), as reported in github.com/Azure/AKS issues 1184 and 2543 and
-  cilium/cilium issue 31859; a Job's Failed condition (BackoffLimitExceeded,
+  `exceeding quota limits of Core`), as quoted in github.com/Azure/AKS/issues/1184,
+  github.com/Azure/AKS/issues/2543 and github.com/cilium/cilium/issues/31859; a Job's Failed condition (BackoffLimitExceeded,
   DeadlineExceeded); waiting reasons ErrImagePull, ImagePullBackOff, CrashLoopBackOff.
 """
 

@@ -1,0 +1,121 @@
+"""The commands the README and the runbook (docs/operations.md) give run as written: each `make`
+line names a target that exists and parses with `make -n`; the README's "Reach the server" steps
+need nothing outside the documented install and run on macOS as on Linux."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAKE = shutil.which("make") or "make"
+
+
+def section(path: Path, heading: str) -> str:
+    text = path.read_text()
+    (found,) = re.findall(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    return found
+
+
+def shell_blocks(text: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL)
+
+
+def strip_comment(command: str) -> str:
+    """The command without its trailing `# comment` (a # inside quotes stays)."""
+    for m in re.finditer(r"\s#", command):
+        head = command[: m.start()]
+        try:
+            if shlex.split(head) and head.count("'") % 2 == 0:
+                return head
+        except ValueError:
+            continue
+    return command
+
+
+def commands(block: str) -> list[str]:
+    """Each command of a shell block: lines joined while a quote is open or a line ends in a backslash;
+    comments and a trailing & dropped."""
+    out: list[str] = []
+    pending = ""
+    for line in block.splitlines():
+        pending = f"{pending}\n{line}" if pending else line
+        if pending.endswith("\\"):
+            continue
+        try:
+            shlex.split(pending, comments=True)
+        except ValueError:  # a quote still open: the command goes on
+            continue
+        command = strip_comment(pending).strip().rstrip("&").strip()
+        if command and not command.startswith("#"):
+            out.append(command)
+        pending = ""
+    return out
+
+
+def make_dry_run(command: str) -> subprocess.CompletedProcess[str]:
+    """`make -n` of a documented `make ...` line (a pipe after it is not make's)."""
+    words = shlex.split(command.split(" | ")[0])
+    assert words[0] == "make", command
+    return subprocess.run(
+        [MAKE, "--no-print-directory", "-n", *words[1:], "VENV=.venv"],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+README_REACH = section(ROOT / "README.md", "Reach the server")
+
+
+@pytest.mark.parametrize(
+    "command", [c for b in shell_blocks(README_REACH) for c in commands(b) if c.startswith("make ")]
+)
+def test_every_make_line_of_reach_the_server_parses(command: str):
+    result = make_dry_run(command)
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+
+
+def test_reach_the_server_calls_no_tool_that_only_make_puts_on_path():
+    # kubectl, kubelogin and pulumi live in .tools/bin, which only the Makefile puts on PATH.
+    first_words = [c.split()[0] for b in shell_blocks(README_REACH) for c in commands(b)]
+    assert set(first_words) <= {"make", "curl"}, first_words
+
+
+def test_reach_the_server_uses_no_gnu_only_flag():
+    assert "base64 -w" not in README_REACH
+    assert "base64 --wrap" not in README_REACH
+
+
+def test_the_readme_chat_request_sends_the_image_and_the_key(tmp_path: Path):
+    """The curl line, run by bash as written, with curl a stub that records its arguments."""
+    (curl,) = [c for b in shell_blocks(README_REACH) for c in commands(b) if c.startswith("curl ")]
+    stub = tmp_path / "bin" / "curl"
+    stub.parent.mkdir()
+    stub.write_text(
+        f'#!/usr/bin/env python3\nimport json, sys\njson.dump(sys.argv[1:], open("{tmp_path}/args", "w"))\n'
+    )
+    stub.chmod(0o755)
+    image = bytes(range(256)) * 300  # long enough that GNU base64 would wrap it at 76 columns
+    (tmp_path / "image.png").write_bytes(image)
+    (tmp_path / ".stacks" / "dev").mkdir(parents=True)
+    (tmp_path / ".stacks" / "dev" / "api-key").write_text("k-123")
+    subprocess.run(
+        ["bash", "-c", curl], cwd=tmp_path, env={"PATH": f"{stub.parent}:/usr/bin:/bin"}, check=True, timeout=30
+    )
+    args = json.loads((tmp_path / "args").read_text())
+    body = json.loads(args[args.index("-d") + 1])
+    url = body["messages"][0]["content"][1]["image_url"]["url"]
+    assert "Authorization: Bearer k-123" in args
+    assert base64.b64decode(url.removeprefix("data:image/png;base64,"), validate=True) == image
