@@ -86,10 +86,12 @@ preview: ## pulumi preview --diff of STACK (selects the stack, or creates it), l
 	pulumi stack select --create "$(STACK)"
 	pulumi preview --stack "$(STACK)" --diff
 
-destroy: ## pulumi destroy of STACK
+destroy: ## pulumi destroy of STACK, then what stays (state, bootstrap, soft-deleted items, local files), its cost and how to remove it
 	@tools/cloud-tools.sh destroy az pulumi kubelogin passphrase
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	pulumi destroy --stack "$(STACK)"
+	@$(PY) -m tools.destroy --stack "$(STACK)"
 
 render: $(VENV)/.installed ## offline render of STACK (default dev) to OUT (default render/STACK), under mocks
 	$(PY) -m tools.render --config "$(CONFIG)" --out "$(OUT)"

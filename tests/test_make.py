@@ -309,3 +309,9 @@ def test_make_outputs_and_port_forward_take_the_stack():
     forward = dry_run("port-forward", "STACK=prod", "PORT=9000").stdout
     assert '-m tools.outputs --stack "prod" --from "azure"' in outputs, outputs
     assert '-m tools.outputs --stack "prod" --port-forward "9000"' in forward, forward
+
+
+def test_make_destroy_lists_what_stays_after_pulumi_destroy():
+    lines = dry_run("destroy", "STACK=prod").stdout.splitlines()
+    destroyed = lines.index('pulumi destroy --stack "prod"')
+    assert lines[destroyed + 1].endswith('-m tools.destroy --stack "prod"'), lines
