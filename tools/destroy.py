@@ -95,8 +95,8 @@ def blob_soft_delete_days(path: Path) -> int | None:
         for keyword in call.keywords:
             if keyword.arg == "delete_retention_policy" and isinstance(keyword.value, ast.Dict):
                 for key, value in zip(keyword.value.keys, keyword.value.values, strict=True):
-                    if isinstance(key, ast.Constant) and key.value == "days" and isinstance(value, ast.Constant):
-                        return int(value.value)
+                    if key is not None and ast.literal_eval(key) == "days" and isinstance(value, ast.Constant):
+                        return int(str(value.value))
     return None
 
 
