@@ -41,7 +41,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor logs outputs port-forward
+.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor logs outputs port-forward rotate-key
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -144,6 +144,12 @@ PORT ?= 8008
 port-forward: $(VENV)/.installed ## forward 127.0.0.1:PORT (default 8008) to STACK's server (kubectl from .tools/bin, the kubeconfig make outputs wrote)
 	@tools/cloud-tools.sh port-forward kubectl kubelogin
 	@$(PY) -m tools.outputs --stack "$(STACK)" --port-forward "$(PORT)"
+
+rotate-key: ## replace STACK's generated API key (pulumi up --replace, its URN read from the program); says what clients and pods see while it rolls [DRY_RUN=1]
+	@tools/cloud-tools.sh rotate-key az pulumi kubelogin passphrase
+	@$(MAKE) --no-print-directory $(VENV)/.installed
+	pulumi login "$(PULUMI_BACKEND_URL)"
+	$(PY) -m tools.rotate_key --stack "$(STACK)" $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
 BOOTSTRAP_STACK ?= ci
 bootstrap: ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings

@@ -315,3 +315,10 @@ def test_make_destroy_lists_what_stays_after_pulumi_destroy():
     lines = dry_run("destroy", "STACK=prod").stdout.splitlines()
     destroyed = lines.index('pulumi destroy --stack "prod"')
     assert lines[destroyed + 1].endswith('-m tools.destroy --stack "prod"'), lines
+
+
+def test_make_rotate_key_runs_the_tool_for_the_stack():
+    plain = dry_run("rotate-key", "STACK=prod").stdout
+    dry = dry_run("rotate-key", "STACK=prod", "DRY_RUN=1").stdout
+    assert plain.rstrip().endswith('-m tools.rotate_key --stack "prod"'), plain
+    assert dry.rstrip().endswith('-m tools.rotate_key --stack "prod" --dry-run'), dry
