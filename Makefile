@@ -41,7 +41,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor logs outputs port-forward rotate-key
+.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor logs outputs port-forward rotate-key llamacpp-upgrade
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -150,6 +150,10 @@ rotate-key: ## replace STACK's generated API key (pulumi up --replace, its URN r
 	@$(MAKE) --no-print-directory $(VENV)/.installed
 	pulumi login "$(PULUMI_BACKEND_URL)"
 	$(PY) -m tools.rotate_key --stack "$(STACK)" $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
+
+llamacpp-upgrade: $(VENV)/.installed ## move STACK to llama.cpp RELEASE=bNNNN: source digest from the index, stack values, CPU build, --help diff [INDEX_URL=] [NO_BUILD=1]
+	@test -n "$(RELEASE)" || { echo "make llamacpp-upgrade needs RELEASE=<a llama.cpp release, e.g. b11500> [STACK=<name>]"; exit 1; }
+	$(PY) -m tools.llamacpp_upgrade --stack "$(STACK)" --release "$(RELEASE)" $(if $(INDEX_URL),--index-url "$(INDEX_URL)") $(if $(filter 1 yes true,$(NO_BUILD)),--no-build)
 
 BOOTSTRAP_STACK ?= ci
 bootstrap: ## one-time CI setup (bootstrap/): identities, roles, state storage, GitHub settings

@@ -322,3 +322,15 @@ def test_make_rotate_key_runs_the_tool_for_the_stack():
     dry = dry_run("rotate-key", "STACK=prod", "DRY_RUN=1").stdout
     assert plain.rstrip().endswith('-m tools.rotate_key --stack "prod"'), plain
     assert dry.rstrip().endswith('-m tools.rotate_key --stack "prod" --dry-run'), dry
+
+
+def test_make_llamacpp_upgrade_needs_a_release_and_passes_its_switches():
+    missing = dry_run("llamacpp-upgrade", "STACK=prod")
+    given = dry_run(
+        "llamacpp-upgrade", "STACK=prod", "RELEASE=b11500", "INDEX_URL=http://127.0.0.1:1/simple", "NO_BUILD=1"
+    )
+    assert "make llamacpp-upgrade needs RELEASE=" in missing.stdout
+    assert (
+        '-m tools.llamacpp_upgrade --stack "prod" --release "b11500" --index-url "http://127.0.0.1:1/simple" --no-build'
+        in given.stdout
+    ), given.stdout
