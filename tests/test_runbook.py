@@ -119,3 +119,73 @@ def test_the_readme_chat_request_sends_the_image_and_the_key(tmp_path: Path):
     url = body["messages"][0]["content"][1]["image_url"]["url"]
     assert "Authorization: Bearer k-123" in args
     assert base64.b64decode(url.removeprefix("data:image/png;base64,"), validate=True) == image
+
+
+RUNBOOK = ROOT / "docs" / "operations.md"
+DOCTOR = (ROOT / "tools" / "doctor.py").read_text()
+# A placeholder stands for what a reader types: a stack name, or any other value.
+PLACEHOLDERS = {"<stack>": "dev", "<name>": "dev", "<stack name>": "dev"}
+
+
+def runbook_make_commands() -> list[str]:
+    text = RUNBOOK.read_text()
+    found = [c for b in shell_blocks(text) for c in commands(b)]
+    found += re.findall(r"`((?:[A-Z_]+=\S+ )*make [^`]+)`", text)
+    out = []
+    for command in found:
+        words = command.split()
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+            words.pop(0)  # an environment variable for that one run
+        if words and words[0] == "make":
+            line = " ".join(words)
+            for placeholder, value in PLACEHOLDERS.items():
+                line = line.replace(placeholder, value)
+            out.append(re.sub(r"<[^>]*>", "x", line))
+    return sorted(set(out))
+
+
+def test_the_runbook_has_every_section():
+    headings = re.findall(r"^## (.+)$", RUNBOOK.read_text(), flags=re.MULTILINE)
+    for section_name in (
+        "Reach the server",
+        "Logs",
+        "Troubleshooting",
+        "Key rotation",
+        "Upgrading llama.cpp",
+        "Scaling by hand",
+        "Destroy and what stays",
+        "Adding a stack",
+    ):
+        assert section_name in headings, f"docs/operations.md has no section {section_name!r}"
+
+
+def test_the_runbook_names_many_make_commands():
+    targets = {c.split()[1] for c in runbook_make_commands()}
+    assert {"doctor", "logs", "outputs", "port-forward", "rotate-key", "llamacpp-upgrade", "destroy"} <= targets
+
+
+@pytest.mark.parametrize("command", runbook_make_commands())
+def test_every_make_command_of_the_runbook_parses(command: str):
+    result = make_dry_run(command)
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+    assert "No rule to make target" not in result.stderr
+
+
+def test_a_command_naming_no_target_would_fail():
+    assert make_dry_run("make doctorr STACK=dev").returncode != 0
+    assert make_dry_run("make render STACK=prod CONFIG=Pulumi.dev.yaml").returncode != 0
+
+
+def test_the_troubleshooting_entries_quote_what_make_doctor_says():
+    text = section(RUNBOOK, "Troubleshooting")
+    for words in (
+        "every GPU node is taken and the pool is at cluster.gpuPool.maxCount",
+        "Azure refused a new one for quota",
+        "cannot pull its image",
+        "ran out of GPU memory while loading",
+        "so large requests get HTTP 400",
+        "but not ready: /health is not 200",
+        "KEDA holds 0 replicas outside",
+    ):
+        assert words in re.sub(r"\s+", " ", text), words
+        assert words in re.sub(r'"\s+f?"', "", DOCTOR), f"tools/doctor.py no longer says {words!r}"

@@ -49,7 +49,7 @@ SERVER_CONTAINER = "llama-server"
 TAIL_LINES = 400
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 # KEDA's documented switch that holds a ScaledObject at a fixed count
-# (keda.sh/docs/2.17/concepts/scaling-deployments/#pause-autoscaling).
+# (keda.sh/docs/latest/reference/scaledobject-spec/, and the paused-replicas annotation it takes).
 KEDA_PAUSE = "autoscaling.keda.sh/paused-replicas"
 GPU_RESOURCE = "nvidia.com/gpu"
 N_CTX_SEQ = re.compile(r"n_ctx_seq\s*=\s*(\d+)")
