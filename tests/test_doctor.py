@@ -139,6 +139,8 @@ def test_an_image_pull_failure_names_the_image_and_the_registry_role(tmp_path: P
         "llamacppdevacr.azurecr.io/llama-server:b11434-cuda12.8.1 (ImagePullBackOff: Back-off pulling image"
     )
     assert found.endswith("holds AcrPull on it")
+    # Cut in the middle: the registry's answer at the end of the kubelet's message stays.
+    assert "… failed to resolve reference: unexpected status from HEAD request: 401 Unauthorized); check" in found
 
 
 DIGEST_GOT = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -396,3 +398,9 @@ def test_cluster_error_is_raised_for_a_kubeconfig_that_is_not_one(tmp_path: Path
     bad.write_text("not: [a, kubeconfig")
     with pytest.raises(ClusterError, match="cannot be used"):
         Cluster.connect(bad, "dev")
+
+
+@pytest.mark.parametrize(("length", "cut"), [(200, False), (201, True)])
+def test_a_kubelet_message_is_cut_only_past_its_limit(length: int, cut: bool):
+    text = ("word " * 50)[:length]
+    assert ("…" in doctor.shortened(text)) is cut

@@ -278,7 +278,7 @@ def pod_findings(snap: Snapshot, pod: dict[str, Any], config: StackConfig) -> li
             return [
                 Finding(
                     f"pod {name} cannot pull its image {status.get('image', '')} ({wait['reason']}: "
-                    f"{wait.get('message', '')[:200]}); check that make up STACK={snap.stack} built and pushed it "
+                    f"{shortened(wait.get('message', ''))}); check that make up STACK={snap.stack} built and pushed it "
                     "to the stack's registry and that the cluster's kubelet identity holds AcrPull on it"
                 )
             ]
@@ -314,6 +314,13 @@ def pod_findings(snap: Snapshot, pod: dict[str, Any], config: StackConfig) -> li
     if server is not None and not oom:
         found += not_ready(snap, pod, server, config)
     return found
+
+
+def shortened(text: str, head: int = 80, tail: int = 120) -> str:
+    """A long kubelet message cut in the middle, at words: its start says what, its end says why."""
+    if len(text) <= head + tail:
+        return text
+    return f"{text[:head].rsplit(' ', 1)[0]} … {text[-tail:].split(' ', 1)[-1]}"
 
 
 def unschedulable(snap: Snapshot, pod: dict[str, Any], config: StackConfig) -> Finding:
