@@ -5,7 +5,9 @@
 # Why not download them here: their published checksums could not be checked from our machines
 # (see docs/operations.md, "Before make up"), so the vendors' own installers do it.
 # It is the one home of these install commands: `make preflight` prints them too.
-#   usage: tools/cloud-tools.sh TARGET TOOL...         (TOOL: az | pulumi | kubelogin)
+# The passphrase that encrypts a stack's secrets is checked in the same run, so a first `make up`
+# names everything missing at once.
+#   usage: tools/cloud-tools.sh TARGET TOOL...         (TOOL: az | pulumi | kubelogin | kubectl | passphrase)
 #          tools/cloud-tools.sh --install-command TOOL  prints the command that installs TOOL
 #   PULUMI_VERSION   the CLI version to install (default: the pinned SDK's, from requirements.txt)
 #   KUBELOGIN_VERSION  kubelogin's version (default: the one CI pins, from .github/workflows/deploy.yml)
@@ -27,9 +29,10 @@ install_command() {
     # The Azure CLI's installer for kubectl and kubelogin, into the same folder; kubelogin at CI's
     # version (--kubelogin-version, az 2.10.0 and later). kubectl is only for looking around
     # (port-forward, logs): nothing the targets run needs it.
-    kubelogin) echo "az aks install-cli --install-location $TOOLS_DIR/bin/kubectl --kubelogin-install-location $TOOLS_DIR/bin/kubelogin --kubelogin-version $KUBELOGIN_VERSION" ;;
+    kubelogin | kubectl) echo "az aks install-cli --install-location $TOOLS_DIR/bin/kubectl --kubelogin-install-location $TOOLS_DIR/bin/kubelogin --kubelogin-version $KUBELOGIN_VERSION" ;;
+    passphrase) echo "export PULUMI_CONFIG_PASSPHRASE='choose one'" ;;
     *)
-      echo "tools/cloud-tools.sh knows no tool '$1'; use az, pulumi or kubelogin." >&2
+      echo "tools/cloud-tools.sh knows no tool '$1'; use az, pulumi, kubelogin, kubectl or passphrase." >&2
       exit 2
       ;;
   esac
@@ -44,7 +47,12 @@ target=$1
 shift
 status=0
 for tool in "$@"; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
+  if [ "$tool" = passphrase ]; then
+    if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+      echo "make $target needs the stack's passphrase, which is not set: set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE); it encrypts the stack's secrets and every later run needs the same one: $(install_command passphrase)" >&2
+      status=3
+    fi
+  elif ! command -v "$tool" >/dev/null 2>&1; then
     echo "make $target needs $tool, which is not on PATH; install it with: $(install_command "$tool")" >&2
     status=3
   elif [ "$tool" = pulumi ]; then
