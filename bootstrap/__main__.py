@@ -1,8 +1,10 @@
 """Bootstrap: what CI needs for llamacpp-aks, created once with `make bootstrap`.
 
 A read-only preview identity (federated with the dev-preview environment) and one deploy identity
-per stack (federated with that stack's environment only), their roles, the state storage account
-with one container per stack, the GitHub environments with their branch rules, reviewers,
+per stack (federated with that stack's environment only), each stack's resource group and the
+deploy identity's roles on it (never on the subscription), the state storage account in a group no
+deploy identity reaches (locked against deletion, shared keys denied by policy) with one container
+per stack, the operators' read access, the GitHub environments with their branch rules, reviewers,
 passphrases and per-stack variables, the repository variables the workflows read, and
 optionally prod's runner group.
 """
@@ -27,6 +29,7 @@ from plan import (
     AKS_CLUSTER_USER,
     AKS_RBAC_READER,
     CONTRIBUTOR,
+    DENY_SHARED_KEY_POLICY,
     ENTRA_TOKEN_AUDIENCE,
     GITHUB_OIDC_ISSUER,
     PREVIEW_STACK,
@@ -42,10 +45,12 @@ from plan import (
     environments,
     preview_subjects,
     runner_group_workflow,
+    stack_resource_group,
     state_account_name,
     state_container_name,
 )
 
+from core import labels
 from core.catalog import STACK_GRANTED_ROLES
 
 
@@ -106,6 +111,29 @@ azure.storage.BlobServiceProperties(
     is_versioning_enabled=True,  # every state write keeps the previous version
     delete_retention_policy={"enabled": True, "days": 30},
 )
+# The state account's group holds no role of any deploy identity (they hold data roles on their own
+# container only), so no CI job can change the account, list its keys or turn shared keys back on.
+# A person with rights there still can; these two stop the accidents:
+# - a CanNotDelete lock: the group and the account cannot be deleted until the lock is removed
+#   (learn.microsoft.com/azure/azure-resource-manager/management/lock-resources);
+# - the built-in policy "Storage accounts should prevent shared key access" with effect Deny:
+#   Azure refuses any request that would turn shared keys back on
+#   (learn.microsoft.com/azure/storage/common/shared-key-authorization-prevent, "Azure Policy").
+azure.authorization.ManagementLockAtResourceGroupLevel(
+    "state-lock",
+    resource_group_name=group.name,
+    level="CanNotDelete",
+    notes="Pulumi state of every CI-deployed stack (bootstrap/).",
+    opts=pulumi.ResourceOptions(depends_on=[account]),
+)
+azure.authorization.PolicyAssignment(
+    "state-no-shared-key",
+    scope=group.id,
+    policy_definition_id=f"/providers/Microsoft.Authorization/policyDefinitions/{DENY_SHARED_KEY_POLICY}",
+    parameters={"effect": {"value": "Deny"}},
+    enforcement_mode="Default",
+    display_name="Pulumi state: no shared key access",
+)
 # One container per stack: a stack's deploy identity writes its own state only.
 containers = {
     stack: azure.storage.BlobContainer(
@@ -137,20 +165,42 @@ def identity(name: str, subjects: dict[str, str]) -> azuread.ServicePrincipal:
 preview = identity("preview", preview_subjects(c))
 deployers = {stack: identity(f"deploy-{stack}", subjects) for stack, subjects in deploy_subjects(c).items()}
 
-# Preview: read Azure, the cluster's user kubeconfig and its objects, and dev's state (the DIY
-# backend takes no lock for a preview since github.com/pulumi/pulumi/issues/13948). On the subscription: the dev
-# resource group and cluster are made by dev's first deploy, after this, and an assignment needs
-# its scope to exist (docs/ci-cd.md, "CI/CD (GitHub Actions)", says how to narrow them by hand afterwards).
+# Each stack's resource group, made here so the deploy identity's roles have a scope before the
+# first deploy; the program adopts it (components/cluster.py makes a group of this name, location and
+# tags). Kept when bootstrap is destroyed: the stack's resources live in it.
+stack_groups = {
+    stack: azure.resources.ResourceGroup(
+        f"stack-{stack}",
+        resource_group_name=stack_resource_group(stack),
+        location=c.location,
+        tags=labels.tags(stack, "cluster"),
+        opts=pulumi.ResourceOptions(retain_on_delete=True),
+    )
+    for stack in c.stacks
+}
+
+
+def scope_of(stack: str, path: str) -> pulumi.Output[str]:
+    """The stack's own group by its resource (so the assignment waits for it), others by path."""
+    if path == f"/resourceGroups/{stack_resource_group(stack)}":
+        return stack_groups[stack].id
+    return pulumi.Output.concat(subscription, path)
+
+
+# Preview: read Azure (Reader on the subscription: the preview's invokes and reads, no writes),
+# the cluster's user kubeconfig and its objects in dev's group only, and dev's state (the DIY
+# backend takes no lock for a preview since github.com/pulumi/pulumi/issues/13948).
 grant("preview-reader", preview.object_id, READER, subscription)
-grant("preview-aks-user", preview.object_id, AKS_CLUSTER_USER, subscription)
-grant("preview-aks-rbac-reader", preview.object_id, AKS_RBAC_READER, subscription)
+grant("preview-aks-user", preview.object_id, AKS_CLUSTER_USER, stack_groups[PREVIEW_STACK].id)
+grant("preview-aks-rbac-reader", preview.object_id, AKS_RBAC_READER, stack_groups[PREVIEW_STACK].id)
 grant("preview-state", preview.object_id, STORAGE_BLOB_DATA_READER, containers[PREVIEW_STACK].id)
-# Deploy, per stack: create and change resources where deployResourceGroups says (the subscription
-# until the stack's groups exist), assign only the roles the stack grants, write its own state.
+# Deploy, per stack: create and change resources in its own group (and the extra groups
+# deployResourceGroups names), assign only the roles the stack grants, write its own state.
+# Nothing on the subscription or on the state account's group.
 granted = sorted(STACK_GRANTED_ROLES)
 for stack, deployer in deployers.items():
     for index, path in enumerate(deploy_scopes(c, stack)):
-        scope = pulumi.Output.concat(subscription, path)
+        scope = scope_of(stack, path)
         suffix = "" if index == 0 else f"-{index}"
         grant(f"deploy-{stack}-contributor{suffix}", deployer.object_id, CONTRIBUTOR, scope)
         grant(
@@ -162,6 +212,24 @@ for stack, deployer in deployers.items():
             condition_version="2.0",
         )
     grant(f"deploy-{stack}-state", deployer.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR, containers[stack].id)
+
+# Operators (people): read each stack's state, and its cluster (user kubeconfig, Kubernetes
+# objects read-only). Secrets in the state stay encrypted with the stack's passphrase.
+if c.operator_group:
+    for stack in c.stacks:
+        for what, role_id, scope in (
+            ("state", STORAGE_BLOB_DATA_READER, containers[stack].id),
+            ("reader", READER, stack_groups[stack].id),
+            ("aks-user", AKS_CLUSTER_USER, stack_groups[stack].id),
+            ("aks-rbac-reader", AKS_RBAC_READER, stack_groups[stack].id),
+        ):
+            azure.authorization.RoleAssignment(
+                f"operators-{stack}-{what}",
+                principal_id=c.operator_group,
+                principal_type="Group",
+                role_definition_id=role(role_id),
+                scope=scope,
+            )
 
 # --- GitHub ----------------------------------------------------------------------------------
 # The token comes from GITHUB_TOKEN; the owner is explicit, so nothing lands in the token user's own repos.
@@ -242,3 +310,5 @@ pulumi.export("deployClientIds", {stack: d.client_id for stack, d in deployers.i
 pulumi.export("deployerObjectIds", {stack: d.object_id for stack, d in deployers.items()})
 pulumi.export("stateAccount", account.name)
 pulumi.export("stateContainers", {stack: state_container_name(c, stack) for stack in c.stacks})
+pulumi.export("stateResourceGroup", group.name)
+pulumi.export("stackResourceGroups", {stack: g.name for stack, g in stack_groups.items()})

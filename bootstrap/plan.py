@@ -11,6 +11,8 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from core import labels
+
 # Azure built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
@@ -22,6 +24,16 @@ AKS_CLUSTER_USER = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"
 AKS_RBAC_READER = "7f6c6a51-bcf8-42ba-9220-52d62157d7db"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+# Built-in policy "Storage accounts should prevent shared key access" (effects Audit, Deny, Disabled):
+# github.com/Azure/azure-policy built-in-policies/policyDefinitions/Storage/StorageAccountAllowSharedKeyAccess_Audit.json.
+DENY_SHARED_KEY_POLICY = "8c6a50c6-9ffd-4ae7-986f-5fa6111f9a54"
+# What the file backend's `pulumi login` writes into an empty container, and reads from one that
+# has it: pulumi/pulumi pkg/backend/diy/meta.go (`pulumiMetaPath` is .pulumi/meta.yaml;
+# `ensurePulumiMeta` writes `version: 1` when the bucket is empty, `readPulumiMeta` only reads).
+# Bootstrap cannot write it (azure-native's Blob needs shared keys, which the account refuses:
+# github.com/pulumi/pulumi-azure-native/issues/2015), so the preview, whose identity cannot write,
+# logs in only where the blob exists; a container without it has no stack yet.
+BACKEND_META_BLOB = ".pulumi/meta.yaml"
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 ENTRA_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 # What the workflows name: pull-request.yml previews this stack in this environment (with its
@@ -59,11 +71,12 @@ class BootstrapConfig(Model):
     # An organization's runner group for prod's runner, restricted to deploy.yml on main and this
     # repository (GitHub offers runner groups to organizations only); unset: none is made.
     prod_runner_group: Annotated[str, Field(min_length=1)] | None = None
-    # Where each stack's deploy identity holds Contributor and the role assigner. Unset: the
-    # subscription, because a stack's resource group is made by its own first deploy and a role
-    # assignment needs its scope to exist. After the first deploys, name each stack's groups
-    # (`llamacpp-<stack>-rg` and the cluster's node resource group) and run bootstrap again.
-    deploy_resource_groups: dict[str, list[Annotated[str, Field(pattern=r"^[-\w._()]{1,90}$")]]] | None = None
+    # Extra resource groups (beside the stack's own, which bootstrap makes) where a stack's deploy
+    # identity holds Contributor and the role assigner: the cluster's node resource group once it
+    # exists (docs/ci-cd.md, "What the first deploy needs"). Never the subscription.
+    deploy_resource_groups: dict[str, list[Annotated[str, Field(pattern=r"^[-\w._()]{1,90}$")]]] = {}
+    # An Entra ID group of people (object id) who read each CI-deployed stack's state and cluster.
+    operator_group: Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{36}$")] | None = None
 
     @model_validator(mode="after")
     def _stacks_agree(self) -> Self:
@@ -80,14 +93,21 @@ class BootstrapConfig(Model):
                 "prodReviewers.teams: GitHub runs a protection rule without reviewers at once, so those stacks "
                 "would deploy unreviewed."
             )
-        if self.deploy_resource_groups is not None:
-            missing = sorted(s for s in self.stacks if not self.deploy_resource_groups.get(s))
-            extra = sorted(set(self.deploy_resource_groups) - set(self.stacks))
-            if missing or extra:
-                raise ValueError(
-                    f"deployResourceGroups must name the groups of every stack and of no other: missing {missing}, "
-                    f"unknown {extra}."
-                )
+        unknown_groups = sorted(set(self.deploy_resource_groups) - set(self.stacks))
+        if unknown_groups:
+            raise ValueError(
+                f"deployResourceGroups names stacks {unknown_groups} that are not in stacks {self.stacks}; "
+                "remove them or add them to stacks."
+            )
+        owners: dict[str, str] = {stack_resource_group(s).lower(): s for s in self.stacks}
+        for stack, groups in sorted(self.deploy_resource_groups.items()):
+            for g in groups:
+                owner = owners.setdefault(g.lower(), stack)
+                if owner != stack:
+                    raise ValueError(
+                        f"deployResourceGroups.{stack} names {g!r}, which is stack {owner!r}'s group: one stack's "
+                        "deploy identity must never reach another's resources; remove it."
+                    )
         if PREVIEW_STACK in self.protected_stacks:
             raise ValueError(
                 f"protectedStacks must not include {PREVIEW_STACK!r}: every pull request's code runs with its "
@@ -136,12 +156,18 @@ def state_container_name(c: BootstrapConfig, stack: str) -> str:
     return f"{c.state_container}-{stack}"[:63]
 
 
+def stack_resource_group(stack: str) -> str:
+    """The stack's resource group (components/cluster.py names it so); bootstrap makes it, so the
+    deploy identity's roles have a scope before the first deploy."""
+    return labels.name(stack, "rg")
+
+
 def deploy_scopes(c: BootstrapConfig, stack: str) -> list[str]:
     """Where the stack's deploy identity may create resources and assign the stack's roles, as
-    paths under `/subscriptions/<id>` ("" is the subscription itself)."""
-    if c.deploy_resource_groups is None:
-        return [""]
-    return [f"/resourceGroups/{g}" for g in c.deploy_resource_groups[stack]]
+    paths under `/subscriptions/<id>`: its own resource group and the extra groups configured for
+    it. Never the subscription, never another stack's group, never the state account's."""
+    groups = [stack_resource_group(stack), *c.deploy_resource_groups.get(stack, [])]
+    return [f"/resourceGroups/{g}" for g in dict.fromkeys(groups)]
 
 
 Variable = Literal["AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER"]

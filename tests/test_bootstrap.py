@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bootstrap import plan
-from core import catalog
+from core import catalog, labels
 from tests.conftest import ROOT, WORKFLOWS, unsecret
 
 PROJECT = "llamacpp-aks-bootstrap"
@@ -26,7 +26,9 @@ CONFIG = {
     "prodReviewers": {"users": [101], "teams": [7]},
     "prodRunnerLabel": "prod-deployer",
     "prodRunnerGroup": "llamacpp-prod",
+    "operatorGroup": "00000000-0000-0000-0000-0000000000aa",
 }
+OPERATORS = CONFIG["operatorGroup"]
 
 
 # --- pure ------------------------------------------------------------------------------------
@@ -45,15 +47,38 @@ def test_each_stack_has_a_deploy_identity_that_trusts_its_environment_only():
     }
 
 
-def test_deploy_scopes_are_the_subscription_until_each_stacks_groups_are_named():
+def test_deploy_scopes_are_the_stacks_own_group_and_never_the_subscription():
     c = plan.BootstrapConfig.model_validate(CONFIG)
-    assert plan.deploy_scopes(c, "dev") == [""]
-    groups = {"dev": ["llamacpp-dev-rg"], "prod": ["llamacpp-prod-rg", "MC_llamacpp-prod-rg_aks_eastus"]}
-    narrowed = plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": groups})
-    assert plan.deploy_scopes(narrowed, "dev") == ["/resourceGroups/llamacpp-dev-rg"]
-    assert set(plan.deploy_scopes(narrowed, "dev")).isdisjoint(plan.deploy_scopes(narrowed, "prod"))
-    with pytest.raises(ValidationError, match=r"missing \['prod'\]"):
-        plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"dev": ["llamacpp-dev-rg"]}})
+    assert plan.deploy_scopes(c, "dev") == ["/resourceGroups/llamacpp-dev-rg"]
+    assert plan.deploy_scopes(c, "prod") == ["/resourceGroups/llamacpp-prod-rg"]
+    groups = {"prod": ["MC_llamacpp-prod-rg_llamacpp-prod-aks_eastus", "llamacpp-prod-rg"]}
+    widened = plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": groups})
+    assert plan.deploy_scopes(widened, "prod") == [
+        "/resourceGroups/llamacpp-prod-rg",
+        "/resourceGroups/MC_llamacpp-prod-rg_llamacpp-prod-aks_eastus",
+    ]
+    assert plan.deploy_scopes(widened, "dev") == ["/resourceGroups/llamacpp-dev-rg"]
+    for stack in ("dev", "prod"):
+        assert "" not in plan.deploy_scopes(widened, stack)
+
+
+def test_the_stacks_group_is_the_one_the_program_makes():
+    assert plan.stack_resource_group("dev") == labels.name("dev", "rg") == "llamacpp-dev-rg"
+    source = (ROOT / "components" / "cluster.py").read_text()
+    assert 'resource_group_name=labels.name(stack, "rg")' in source
+
+
+@pytest.mark.parametrize("group", ["llamacpp-prod-rg", "LLAMACPP-PROD-RG"])
+def test_config_refuses_extra_groups_that_are_another_stacks(group: str):
+    with pytest.raises(ValidationError, match=r"deployResourceGroups\.dev names .* stack 'prod'"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"dev": [group]}})
+    # One character off is a group of its own.
+    plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"dev": [group + "2"]}})
+
+
+def test_config_refuses_extra_groups_of_an_unknown_stack():
+    with pytest.raises(ValidationError, match=r"deployResourceGroups names stacks \['staging'\]"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"staging": ["x"]}})
 
 
 def test_prod_runner_group_admits_only_deploy_yml_on_main():
@@ -396,3 +421,72 @@ def test_ci_doc_names_every_variable_and_environment_bootstrap_creates(bootstrap
     }
     missing = sorted(name for name in variables | environments if f"`{name}`" not in section)
     assert not missing, f"docs/ci-cd.md's CI/CD section and docs/ci-cd-notes.md lack {missing}"
+
+
+# --- isolation: no deploy identity on the subscription or the state account ------------------
+
+
+def assignments(mocks: BootstrapMocks) -> dict[str, dict[str, Any]]:
+    return of(mocks, "azure-native:authorization:RoleAssignment")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_deploy_identity_holds_a_role_on_the_subscription_or_the_state_group(bootstrap: BootstrapMocks, stack: str):
+    scopes = scopes_of(bootstrap, f"object-deploy-{stack}")
+    assert "/subscriptions/sub-1" not in scopes
+    assert "id-ci" not in scopes  # the state account's group
+    assert "id-state" not in scopes  # the account itself: only its own container's data
+    other = "prod" if stack == "dev" else "dev"
+    assert f"id-stack-{other}" not in scopes and f"id-state-{other}" not in scopes
+    assert scopes == {f"id-stack-{stack}", f"id-state-{stack}"}
+
+
+def test_bootstrap_makes_each_stacks_group_as_the_program_does_and_keeps_it(bootstrap: BootstrapMocks):
+    groups = of(bootstrap, "azure-native:resources:ResourceGroup")
+    for stack in ("dev", "prod"):
+        group = groups[f"stack-{stack}"]
+        assert group["resourceGroupName"] == f"llamacpp-{stack}-rg"
+        assert group["tags"] == labels.tags(stack, "cluster")
+    assert set(groups) == {"ci", "stack-dev", "stack-prod"}
+
+
+def test_the_state_group_is_locked_and_denies_shared_keys(bootstrap: BootstrapMocks):
+    (lock,) = of(bootstrap, "azure-native:authorization:ManagementLockAtResourceGroupLevel").values()
+    assert lock["level"] == "CanNotDelete"
+    (policy,) = of(bootstrap, "azure-native:authorization:PolicyAssignment").values()
+    assert policy["scope"] == "id-ci"
+    assert policy["policyDefinitionId"].endswith(f"/policyDefinitions/{plan.DENY_SHARED_KEY_POLICY}")
+    assert policy["parameters"] == {"effect": {"value": "Deny"}}
+
+
+def test_the_preview_reads_the_cluster_of_devs_group_only(bootstrap: BootstrapMocks):
+    by_role = {
+        a["roleDefinitionId"].rsplit("/", 1)[1]: a["scope"]
+        for a in assignments(bootstrap).values()
+        if a["principalId"] == "object-preview"
+    }
+    assert by_role[plan.AKS_CLUSTER_USER] == by_role[plan.AKS_RBAC_READER] == "id-stack-dev"
+
+
+def test_operators_read_every_stacks_state_and_cluster_and_write_nothing(bootstrap: BootstrapMocks):
+    held = {
+        (a["roleDefinitionId"].rsplit("/", 1)[1], a["scope"])
+        for a in assignments(bootstrap).values()
+        if a["principalId"] == OPERATORS
+    }
+    assert {a["principalType"] for a in assignments(bootstrap).values() if a["principalId"] == OPERATORS} == {"Group"}
+    for stack in ("dev", "prod"):
+        assert (plan.STORAGE_BLOB_DATA_READER, f"id-state-{stack}") in held
+        assert (plan.AKS_CLUSTER_USER, f"id-stack-{stack}") in held
+        assert (plan.AKS_RBAC_READER, f"id-stack-{stack}") in held
+    assert {role for role, _ in held} == {
+        plan.READER,
+        plan.STORAGE_BLOB_DATA_READER,
+        plan.AKS_CLUSTER_USER,
+        plan.AKS_RBAC_READER,
+    }
+
+
+def test_operator_group_must_be_an_object_id():
+    with pytest.raises(ValidationError, match="operatorGroup"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "operatorGroup": "llamacpp-operators"})
