@@ -38,12 +38,15 @@ from plan import (
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_BLOB_DATA_READER,
     BootstrapConfig,
+    GitHubFacts,
     delegation_condition,
     deploy_scopes,
     deploy_subjects,
     environment_variables,
     environments,
+    github_refusal,
     preview_subjects,
+    runner_group_admits_public,
     runner_group_workflow,
     stack_resource_group,
     state_account_name,
@@ -234,6 +237,17 @@ if c.operator_group:
 # --- GitHub ----------------------------------------------------------------------------------
 # The token comes from GITHUB_TOKEN; the owner is explicit, so nothing lands in the token user's own repos.
 gh = pulumi.ResourceOptions(provider=github.Provider("github", owner=c.owner))
+gh_invoke = pulumi.InvokeOptions(provider=gh.provider)
+# What the repository's visibility and the owner's plan allow, read before anything is made there
+# (an organization's plan needs the token's read:org; a user account has no runner groups).
+repository_facts = github.get_repository(full_name=c.repo, opts=gh_invoke)
+organization = github.get_organization(name=c.owner, summary_only=True, opts=gh_invoke) if c.prod_runner_group else None
+facts = GitHubFacts(
+    visibility=repository_facts.visibility,
+    organization_plan=organization.plan if organization is not None else None,
+)
+if refusal := github_refusal(c, facts):
+    raise pulumi.RunError(refusal)
 repository_variables = {
     "AZURE_PREVIEW_CLIENT_ID": preview.client_id,
     "AZURE_TENANT_ID": client.tenant_id,
@@ -293,17 +307,17 @@ for name, env in environments(c).items():
 
 # Prod's runner group: only deploy.yml on main, from this repository, may use its runners.
 if c.prod_runner_group:
-    repository = github.get_repository_output(full_name=c.repo, opts=pulumi.InvokeOptions(provider=gh.provider))
-    github.ActionsRunnerGroup(
+    runner_group = github.ActionsRunnerGroup(
         "prod-runners",
         name=c.prod_runner_group,
         visibility="selected",
-        selected_repository_ids=[repository.repo_id],
+        selected_repository_ids=[repository_facts.repo_id],
         restricted_to_workflows=True,
         selected_workflows=[runner_group_workflow(c)],
-        allows_public_repositories=False,
+        allows_public_repositories=runner_group_admits_public(facts),
         opts=gh,
     )
+    pulumi.export("prodRunnerGroupId", runner_group.id)
 
 pulumi.export("previewClientId", preview.client_id)
 pulumi.export("deployClientIds", {stack: d.client_id for stack, d in deployers.items()})

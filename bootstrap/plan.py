@@ -185,6 +185,59 @@ def environment_variables(c: BootstrapConfig) -> dict[str, dict[Variable, str]]:
     return out
 
 
+# GitHub plans that run required reviewers in private and internal repositories (the API's
+# organization `plan.name`): "For access to other deployment protection rules in private or internal
+# repositories, you must use GitHub Enterprise" (docs.github.com/actions/reference/environments).
+ENTERPRISE_PLANS = frozenset({"enterprise", "business"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class GitHubFacts:
+    """What bootstrap reads from GitHub before it makes anything there."""
+
+    visibility: str  # the repository's: public, private or internal
+    organization_plan: str | None  # the owner's plan when it is an organization; None: a user account
+
+
+def github_refusal(c: BootstrapConfig, facts: GitHubFacts) -> str | None:
+    """The one sentence why this repository cannot hold what bootstrap makes, or None.
+
+    Public repositories get environments, required reviewers and runner groups on every plan.
+    Private or internal ones get environments from GitHub Team (organizations; Pro for users), and
+    required reviewers only on GitHub Enterprise Cloud. Runner groups are organizations' only."""
+    plan = (facts.organization_plan or "").lower()
+    private = facts.visibility.lower() != "public"
+    article = "an" if facts.visibility[:1].lower() in "aeiou" else "a"
+    where = f"{c.repo} is {article} {facts.visibility} repository of " + (
+        f"an organization on GitHub plan {plan!r}" if facts.organization_plan is not None else "a user account"
+    )
+    if c.prod_runner_group and facts.organization_plan is None:
+        return (
+            f"prodRunnerGroup={c.prod_runner_group!r} needs an organization: {c.owner} is a user account, which has "
+            "no runner groups; remove prodRunnerGroup (prod's environment rules then guard its runner) or move the "
+            "repository to an organization."
+        )
+    if private and facts.organization_plan is not None and plan == "free":
+        return (
+            f"{where}: environments in private repositories need GitHub Team or Enterprise Cloud; upgrade the "
+            "organization or make the repository public."
+        )
+    if private and c.protected_stacks and plan not in ENTERPRISE_PLANS:
+        return (
+            f"{where}: required reviewers for protectedStacks {c.protected_stacks} run in private repositories "
+            "only on GitHub Enterprise Cloud; make the repository public, move it to an organization on GitHub "
+            "Enterprise Cloud, or set protectedStacks: [] (then every push to main deploys those stacks with no "
+            'reviewer, guarded by the branch rule and prod\'s runner group only: docs/ci-cd.md, "GitHub plan").'
+        )
+    return None
+
+
+def runner_group_admits_public(facts: GitHubFacts) -> bool:
+    """A runner group that refuses public repositories gives a public one's jobs no runner: open it
+    then; its restriction to deploy.yml on main of this repository still holds."""
+    return facts.visibility.lower() == "public"
+
+
 def runner_group_workflow(c: BootstrapConfig) -> str:
     return f"{c.repo}/{DEPLOY_WORKFLOW}@refs/heads/{DEPLOY_BRANCH}"
 

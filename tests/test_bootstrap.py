@@ -158,6 +158,10 @@ def test_state_account_name_is_a_valid_storage_account_name(stack: str, suffix: 
 @dataclass
 class BootstrapMocks(pulumi.runtime.Mocks):
     resources: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # GitHub's answers: the repository's visibility and the organization's plan.
+    visibility: str = "private"
+    plan: str = "enterprise"
+    calls: list[str] = field(default_factory=list)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append((args.typ, args.name, dict(args.inputs)))
@@ -173,23 +177,30 @@ class BootstrapMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         if args.token == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": "sub-1", "tenantId": "tenant-1", "objectId": "me", "clientId": "me"}
+        self.calls.append(args.token)
         if args.token == "github:index/getRepository:getRepository":
-            return {"repoId": 4242, "fullName": args.args["fullName"]}
+            return {"repoId": 4242, "fullName": args.args["fullName"], "visibility": self.visibility}
+        if args.token == "github:index/getOrganization:getOrganization":
+            return {"plan": self.plan, "name": args.args["name"]}
         return {}
+
+
+def run_bootstrap(mocks: BootstrapMocks, settings: dict[str, Any] = CONFIG) -> BootstrapMocks:
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="ci", preview=True)
+    config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
+    stacks = settings.get("stacks", ["dev", "prod"])
+    config[f"{PROJECT}:stackPassphrases"] = json.dumps({s: f"{s}-pass" for s in stacks})
+    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:stackPassphrases"])
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"))))
+    return mocks
 
 
 @pytest.fixture(scope="module")
 def bootstrap() -> BootstrapMocks:
-    from pulumi.runtime.stack import run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
-
-    mocks = BootstrapMocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="ci", preview=True)
-    config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in CONFIG.items()}
-    config[f"{PROJECT}:stackPassphrases"] = json.dumps({"dev": "dev-pass", "prod": "prod-pass"})
-    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:stackPassphrases"])
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"))))
-    return mocks
+    return run_bootstrap(BootstrapMocks())
 
 
 def of(mocks: BootstrapMocks, typ: str) -> dict[str, dict[str, Any]]:
@@ -490,3 +501,210 @@ def test_operators_read_every_stacks_state_and_cluster_and_write_nothing(bootstr
 def test_operator_group_must_be_an_object_id():
     with pytest.raises(ValidationError, match="operatorGroup"):
         plan.BootstrapConfig.model_validate({**CONFIG, "operatorGroup": "llamacpp-operators"})
+
+
+# --- a fresh subscription: providers and features registered and waited for -------------------
+
+
+class FakeAz:
+    """`az` on a fresh subscription: everything NotRegistered until registered, then Registering
+    for `polls` reads before Registered (Azure's own awkward middle state)."""
+
+    def __init__(self, registered: set[str] = frozenset(), polls: int = 2):  # type: ignore[assignment]
+        self.calls: list[tuple[str, ...]] = []
+        self.left: dict[str, int] = {}
+        self.registered = set(registered)
+        self.polls = polls
+
+    def state(self, key: str) -> str:
+        if key in self.registered:
+            return "Registered"
+        if key not in self.left:
+            return "NotRegistered"
+        if self.left[key] == 0:
+            self.registered.add(key)
+            return "Registered"
+        self.left[key] -= 1
+        return "Registering"
+
+    def __call__(self, *args: str) -> Any:
+        self.calls.append(args)
+        namespace = args[args.index("--namespace") + 1]
+        key = f"{namespace}/{args[args.index('--name') + 1]}" if "--name" in args else namespace
+        if args[1] == "register":
+            self.left.setdefault(key, self.polls)
+            return {}
+        if args[0] == "feature":
+            return {"properties": {"state": self.state(key)}}
+        return {"registrationState": self.state(key)}
+
+
+def test_bootstrap_registers_every_provider_and_feature_the_stacks_use_from_preflights_lists():
+    from bootstrap import register
+    from tools import preflight
+
+    providers, features = register.needed(["dev", "prod"])
+    assert len(providers) == len(set(providers)) and set(preflight.PROVIDERS) <= set(providers)
+    assert features == [preflight.ENCRYPTION_AT_HOST]
+    # What bootstrap registers is what the deploy job's preflight then finds registered.
+    az = FakeAz(registered={*providers, *(f"{n}/{f}" for n, f in features)})
+    for stack in ("dev", "prod"):
+        config = preflight.load_stack(stack)
+        listed = lambda *args: [{"namespace": p, "registrationState": "Registered"} for p in providers]  # noqa: E731
+        assert preflight.check_providers(config, listed) == []
+        assert preflight.check_features(config, az) == []
+    # One stack less, one provider less: prod alone has Grafana.
+    assert preflight.GRAFANA_PROVIDER not in register.needed(["dev"])[0]
+
+
+def test_registration_waits_for_the_feature_then_reregisters_its_provider():
+    from bootstrap import register
+
+    az, slept = FakeAz(polls=2), []
+    register.register(
+        ["Microsoft.Network"], [("Microsoft.Compute", "EncryptionAtHost")], az, slept.append, say=lambda _: None
+    )
+    verbs = [(a[0], a[1]) for a in az.calls]
+    feature_done = verbs.index(("provider", "show"))
+    assert verbs[:feature_done] == [("feature", "register")] + [("feature", "show")] * 3
+    registers = [a[a.index("--namespace") + 1] for a in az.calls if a[:2] == ("provider", "register")]
+    assert registers == ["Microsoft.Network", "Microsoft.Compute"]  # Compute again after its feature
+    assert az.registered == {"Microsoft.Compute/EncryptionAtHost", "Microsoft.Network", "Microsoft.Compute"}
+    assert slept and set(slept) == {register.POLL_SECONDS}
+
+
+def test_registration_skips_what_is_registered_already():
+    from bootstrap import register
+
+    az = FakeAz(registered={"Microsoft.Network"})
+    register.register(["Microsoft.Network"], [], az, lambda _: None, say=lambda _: None)
+    assert az.calls == [("provider", "show", "--namespace", "Microsoft.Network")]
+
+
+@pytest.mark.parametrize(("polls", "fails"), [(4, False), (5, True)])
+def test_registration_gives_up_with_a_sentence_after_the_timeout(polls: int, fails: bool):
+    from bootstrap import register
+
+    az = FakeAz(polls=polls)
+    timeout = 4 * register.POLL_SECONDS  # exactly four waits
+
+    def run() -> None:
+        register.register(["Microsoft.Dashboard"], [], az, lambda _: None, timeout=timeout, say=lambda _: None)
+
+    if fails:
+        with pytest.raises(
+            register.RegistrationError,
+            match=r"resource provider Microsoft.Dashboard is still Registering after 60 s; run `make bootstrap` again",
+        ):
+            run()
+    else:
+        run()
+
+
+def test_registration_names_a_stack_without_a_stack_file(tmp_path):
+    from bootstrap import register
+
+    with pytest.raises(
+        register.RegistrationError,
+        match=r"stack 'staging' is in bootstrap's stacks but Pulumi.staging.yaml does not exist",
+    ):
+        register.needed(["dev", "staging"])
+    missing = tmp_path / "Pulumi.ci.yaml"
+    with pytest.raises(register.RegistrationError, match=r"copy bootstrap/Pulumi\.example\.yaml"):
+        register.bootstrap_stacks(missing)
+    missing.write_text(f"config:\n  {PROJECT}:stacks: [dev, staging]\n")
+    assert register.bootstrap_stacks(missing) == ["dev", "staging"]
+    missing.write_text(f"config:\n  {PROJECT}:stacks: dev\n")
+    with pytest.raises(register.RegistrationError, match="must be a list"):
+        register.bootstrap_stacks(missing)
+
+
+def test_make_bootstrap_registers_before_the_program_runs():
+    makefile = (ROOT / "Makefile").read_text()
+    (recipe,) = re.findall(r"^bootstrap:.*?\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE)
+    assert recipe.index("-m bootstrap.register") < recipe.index("pulumi up")
+
+
+# --- the GitHub plan: refuse with a sentence, or a protection that works there ----------------
+
+PUBLIC_OK = plan.GitHubFacts(visibility="public", organization_plan="free")
+
+
+@pytest.mark.parametrize(
+    ("facts", "settings", "message"),
+    [
+        # Private on Team: environments yes, required reviewers no.
+        (
+            plan.GitHubFacts(visibility="private", organization_plan="team"),
+            {},
+            r"required reviewers for protectedStacks \['prod'\] run in private repositories only on GitHub Enterprise Cloud",
+        ),
+        (
+            plan.GitHubFacts(visibility="internal", organization_plan="team"),
+            {},
+            "example-org/llamacpp-aks is an internal repository of an organization on GitHub plan 'team'",
+        ),
+        (plan.GitHubFacts(visibility="private", organization_plan="enterprise-trial"), {}, "GitHub Enterprise Cloud"),
+        (
+            plan.GitHubFacts(visibility="private", organization_plan="free"),
+            {"protectedStacks": [], "prodReviewers": {}},
+            "environments in private repositories need GitHub Team",
+        ),
+        (
+            plan.GitHubFacts(visibility="public", organization_plan=None),
+            {},
+            "prodRunnerGroup='llamacpp-prod' needs an organization",
+        ),
+        (
+            plan.GitHubFacts(visibility="private", organization_plan=None),
+            {"prodRunnerGroup": None},
+            "a private repository of a user account",
+        ),
+    ],
+)
+def test_bootstrap_refuses_a_repository_whose_plan_cannot_hold_the_protection(
+    facts: Any, settings: dict[str, Any], message: str
+):
+    c = plan.BootstrapConfig.model_validate({**CONFIG, **settings})
+    refusal = plan.github_refusal(c, facts)
+    assert refusal is not None and re.search(message, refusal), refusal
+    assert "\n" not in refusal and refusal.endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("facts", "settings"),
+    [
+        (plan.GitHubFacts(visibility="private", organization_plan="enterprise"), {}),
+        (plan.GitHubFacts(visibility="private", organization_plan="ENTERPRISE"), {}),
+        (plan.GitHubFacts(visibility="private", organization_plan="business"), {}),
+        # The protection that works on Team: no reviewers, the branch rule and the runner group.
+        (
+            plan.GitHubFacts(visibility="private", organization_plan="team"),
+            {"protectedStacks": [], "prodReviewers": {}},
+        ),
+        (PUBLIC_OK, {}),
+        (plan.GitHubFacts(visibility="public", organization_plan=None), {"prodRunnerGroup": None}),
+    ],
+)
+def test_bootstrap_accepts_what_the_plan_holds(facts: Any, settings: dict[str, Any]):
+    assert plan.github_refusal(plan.BootstrapConfig.model_validate({**CONFIG, **settings}), facts) is None
+
+
+def test_a_public_repositorys_runner_group_admits_it_and_stays_restricted_to_deploy_yml_on_main():
+    mocks = run_bootstrap(BootstrapMocks(visibility="public", plan="free"))
+    (group,) = of(mocks, "github:index/actionsRunnerGroup:ActionsRunnerGroup").values()
+    assert group["allowsPublicRepositories"] is True
+    assert group["restrictedToWorkflows"] is True and group["selectedRepositoryIds"] == [4242]
+
+
+def test_bootstrap_reads_the_plan_before_it_makes_anything_on_github_and_stops_with_the_sentence():
+    mocks = BootstrapMocks(visibility="private", plan="team")
+    with pytest.raises(Exception, match="run in private repositories only on GitHub Enterprise Cloud"):
+        run_bootstrap(mocks)
+    assert "github:index/getOrganization:getOrganization" in mocks.calls
+    assert not [t for t, _, _ in mocks.resources if t.startswith("github:index/") and "Provider" not in t]
+
+
+def test_bootstrap_exports_the_runner_groups_id(bootstrap: BootstrapMocks):
+    source = (ROOT / "bootstrap" / "__main__.py").read_text()
+    assert 'pulumi.export("prodRunnerGroupId", runner_group.id)' in source

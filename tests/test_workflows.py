@@ -133,7 +133,7 @@ def test_deploys_create_their_stack_on_the_first_run():
     # pulumi/actions v7.0.0 only selects an existing stack unless upsert is on (src/main.ts), and
     # nothing else creates dev or prod in the state container.
     for name in UP_JOBS:
-        (up,) = steps_using(jobs("deploy.yml")[name], "pulumi/actions")
+        (up,) = [s for s in steps_using(jobs("deploy.yml")[name], "pulumi/actions") if "command" in s["with"]]
         assert str(up["with"].get("upsert")).lower() == "true", name
 
 
@@ -209,7 +209,7 @@ def step_seconds(step: dict[str, Any]) -> int:
     run = step.get("run", "")
     return (
         STEP_SECONDS
-        + VENV_SECONDS * ("make venv" in run)
+        + VENV_SECONDS * ("make venv" in run or "make .venv/.installed" in run)
         + GO_INSTALL_SECONDS * ("go install" in run)
         + INSTALL_CLI_SECONDS * ("az aks install-cli" in run)
     )
@@ -308,3 +308,50 @@ def test_ci_notes_cover_each_topic_and_the_first_deploy_timeline_counts_both_rol
     ]
     (timeline,) = re.findall(r"^## First-deploy timeline\n(.*)", notes, flags=re.MULTILINE | re.DOTALL)
     assert "role wait 1" in timeline and "role wait 2" in timeline and "600 s" in timeline
+
+
+# --- a fresh subscription, a first pull request, a faster job ---------------------------------
+
+
+def step_index(steps: list[dict[str, Any]], match: Any) -> int:
+    (index,) = [i for i, s in enumerate(steps) if match(s)]
+    return index
+
+
+@pytest.mark.parametrize("name", UP_JOBS)
+def test_each_deploy_runs_the_read_only_preflight_after_the_login_and_before_pulumi(name: str):
+    steps = jobs("deploy.yml")[name]["steps"]
+    login = step_index(steps, lambda s: str(s.get("uses", "")).startswith("Azure/login@"))
+    preflight = step_index(steps, lambda s: "-m tools.preflight" in s.get("run", ""))
+    up = step_index(steps, lambda s: s.get("with", {}).get("command") == "up")
+    assert login < preflight < up
+    assert '--stack "$STACK"' in steps[preflight]["run"]
+    # Everything the preflight checks is installed before it: kubelogin, the program, the Pulumi CLI.
+    installs = json.dumps(steps[:preflight])
+    assert "go install" in installs and "make .venv/.installed" in installs
+    cli = [s for s in steps[:preflight] if str(s.get("uses", "")).startswith("pulumi/actions@")]
+    assert cli and all("command" not in s["with"] for s in cli)
+    # It runs with the `az` that logs in again from the fresh token file.
+    assert "tools/ci/bin" in installs
+
+
+def test_deploy_and_preview_jobs_build_the_programs_venv_only():
+    for workflow, name in [("deploy.yml", j) for j in UP_JOBS] + [("pull-request.yml", "preview")]:
+        text = json.dumps(jobs(workflow)[name]["steps"])
+        assert "make venv" not in text and "checkov" not in text, f"{workflow}:{name} builds checkov's venv"
+        assert text.count("make .venv/.installed") == 1, name
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^\$\(VENV\)/\.installed:", makefile, flags=re.MULTILINE)
+    assert re.search(r"^VENV := \.venv$", makefile, flags=re.MULTILINE)
+
+
+def test_the_first_preview_before_any_deploy_logs_in_only_where_the_backend_has_its_meta_file():
+    from bootstrap import plan
+
+    (step,) = [s for s in jobs("pull-request.yml")["preview"]["steps"] if "pulumi preview" in s.get("run", "")]
+    script = step["run"]
+    check = script.index("az storage blob exists --auth-mode login")
+    assert f"--name {plan.BACKEND_META_BLOB}" in script
+    no_stack = script.index('if [ "$meta" != true ]; then')
+    assert check < no_stack < script.index("exit 0") < script.index('pulumi login "azblob://')
+    assert "No stack $STACK yet" in script[no_stack : script.index("exit 0")]

@@ -81,12 +81,22 @@ def public_ip(url: str = IP_ECHO_URL, timeout_s: float = 10) -> str:
         return str(ipaddress.ip_address(response.read().decode().strip()))
 
 
-def check_providers(config: StackConfig, az: Az) -> list[str]:
-    wanted = [
+def required_providers(config: StackConfig) -> list[str]:
+    """The resource providers this stack's resources need (bootstrap/register.py registers them)."""
+    return [
         *PROVIDERS,
         *([GRAFANA_PROVIDER] if config.autoscaling.grafana else []),
         *(INGRESS_PROVIDERS if config.ingress.enabled else ()),
     ]
+
+
+def required_features(config: StackConfig) -> list[tuple[str, str]]:
+    """The preview features (namespace, name) this stack needs registered."""
+    return [ENCRYPTION_AT_HOST] if config.cluster.encryption_at_host else []
+
+
+def check_providers(config: StackConfig, az: Az) -> list[str]:
+    wanted = required_providers(config)
     states = {p["namespace"].lower(): p.get("registrationState") for p in az("provider", "list")}
     return [
         f"resource provider {ns} is {states.get(ns.lower()) or 'not registered'} on this subscription; "
