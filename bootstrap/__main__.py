@@ -46,8 +46,10 @@ from plan import (
     environments,
     github_refusal,
     preview_subjects,
+    runner_environment,
     runner_group_admits_public,
     runner_group_workflow,
+    runner_scale_rule,
     stack_resource_group,
     state_account_name,
     state_container_name,
@@ -241,11 +243,11 @@ gh_invoke = pulumi.InvokeOptions(provider=gh.provider)
 # What the repository's visibility and the owner's plan allow, read before anything is made there
 # (an organization's plan needs the token's read:org; a user account has no runner groups).
 repository_facts = github.get_repository(full_name=c.repo, opts=gh_invoke)
-organization = github.get_organization(name=c.owner, summary_only=True, opts=gh_invoke) if c.prod_runner_group else None
-facts = GitHubFacts(
-    visibility=repository_facts.visibility,
-    organization_plan=organization.plan if organization is not None else None,
-)
+try:
+    organization_plan: str | None = github.get_organization(name=c.owner, summary_only=True, opts=gh_invoke).plan
+except Exception:  # GitHub answers 404 for an owner that is a user account, not an organization
+    organization_plan = None
+facts = GitHubFacts(visibility=repository_facts.visibility, organization_plan=organization_plan)
 if refusal := github_refusal(c, facts):
     raise pulumi.RunError(refusal)
 repository_variables = {
@@ -254,6 +256,7 @@ repository_variables = {
     "AZURE_SUBSCRIPTION_ID": client.subscription_id,
     "PULUMI_STATE_ACCOUNT": account.name,
     "PROD_RUNNER_LABEL": c.prod_runner_label,
+    "PROD_RUNNER_GROUP": c.prod_runner_group,
 }
 for variable, value in repository_variables.items():
     github.ActionsVariable(variable.lower(), repository=c.repository, variable_name=variable, value=value, opts=gh)
@@ -306,18 +309,113 @@ for name, env in environments(c).items():
     )
 
 # Prod's runner group: only deploy.yml on main, from this repository, may use its runners.
-if c.prod_runner_group:
-    runner_group = github.ActionsRunnerGroup(
-        "prod-runners",
-        name=c.prod_runner_group,
-        visibility="selected",
-        selected_repository_ids=[repository_facts.repo_id],
-        restricted_to_workflows=True,
-        selected_workflows=[runner_group_workflow(c)],
-        allows_public_repositories=runner_group_admits_public(facts),
-        opts=gh,
+runner_group = github.ActionsRunnerGroup(
+    "prod-runners",
+    name=c.prod_runner_group,
+    visibility="selected",
+    selected_repository_ids=[repository_facts.repo_id],
+    restricted_to_workflows=True,
+    selected_workflows=[runner_group_workflow(c)],
+    allows_public_repositories=runner_group_admits_public(facts),
+    opts=gh,
+)
+pulumi.export("prodRunnerGroupId", runner_group.id)
+
+# --- prod's runner: Azure Container Apps jobs, one ephemeral runner per queued prod job ----------
+# Why Container Apps jobs and not Actions Runner Controller: ARC needs a Kubernetes cluster to run
+# in, and the only ones here are the stacks' own, which the runner deploys (prod's runner cannot
+# live in the cluster its first `up` creates); a Container Apps job is a managed event-driven
+# engine with KEDA's github-runner scaler built in, scales to zero between the two prod runs a
+# deploy needs (image, then up), and starts a fresh container per job
+# (learn.microsoft.com/azure/container-apps/tutorial-ci-cd-runners-jobs). Its egress goes through
+# one NAT gateway address, which prod's cluster.authorizedIpRanges lists. It holds no Azure role:
+# prod's jobs sign in with their own OIDC token.
+if c.prod_runner:
+    r = c.prod_runner
+    runner_group_rg = azure.resources.ResourceGroup("runner", location=c.location)
+    egress_ip = azure.network.PublicIPAddress(
+        "runner-egress",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        sku={"name": "Standard"},
+        public_ip_allocation_method="Static",
     )
-    pulumi.export("prodRunnerGroupId", runner_group.id)
+    nat = azure.network.NatGateway(
+        "runner-nat",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        sku={"name": "Standard"},
+        public_ip_addresses=[{"id": egress_ip.id}],
+    )
+    vnet = azure.network.VirtualNetwork(
+        "runner-vnet",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        address_space={"address_prefixes": [r.subnet_cidr]},
+        subnets=[
+            {
+                "name": "runners",
+                "address_prefix": r.subnet_cidr,
+                "delegations": [{"name": "aca", "service_name": "Microsoft.App/environments"}],
+                "nat_gateway": {"id": nat.id},
+            }
+        ],
+    )
+    runner_environment_ = azure.app.ManagedEnvironment(
+        "runner-env",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        workload_profiles=[{"name": "Consumption", "workload_profile_type": "Consumption"}],
+        vnet_configuration={
+            "infrastructure_subnet_id": vnet.subnets.apply(lambda subnets: (subnets or [{}])[0].get("id", "")),
+            "internal": False,
+        },
+    )
+    token = pulumi.Config().require_secret("prodRunnerToken")
+    azure.app.Job(
+        "prod-runner",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        environment_id=runner_environment_.id,
+        workload_profile_name="Consumption",
+        configuration={
+            "trigger_type": "Event",
+            "replica_timeout": 3 * 3600,  # prod's up and its role waits, with room
+            "replica_retry_limit": 0,
+            "secrets": [{"name": "github-pat", "value": token}],
+            "event_trigger_config": {
+                "parallelism": 1,
+                "replica_completion_count": 1,
+                "scale": {
+                    "min_executions": 0,
+                    "max_executions": r.max_runners,
+                    "polling_interval": 30,
+                    "rules": [
+                        {
+                            "name": "github-runner",
+                            "type": "github-runner",
+                            "metadata": runner_scale_rule(c),
+                            "auth": [{"secret_ref": "github-pat", "trigger_parameter": "personalAccessToken"}],
+                        }
+                    ],
+                },
+            },
+        },
+        template={
+            "containers": [
+                {
+                    "name": "runner",
+                    "image": r.image,
+                    "resources": {"cpu": r.cpu, "memory": r.memory},
+                    "env": [
+                        {"name": "GITHUB_PAT", "secret_ref": "github-pat"},
+                        *({"name": k, "value": v} for k, v in runner_environment(c).items()),
+                    ],
+                }
+            ]
+        },
+    )
+    pulumi.export("prodRunnerEgressIp", egress_ip.ip_address)
 
 pulumi.export("previewClientId", preview.client_id)
 pulumi.export("deployClientIds", {stack: d.client_id for stack, d in deployers.items()})

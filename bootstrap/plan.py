@@ -56,6 +56,19 @@ class Reviewers(Model):
     teams: list[int] = []
 
 
+class ProdRunner(Model):
+    # An image with the GitHub runner and what prod's jobs run (Azure CLI, Python 3.11, Go 1.21+,
+    # make, git), whose entrypoint registers one ephemeral runner from the variables of
+    # `runner_environment` (docs/ci-cd.md, "The prod runner"). Pin it by digest.
+    image: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")]
+    # The runner network's address space: a /27 or larger for the Container Apps environment.
+    subnet_cidr: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-7])$")] = "10.250.0.0/27"
+    cpu: float = 2.0
+    memory: str = "4Gi"
+    # How many prod jobs may run at once (image and up overlap).
+    max_runners: Annotated[int, Field(ge=1, le=10)] = 2
+
+
 class BootstrapConfig(Model):
     owner: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")]  # GitHub user or organization
     repository: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
@@ -69,8 +82,12 @@ class BootstrapConfig(Model):
     # cluster.authorizedIpRanges): the repository variable PROD_RUNNER_LABEL.
     prod_runner_label: Annotated[str, Field(min_length=1)]
     # An organization's runner group for prod's runner, restricted to deploy.yml on main and this
-    # repository (GitHub offers runner groups to organizations only); unset: none is made.
-    prod_runner_group: Annotated[str, Field(min_length=1)] | None = None
+    # repository (GitHub offers runner groups to organizations only); prod's jobs ask for it by name
+    # (`runs-on: {group, labels}`), so no runner in another group can take them.
+    prod_runner_group: Annotated[str, Field(min_length=1)] = "llamacpp-prod"
+    # Prod's runner as code: Azure Container Apps jobs, one ephemeral runner per queued prod job
+    # (KEDA's github-runner scaler), egress through one static address; unset: bring your own.
+    prod_runner: ProdRunner | None = None
     # Extra resource groups (beside the stack's own, which bootstrap makes) where a stack's deploy
     # identity holds Contributor and the role assigner: the cluster's node resource group once it
     # exists (docs/ci-cd.md, "What the first deploy needs"). Never the subscription.
@@ -211,11 +228,11 @@ def github_refusal(c: BootstrapConfig, facts: GitHubFacts) -> str | None:
     where = f"{c.repo} is {article} {facts.visibility} repository of " + (
         f"an organization on GitHub plan {plan!r}" if facts.organization_plan is not None else "a user account"
     )
-    if c.prod_runner_group and facts.organization_plan is None:
+    if facts.organization_plan is None:
         return (
             f"prodRunnerGroup={c.prod_runner_group!r} needs an organization: {c.owner} is a user account, which has "
-            "no runner groups; remove prodRunnerGroup (prod's environment rules then guard its runner) or move the "
-            "repository to an organization."
+            "no runner groups, and prod's jobs run only in that group; move the repository to an organization "
+            "(runner groups come with every plan, Free included)."
         )
     if private and facts.organization_plan is not None and plan == "free":
         return (
@@ -236,6 +253,32 @@ def runner_group_admits_public(facts: GitHubFacts) -> bool:
     """A runner group that refuses public repositories gives a public one's jobs no runner: open it
     then; its restriction to deploy.yml on main of this repository still holds."""
     return facts.visibility.lower() == "public"
+
+
+def runner_scale_rule(c: BootstrapConfig) -> dict[str, str]:
+    """KEDA github-runner scaler metadata (keda.sh/docs/latest/scalers/github-runner): one runner
+    per queued job of this repository that asks for prod's label, scoped to the organization."""
+    return {
+        "githubAPIURL": "https://api.github.com",
+        "owner": c.owner,
+        "runnerScope": "org",
+        "repos": c.repository,
+        "labels": c.prod_runner_label,
+        "noDefaultLabels": "true",
+        "targetWorkflowQueueLength": "1",
+    }
+
+
+def runner_environment(c: BootstrapConfig) -> dict[str, str]:
+    """What the runner image's entrypoint reads to register one ephemeral runner in prod's group
+    (GitHub REST "Create a registration token for an organization"; the runner's config.sh
+    --ephemeral --runnergroup --labels). The token itself is the secret GITHUB_PAT."""
+    return {
+        "REGISTRATION_TOKEN_API_URL": f"https://api.github.com/orgs/{c.owner}/actions/runners/registration-token",
+        "GH_URL": f"https://github.com/{c.owner}",
+        "RUNNER_GROUP": c.prod_runner_group,
+        "RUNNER_LABELS": c.prod_runner_label,
+    }
 
 
 def runner_group_workflow(c: BootstrapConfig) -> str:

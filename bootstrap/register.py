@@ -45,7 +45,7 @@ def bootstrap_stacks(config_file: Path) -> list[str]:
     if not config_file.exists():
         raise RegistrationError(
             f"{config_file} does not exist; copy bootstrap/Pulumi.example.yaml to it and set owner, "
-            "repository and stacks first (docs/ci-cd.md, step 3)."
+            'repository and stacks first (docs/ci-cd.md, "From nothing to the first deploy").'
         )
     config = (yaml.safe_load(config_file.read_text()) or {}).get("config") or {}
     stacks = config.get(f"{PROJECT}:stacks", list(DEFAULT_STACKS))

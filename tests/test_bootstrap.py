@@ -8,6 +8,7 @@ import runpy
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import pulumi
 import pytest
 import yaml
@@ -155,12 +156,22 @@ def test_state_account_name_is_a_valid_storage_account_name(stack: str, suffix: 
 # --- under mocks -----------------------------------------------------------------------------
 
 
+class GitHubNotFound(grpc.RpcError):
+    """How a data source's failure reaches the program: a gRPC error from the engine."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNKNOWN
+
+    def details(self) -> str:
+        return "GET https://api.github.com/orgs/example-org: 404 Not Found []"
+
+
 @dataclass
 class BootstrapMocks(pulumi.runtime.Mocks):
     resources: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     # GitHub's answers: the repository's visibility and the organization's plan.
     visibility: str = "private"
-    plan: str = "enterprise"
+    plan: str | None = "enterprise"  # None: the owner is a user account (GitHub answers 404)
     calls: list[str] = field(default_factory=list)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -181,6 +192,8 @@ class BootstrapMocks(pulumi.runtime.Mocks):
         if args.token == "github:index/getRepository:getRepository":
             return {"repoId": 4242, "fullName": args.args["fullName"], "visibility": self.visibility}
         if args.token == "github:index/getOrganization:getOrganization":
+            if self.plan is None:
+                raise GitHubNotFound()
             return {"plan": self.plan, "name": args.args["name"]}
         return {}
 
@@ -193,7 +206,9 @@ def run_bootstrap(mocks: BootstrapMocks, settings: dict[str, Any] = CONFIG) -> B
     config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
     stacks = settings.get("stacks", ["dev", "prod"])
     config[f"{PROJECT}:stackPassphrases"] = json.dumps({s: f"{s}-pass" for s in stacks})
-    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:stackPassphrases"])
+    config[f"{PROJECT}:prodRunnerToken"] = "github-token-value"
+    secret = [f"{PROJECT}:stackPassphrases", f"{PROJECT}:prodRunnerToken"]
+    pulumi.runtime.set_all_config(config, secret_keys=secret)
     _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"))))
     return mocks
 
@@ -655,11 +670,7 @@ PUBLIC_OK = plan.GitHubFacts(visibility="public", organization_plan="free")
             {},
             "prodRunnerGroup='llamacpp-prod' needs an organization",
         ),
-        (
-            plan.GitHubFacts(visibility="private", organization_plan=None),
-            {"prodRunnerGroup": None},
-            "a private repository of a user account",
-        ),
+        (plan.GitHubFacts(visibility="private", organization_plan=None), {}, "example-org is a user account"),
     ],
 )
 def test_bootstrap_refuses_a_repository_whose_plan_cannot_hold_the_protection(
@@ -683,7 +694,6 @@ def test_bootstrap_refuses_a_repository_whose_plan_cannot_hold_the_protection(
             {"protectedStacks": [], "prodReviewers": {}},
         ),
         (PUBLIC_OK, {}),
-        (plan.GitHubFacts(visibility="public", organization_plan=None), {"prodRunnerGroup": None}),
     ],
 )
 def test_bootstrap_accepts_what_the_plan_holds(facts: Any, settings: dict[str, Any]):
@@ -708,3 +718,81 @@ def test_bootstrap_reads_the_plan_before_it_makes_anything_on_github_and_stops_w
 def test_bootstrap_exports_the_runner_groups_id(bootstrap: BootstrapMocks):
     source = (ROOT / "bootstrap" / "__main__.py").read_text()
     assert 'pulumi.export("prodRunnerGroupId", runner_group.id)' in source
+
+
+def test_a_user_account_is_refused_with_the_sentence_before_anything_is_made_on_github():
+    mocks = BootstrapMocks(visibility="public", plan=None)
+    with pytest.raises(Exception, match="example-org is a user account, which has no runner groups"):
+        run_bootstrap(mocks)
+    assert not [t for t, _, _ in mocks.resources if t.startswith("github:index/") and "Provider" not in t]
+
+
+# --- prod's runner as code --------------------------------------------------------------------
+
+RUNNER_IMAGE = "example.azurecr.io/gh-runner@sha256:" + "a" * 64
+
+
+@pytest.fixture(scope="module")
+def with_runner() -> BootstrapMocks:
+    return run_bootstrap(BootstrapMocks(), {**CONFIG, "prodRunner": {"image": RUNNER_IMAGE}})
+
+
+def test_prods_runner_is_one_ephemeral_container_app_job_per_queued_job_of_this_repository(with_runner: BootstrapMocks):
+    (job,) = of(with_runner, "azure-native:app:Job").values()
+    assert job["environmentId"] == "id-runner-env"
+    configuration = unsecret(job["configuration"])
+    assert configuration["triggerType"] == "Event"
+    assert configuration["eventTriggerConfig"]["parallelism"] == 1  # one runner per execution
+    (rule,) = configuration["eventTriggerConfig"]["scale"]["rules"]
+    assert rule["type"] == "github-runner"
+    assert rule["metadata"] == {
+        "githubAPIURL": "https://api.github.com",
+        "owner": "example-org",
+        "runnerScope": "org",
+        "repos": "llamacpp-aks",
+        "labels": "prod-deployer",
+        "noDefaultLabels": "true",
+        "targetWorkflowQueueLength": "1",
+    }
+    assert rule["auth"] == [{"secretRef": "github-pat", "triggerParameter": "personalAccessToken"}]
+    (container,) = job["template"]["containers"]
+    assert container["image"] == RUNNER_IMAGE
+    env = {e["name"]: e.get("value", e.get("secretRef")) for e in container["env"]}
+    assert env["RUNNER_GROUP"] == "llamacpp-prod" and env["RUNNER_LABELS"] == "prod-deployer"
+    assert env["GITHUB_PAT"] == "github-pat"  # by reference: the token is never a plain value
+    assert (
+        env["REGISTRATION_TOKEN_API_URL"]
+        == "https://api.github.com/orgs/example-org/actions/runners/registration-token"
+    )
+
+
+def test_prods_runner_leaves_through_one_static_address_and_holds_no_azure_role(with_runner: BootstrapMocks):
+    (ip,) = of(with_runner, "azure-native:network:PublicIPAddress").values()
+    assert ip["publicIPAllocationMethod"] == "Static"
+    (vnet,) = of(with_runner, "azure-native:network:VirtualNetwork").values()
+    (subnet,) = vnet["subnets"]
+    assert subnet["natGateway"] == {"id": "id-runner-nat"}
+    assert subnet["delegations"][0]["serviceName"] == "Microsoft.App/environments"
+    principals = {a["principalId"] for a in of(with_runner, "azure-native:authorization:RoleAssignment").values()}
+    assert not [p for p in principals if "runner" in p]
+    (environment,) = of(with_runner, "azure-native:app:ManagedEnvironment").values()
+    assert environment["vnetConfiguration"]["internal"] is False
+
+
+def test_the_runner_token_reaches_azure_as_a_secret_only(with_runner: BootstrapMocks):
+    (job,) = of(with_runner, "azure-native:app:Job").values()
+    assert "github-token-value" not in json.dumps(job["template"], default=str)
+    assert job["configuration"] != unsecret(job["configuration"])  # the whole block is marked secret
+
+
+def test_without_prod_runner_no_runner_infrastructure_is_made(bootstrap: BootstrapMocks):
+    assert not of(bootstrap, "azure-native:app:Job") and not of(bootstrap, "azure-native:network:NatGateway")
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["example.azurecr.io/gh-runner:latest", "example.azurecr.io/gh-runner@sha256:" + "a" * 63, RUNNER_IMAGE.upper()],
+)
+def test_the_runner_image_must_be_pinned_by_digest(image: str):
+    with pytest.raises(ValidationError, match=r"prodRunner\.image"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "prodRunner": {"image": image}})

@@ -69,11 +69,18 @@ def test_nothing_cancels_a_deploy_or_an_image_build():
         assert job["concurrency"]["cancel-in-progress"] is False, name
 
 
-def test_prod_deploys_on_the_runner_named_by_a_repository_variable():
+def test_prod_deploys_only_on_a_runner_of_prods_group_and_builds_its_image_on_a_hosted_one():
     deploy = jobs("deploy.yml")
-    for stack in STACKS:
-        runner = "${{ vars.PROD_RUNNER_LABEL }}" if stack == "prod" else "ubuntu-24.04"
-        assert deploy[f"up-{stack}"]["runs-on"] == deploy[f"image-{stack}"]["runs-on"] == runner
+    assert deploy["up-prod"]["runs-on"] == {
+        "group": "${{ vars.PROD_RUNNER_GROUP }}",
+        "labels": "${{ vars.PROD_RUNNER_LABEL }}",
+    }
+    # The image jobs never reach an API server: hosted runners (deploy.yml says why that is safe).
+    assert deploy["up-dev"]["runs-on"] == deploy["image-dev"]["runs-on"] == deploy["image-prod"]["runs-on"]
+    assert deploy["image-prod"]["runs-on"] == "ubuntu-24.04"
+    # No prod job names a bare label any runner could carry.
+    for name, job in deploy.items():
+        assert job["runs-on"] != "${{ vars.PROD_RUNNER_LABEL }}", name
 
 
 # --- image builds: their own job per stack, before that stack's up ---------------------------
