@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import runpy
@@ -796,3 +797,126 @@ def test_without_prod_runner_no_runner_infrastructure_is_made(bootstrap: Bootstr
 def test_the_runner_image_must_be_pinned_by_digest(image: str):
     with pytest.raises(ValidationError, match=r"prodRunner\.image"):
         plan.BootstrapConfig.model_validate({**CONFIG, "prodRunner": {"image": image}})
+
+
+# --- the CI page, followed step by step -------------------------------------------------------
+
+
+def ci_page_steps() -> list[str]:
+    page = (ROOT / "docs" / "ci-cd.md").read_text()
+    (section,) = re.findall(r"^### From nothing to the first deploy\n(.*?)(?=^### )", page, flags=re.M | re.S)
+    steps = re.split(r"^\d+\. ", section, flags=re.M)[1:]
+    assert len(steps) == 8, "the CI page's steps changed: update this test with them"
+    return steps
+
+
+def test_the_ci_page_is_followed_in_order_bootstrap_then_the_first_deploy():
+    steps = ci_page_steps()
+    order = [
+        next(i for i, s in enumerate(steps) if marker in s)
+        for marker in ("**`az login`**", "**`make bootstrap`**", "prodRunnerEgressIp", "push to main")
+    ]
+    assert order == sorted(order)
+
+
+def test_every_command_file_variable_and_key_the_ci_page_names_exists(bootstrap: BootstrapMocks):
+    page = (ROOT / "docs" / "ci-cd.md").read_text()
+    text = "".join(ci_page_steps())
+    makefile = (ROOT / "Makefile").read_text()
+    # `make X`: a target of the Makefile.
+    for target in re.findall(r"`make ([a-z-]+)", page):
+        assert re.search(rf"^{target}:", makefile, flags=re.M), f"make {target}"
+    # `python -m X`: a module of the repository.
+    for module in re.findall(r"python -m ([\w.]+)", page):
+        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), module
+    # Files named with a directory: they exist (a <placeholder> is filled in by the reader).
+    for path in re.findall(r"`((?:bootstrap|tools|core|docs|\.github)/[\w./-]+)`", page):
+        assert (ROOT / path).exists(), path
+    # Bootstrap's config keys the steps set: fields of its schema.
+    aliases = {f.alias for f in plan.BootstrapConfig.model_fields.values()} | {"stackPassphrases", "prodRunnerToken"}
+    for key in ("owner", "repository", "stacks", "prodReviewers", "prodRunnerLabel", "prodRunnerGroup"):
+        assert f"`{key}`" in text and key in aliases, key
+    for key in re.findall(r"pulumi config set --secret (?:--path ')?(\w+)", text):
+        assert key in aliases and key in (ROOT / "bootstrap" / "__main__.py").read_text(), key
+    assert "prodRunner.image" in text and "prodRunner" in aliases and "operatorGroup" in aliases
+    # Outputs the steps read are ones bootstrap exports.
+    source = (ROOT / "bootstrap" / "__main__.py").read_text()
+    for output in re.findall(r"pulumi stack output (\w+)", page):
+        assert f'pulumi.export("{output}"' in source, output
+    # Variables: what the Makefile reads (GITHUB_TOKEN, PULUMI_CONFIG_PASSPHRASE, BOOTSTRAP_STACK,
+    # PULUMI_BACKEND_URL) and what bootstrap sets for the workflows.
+    created = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
+    created |= {
+        v["variableName"]
+        for v in of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable").values()
+    }
+    # The runner image's entrypoint reads the job's environment.
+    created |= {*plan.runner_environment(plan.BootstrapConfig.model_validate(CONFIG)), "GITHUB_PAT"}
+    for variable in set(re.findall(r"`([A-Z][A-Z_]{3,})`", page)) - {"STACK_GRANTED_ROLES"}:
+        assert variable in created or variable in makefile, variable
+    assert catalog.STACK_GRANTED_ROLES  # the one constant the page names, in core/catalog.py
+    # The default bootstrap stack and the backend it keeps its own state in.
+    assert "BOOTSTRAP_STACK ?= ci" in makefile and "PULUMI_BACKEND_URL ?= file://~" in makefile
+    assert "~/.pulumi/stacks/llamacpp-aks-bootstrap/ci.json" in page
+    assert yaml.safe_load((ROOT / "bootstrap" / "Pulumi.yaml").read_text())["name"] == PROJECT
+    # The reviewer ids the page tells how to find are numbers, as the schema wants.
+    assert "--jq .id" in text
+    with pytest.raises(ValidationError, match="prodReviewers"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "prodReviewers": {"users": ["octocat"]}})
+
+
+# --- adding a stack is one change -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_staging() -> BootstrapMocks:
+    return run_bootstrap(BootstrapMocks(), {**CONFIG, "stacks": ["dev", "staging", "prod"]})
+
+
+def test_adding_a_stack_to_stacks_makes_every_piece_of_it(with_staging: BootstrapMocks):
+    m = with_staging
+    credentials = of(m, "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential")
+    assert credentials["deploy-staging-environment-staging"]["subject"] == (
+        "repo:example-org/llamacpp-aks:environment:staging"
+    )
+    containers = {c["containerName"] for c in of(m, "azure-native:storage:BlobContainer").values()}
+    assert "pulumi-state-staging" in containers
+    groups = of(m, "azure-native:resources:ResourceGroup")
+    assert groups["stack-staging"]["resourceGroupName"] == "llamacpp-staging-rg"
+    assert scopes_of(m, "object-deploy-staging") == {"id-stack-staging", "id-state-staging"}
+    environments = of(m, "github:index/repositoryEnvironment:RepositoryEnvironment")
+    assert environments["staging"].get("reviewers") is None  # not in protectedStacks
+    variables = {
+        (v["environment"], v["variableName"]): v["value"]
+        for v in of(m, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable").values()
+    }
+    assert variables[("staging", "AZURE_CLIENT_ID")] == "client-deploy-staging"
+    assert variables[("staging", "PULUMI_STATE_CONTAINER")] == "pulumi-state-staging"
+    secrets = of(m, "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret")
+    assert unsecret(secrets["staging-passphrase"]["plaintextValue"]) == "staging-pass"
+    policies = of(m, "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy")
+    assert policies["staging-branch"]["branchPattern"] == "main"
+
+
+def test_adding_a_stack_registers_what_its_config_needs(tmp_path):
+    from bootstrap import register
+    from tools import preflight
+
+    for stack in ("dev", "prod"):
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    with pytest.raises(register.RegistrationError, match=r"Pulumi\.staging\.yaml does not exist"):
+        register.needed(["dev", "staging"], root=tmp_path)
+    (tmp_path / "Pulumi.staging.yaml").write_text((ROOT / "Pulumi.prod.yaml").read_text())
+    providers, _ = register.needed(["dev", "staging"], root=tmp_path)
+    assert preflight.GRAFANA_PROVIDER in providers  # staging copied prod's Grafana
+
+
+def test_adding_a_stack_needs_its_two_deploy_jobs():
+    # The workflow side of a new stack: deploy.yml has an image and an up job for every stack of
+    # the example bootstrap config, in the order of its stacks list.
+    example = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.example.yaml").read_text())["config"]
+    stacks = example[f"{PROJECT}:stacks"]
+    jobs = yaml.safe_load((WORKFLOWS / "deploy.yml").read_text())["jobs"]
+    assert set(jobs) == {f"{kind}-{s}" for s in stacks for kind in ("image", "up")}
+    for before, after in itertools.pairwise(stacks):
+        assert f"up-{before}" in jobs[f"up-{after}"]["needs"]
