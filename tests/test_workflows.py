@@ -362,3 +362,54 @@ def test_the_first_preview_before_any_deploy_logs_in_only_where_the_backend_has_
     no_stack = script.index('if [ "$meta" != true ]; then')
     assert check < no_stack < script.index("exit 0") < script.index('pulumi login "azblob://')
     assert "No stack $STACK yet" in script[no_stack : script.index("exit 0")]
+
+
+# --- deploy.yml is written from bootstrap's stacks list --------------------------------------
+
+
+def test_deploy_yml_is_what_tools_ci_workflows_writes_for_bootstraps_stacks():
+    from tools import ci_workflows
+
+    stacks = ci_workflows.stacks_of(ci_workflows.EXAMPLE)
+    expected = ci_workflows.render(stacks, {s: ci_workflows.needs_runner(s) for s in stacks})
+    assert (WORKFLOWS / "deploy.yml").read_text() == expected, "run: python -m tools.ci_workflows"
+    assert ci_workflows.main(["--check"]) == 0
+
+
+def test_a_stack_added_to_the_list_gets_its_image_and_up_jobs_in_order():
+    from tools import ci_workflows
+
+    text = ci_workflows.render(["dev", "staging", "prod"], {"dev": False, "staging": False, "prod": True})
+    document = yaml.safe_load(text)["jobs"]
+    assert list(document) == ["image-dev", "up-dev", "image-staging", "up-staging", "image-prod", "up-prod"]
+    assert document["up-staging"]["needs"] == ["up-dev", "image-staging"]
+    assert document["up-prod"]["needs"] == ["up-staging", "image-prod"]
+    staging, dev = document["up-staging"], document["up-dev"]
+    assert staging["environment"] == staging["env"]["STACK"] == "staging"
+    assert staging["concurrency"] == {"group": "deploy-staging", "cancel-in-progress": False}
+    assert {**staging["env"], "STACK": "x"} == {**dev["env"], "STACK": "x"}
+    assert staging["steps"] == dev["steps"] and document["image-staging"]["steps"] == document["image-dev"]["steps"]
+    assert staging["runs-on"] == "ubuntu-24.04"
+    assert document["up-prod"]["runs-on"] == {
+        "group": "${{ vars.PROD_RUNNER_GROUP }}",
+        "labels": "${{ vars.PROD_RUNNER_LABEL }}",
+    }
+    # A stack whose API server admits listed addresses only deploys from the runner group.
+    behind = yaml.safe_load(ci_workflows.render(["dev", "prod"], {"dev": True, "prod": True}))["jobs"]
+    assert behind["up-dev"]["runs-on"] == behind["up-prod"]["runs-on"]
+
+
+def test_which_stacks_deploy_from_the_runner_group_comes_from_their_stack_files():
+    from tools import ci_workflows
+
+    assert ci_workflows.needs_runner("prod") is True  # authorizedIpRanges set
+    assert ci_workflows.needs_runner("dev") is False  # an open API server
+
+
+def test_the_workflow_writer_refuses_a_stack_without_a_stack_file(tmp_path, capsys):
+    from tools import ci_workflows
+
+    config = tmp_path / "Pulumi.ci.yaml"
+    config.write_text("config:\n  llamacpp-aks-bootstrap:stacks: [dev, staging]\n")
+    assert ci_workflows.main(["--config", str(config), "--check"]) == 1
+    assert "stacks ['staging'] have no Pulumi.<stack>.yaml" in capsys.readouterr().err
