@@ -917,6 +917,6 @@ def test_adding_a_stack_needs_its_two_deploy_jobs():
     example = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.example.yaml").read_text())["config"]
     stacks = example[f"{PROJECT}:stacks"]
     jobs = yaml.safe_load((WORKFLOWS / "deploy.yml").read_text())["jobs"]
-    assert set(jobs) == {f"{kind}-{s}" for s in stacks for kind in ("image", "up")}
+    assert set(jobs) == {f"{kind}-{s}" for s in stacks for kind in ("image", "up")} | {"preflight"}
     for before, after in itertools.pairwise(stacks):
         assert f"up-{before}" in jobs[f"up-{after}"]["needs"]

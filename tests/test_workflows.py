@@ -66,6 +66,9 @@ def test_previews_and_deploys_never_share_a_concurrency_group():
 
 def test_nothing_cancels_a_deploy_or_an_image_build():
     for name, job in jobs("deploy.yml").items():
+        if name == "preflight":  # read-only: runs beside any other run, and nothing replaces it
+            assert "concurrency" not in job
+            continue
         assert job["concurrency"]["cancel-in-progress"] is False, name
 
 
@@ -88,9 +91,9 @@ def test_prod_deploys_only_on_a_runner_of_prods_group_and_builds_its_image_on_a_
 
 def test_each_up_waits_for_its_own_image_job_and_prods_image_starts_at_once():
     deploy = jobs("deploy.yml")
-    assert set(deploy) == set(UP_JOBS + IMAGE_JOBS)
-    assert deploy["up-dev"]["needs"] == "image-dev"
-    assert set(deploy["up-prod"]["needs"]) == {"up-dev", "image-prod"}  # dev first, then prod
+    assert set(deploy) == {*UP_JOBS, *IMAGE_JOBS, "preflight"}
+    assert deploy["up-dev"]["needs"] == ["preflight", "image-dev"]
+    assert set(deploy["up-prod"]["needs"]) == {"preflight", "up-dev", "image-prod"}  # dev first, then prod
     # Prod's build runs beside dev's jobs, so prod's up never waits an hour for it after dev.
     assert "needs" not in deploy["image-dev"] and "needs" not in deploy["image-prod"]
 
@@ -325,25 +328,54 @@ def step_index(steps: list[dict[str, Any]], match: Any) -> int:
     return index
 
 
-@pytest.mark.parametrize("name", UP_JOBS)
-def test_each_deploy_runs_the_read_only_preflight_after_the_login_and_before_pulumi(name: str):
-    steps = jobs("deploy.yml")[name]["steps"]
-    login = step_index(steps, lambda s: str(s.get("uses", "")).startswith("Azure/login@"))
-    preflight = step_index(steps, lambda s: "-m tools.preflight" in s.get("run", ""))
-    up = step_index(steps, lambda s: s.get("with", {}).get("command") == "up")
-    assert login < preflight < up
-    assert '--stack "$STACK"' in steps[preflight]["run"]
-    # Everything the preflight checks is installed before it: kubelogin, the program, the Pulumi CLI.
-    installs = json.dumps(steps[:preflight])
-    assert "go install" in installs and "make .venv/.installed" in installs
-    cli = [s for s in steps[:preflight] if str(s.get("uses", "")).startswith("pulumi/actions@")]
-    assert cli and all("command" not in s["with"] for s in cli)
-    # It runs with the `az` that logs in again from the fresh token file.
-    assert "tools/ci/bin" in installs
+def test_a_read_only_preflight_of_every_stack_runs_before_any_up():
+    from bootstrap import plan
+    from tools import ci_workflows
+
+    deploy = jobs("deploy.yml")
+    job = deploy["preflight"]
+    # As the preview identity, which reads the subscription (no deploy identity holds a role there).
+    assert job["environment"] == plan.PREVIEW_ENVIRONMENT
+    (login,) = logins(job)
+    assert login["client-id"] == "${{ vars.AZURE_PREVIEW_CLIENT_ID }}"
+    assert "PULUMI_CONFIG_PASSPHRASE" not in json.dumps(job) and "pulumi/actions" not in json.dumps(job)
+    steps = job["steps"]
+    login_at = step_index(steps, lambda s: str(s.get("uses", "")).startswith("Azure/login@"))
+    check = step_index(steps, lambda s: "-m tools.preflight" in s.get("run", ""))
+    assert login_at < check
+    stacks = ci_workflows.stacks_of(ci_workflows.EXAMPLE)
+    assert f"for stack in {' '.join(stacks)}; do" in steps[check]["run"]
+    assert '--stack "$stack" --subscription-only' in steps[check]["run"]
+    for name in UP_JOBS:
+        assert "preflight" in deploy[name]["needs"], name
+
+
+def test_the_ci_preflight_asks_only_the_subscription(monkeypatch, capsys):
+    from tools import preflight
+
+    asked: list[tuple[str, ...]] = []
+
+    def az(*args: str) -> object:
+        asked.append(args)
+        if args[:2] == ("account", "show"):
+            return {}
+        raise preflight.AzError("AuthorizationFailed")
+
+    def never(*_: object) -> str:
+        raise AssertionError("the subscription-only preflight looks at no tool and no address")
+
+    monkeypatch.setattr(preflight, "run_az", az)
+    monkeypatch.setattr(preflight, "public_ip", never)
+    monkeypatch.setattr(preflight.shutil, "which", never)
+    assert preflight.main(["--stack", "prod", "--subscription-only"]) == 1
+    out = capsys.readouterr().out
+    assert "problem: providers: az failed (AuthorizationFailed); fix az and rerun" in out
+    assert {a[0] for a in asked} >= {"account", "provider", "vm"}
 
 
 def test_deploy_and_preview_jobs_build_the_programs_venv_only():
-    for workflow, name in [("deploy.yml", j) for j in UP_JOBS] + [("pull-request.yml", "preview")]:
+    runs = [("deploy.yml", j) for j in (*UP_JOBS, "preflight")] + [("pull-request.yml", "preview")]
+    for workflow, name in runs:
         text = json.dumps(jobs(workflow)[name]["steps"])
         assert "make venv" not in text and "checkov" not in text, f"{workflow}:{name} builds checkov's venv"
         assert text.count("make .venv/.installed") == 1, name
@@ -381,9 +413,13 @@ def test_a_stack_added_to_the_list_gets_its_image_and_up_jobs_in_order():
 
     text = ci_workflows.render(["dev", "staging", "prod"], {"dev": False, "staging": False, "prod": True})
     document = yaml.safe_load(text)["jobs"]
-    assert list(document) == ["image-dev", "up-dev", "image-staging", "up-staging", "image-prod", "up-prod"]
-    assert document["up-staging"]["needs"] == ["up-dev", "image-staging"]
-    assert document["up-prod"]["needs"] == ["up-staging", "image-prod"]
+    assert list(document) == [
+        "preflight",
+        *("image-dev", "up-dev", "image-staging", "up-staging", "image-prod", "up-prod"),
+    ]
+    assert document["up-staging"]["needs"] == ["preflight", "up-dev", "image-staging"]
+    assert document["up-prod"]["needs"] == ["preflight", "up-staging", "image-prod"]
+    assert "for stack in dev staging prod; do" in json.dumps(document["preflight"])
     staging, dev = document["up-staging"], document["up-dev"]
     assert staging["environment"] == staging["env"]["STACK"] == "staging"
     assert staging["concurrency"] == {"group": "deploy-staging", "cancel-in-progress": False}

@@ -144,10 +144,6 @@ FIRST_UP = r"""  up-{stack}:
           echo "$HOME/.local/bin" >> "$GITHUB_PATH"
           echo "$GITHUB_WORKSPACE/tools/ci/bin" >> "$GITHUB_PATH"
           make .venv/.installed
-      # Installs the pinned CLI only (no command), before the login: the preflight checks it is there.
-      - uses: pulumi/actions@8e5e406f4007fca908480587cb9893c07090f58d # v7.0.0
-        with:
-          pulumi-version: ${{{{ env.PULUMI_VERSION }}}}
       - name: CI's stack settings (kubelogin's workload identity, the deployer's object id)
         env:
           DEPLOYER_OBJECT_ID: ${{{{ vars.DEPLOYER_OBJECT_ID }}}}
@@ -162,11 +158,6 @@ FIRST_UP = r"""  up-{stack}:
           client-id: ${{{{ vars.AZURE_CLIENT_ID }}}}
           tenant-id: ${{{{ vars.AZURE_TENANT_ID }}}}
           subscription-id: ${{{{ vars.AZURE_SUBSCRIPTION_ID }}}}
-      # Read-only: providers and features registered, GPU quota and size in the region and zones,
-      # the Kubernetes version, this runner's address in cluster.authorizedIpRanges. Fails here,
-      # with one sentence per problem, instead of an hour into `up`.
-      - name: Preflight (read-only)
-        run: .venv/bin/python -m tools.preflight --stack "$STACK"
       - uses: pulumi/actions@8e5e406f4007fca908480587cb9893c07090f58d # v7.0.0
         with:
           command: up
@@ -244,16 +235,49 @@ def needs_runner(stack: str, root: Path = ROOT) -> bool:
     return bool(cluster.authorized_ip_ranges) and not cluster.private_cluster
 
 
+PREFLIGHT = r"""  preflight:
+    # Read-only, before any job of any stack: providers and features registered, GPU quota, sizes
+    # in the configured zones, the Kubernetes version, per stack (tools/preflight.py). It runs as
+    # the preview identity, which reads the subscription, where those live: no deploy identity
+    # holds a role there. It fails the run here, with one sentence per problem, not an hour in.
+    runs-on: ubuntu-24.04
+    environment: dev-preview
+    permissions:
+      contents: read
+      id-token: write # OpenID Connect login to Azure
+    steps:
+      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
+        with:
+          persist-credentials: false
+      - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
+        with:
+          python-version: "3.11"
+      - name: Install the program's venv only (no credentials yet)
+        run: make .venv/.installed
+      - uses: Azure/login@f5d393ae46f8fde4be8b75f32e3fc50e654ad0ca # v3.0.1
+        with:
+          client-id: ${{{{ vars.AZURE_PREVIEW_CLIENT_ID }}}}
+          tenant-id: ${{{{ vars.AZURE_TENANT_ID }}}}
+          subscription-id: ${{{{ vars.AZURE_SUBSCRIPTION_ID }}}}
+      - name: Preflight of every stack (read-only)
+        run: |
+          for stack in {stacks}; do
+            .venv/bin/python -m tools.preflight --stack "$stack" --subscription-only
+          done
+
+"""
+
+
 def render(stacks: list[str], runner: dict[str, bool]) -> str:
     """deploy.yml for these stacks, in order; `runner`: stack -> deploys from prod's runner group."""
-    out = [HEADER]
+    out = [HEADER, PREFLIGHT.format(stacks=" ".join(stacks))]
     for index, stack in enumerate(stacks):
         runs_on = GROUP.format(stack=stack, Stack=stack.capitalize()) if runner[stack] else HOSTED
         if index == 0:
             out.append(FIRST_IMAGE.format(stack=stack))
-            out.append(FIRST_UP.format(stack=stack, needs=f"image-{stack}", runs_on=runs_on))
+            out.append(FIRST_UP.format(stack=stack, needs=f"[preflight, image-{stack}]", runs_on=runs_on))
         else:
-            needs = f"[up-{stacks[index - 1]}, image-{stack}]"
+            needs = f"[preflight, up-{stacks[index - 1]}, image-{stack}]"
             out.append(LATER_IMAGE.format(stack=stack))
             out.append(LATER_UP.format(stack=stack, needs=needs, runs_on=runs_on))
     return "".join(out)

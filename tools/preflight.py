@@ -288,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--my-ip", default=None, help="this machine's public address (default: asked of an echo service)"
     )
+    parser.add_argument(
+        "--subscription-only",
+        action="store_true",
+        help="only what the subscription offers (CI's read-only job: no tools, no address)",
+    )
     args = parser.parse_args(argv)
     path = ROOT / f"Pulumi.{args.stack}.yaml"
     if not path.exists():
@@ -299,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in err.problems:
             print(f"problem: {problem}")
         return 1
-    problems = preflight(config, run_az, (lambda: args.my_ip) if args.my_ip else public_ip, shutil.which)
+    if args.subscription_only:
+        problems = check_subscription(config, run_az)
+    else:
+        problems = preflight(config, run_az, (lambda: args.my_ip) if args.my_ip else public_ip, shutil.which)
     for problem in problems:
         print(f"problem: {problem}")
     print(f"\nExpected time from `make up` to the first token on {args.stack}: {total_text(config)}")
