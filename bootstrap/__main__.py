@@ -50,6 +50,7 @@ from plan import (
     runner_group_admits_public,
     runner_group_workflow,
     runner_scale_rule,
+    stack_location,
     stack_resource_group,
     state_account_name,
     state_container_name,
@@ -173,11 +174,16 @@ deployers = {stack: identity(f"deploy-{stack}", subjects) for stack, subjects in
 # Each stack's resource group, made here so the deploy identity's roles have a scope before the
 # first deploy; the program adopts it (components/cluster.py makes a group of this name, location and
 # tags). Kept when bootstrap is destroyed: the stack's resources live in it.
+ROOT = Path(__file__).resolve().parent.parent
+try:
+    locations = {stack: stack_location(stack, ROOT) for stack in c.stacks}
+except ValueError as err:
+    raise pulumi.RunError(str(err)) from None
 stack_groups = {
     stack: azure.resources.ResourceGroup(
         f"stack-{stack}",
         resource_group_name=stack_resource_group(stack),
-        location=c.location,
+        location=locations[stack],
         tags=labels.tags(stack, "cluster"),
         opts=pulumi.ResourceOptions(retain_on_delete=True),
     )

@@ -6,12 +6,13 @@ so it is tested without mocks; bootstrap/__main__.py declares the resources from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from core import labels
+from core import labels, loading
 
 # Azure built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -177,6 +178,21 @@ def stack_resource_group(stack: str) -> str:
     """The stack's resource group (components/cluster.py names it so); bootstrap makes it, so the
     deploy identity's roles have a scope before the first deploy."""
     return labels.name(stack, "rg")
+
+
+def stack_location(stack: str, root: Path) -> str:
+    """Where the stack's resource group lives: its stack file's cluster.location, so the group
+    bootstrap makes is the one the program declares (a different location would replace it)."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise ValueError(
+            f"stack {stack!r} is in bootstrap's stacks but {path.name} does not exist; add the stack file or "
+            "remove the stack from stacks."
+        )
+    try:
+        return loading.load_stack(path).cluster.location
+    except loading.ConfigError as err:
+        raise ValueError(f"{path.name}: " + "; ".join(err.problems)) from err
 
 
 def deploy_scopes(c: BootstrapConfig, stack: str) -> list[str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import re
 import runpy
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -469,10 +472,13 @@ def test_no_deploy_identity_holds_a_role_on_the_subscription_or_the_state_group(
 
 
 def test_bootstrap_makes_each_stacks_group_as_the_program_does_and_keeps_it(bootstrap: BootstrapMocks):
+    from core import loading
+
     groups = of(bootstrap, "azure-native:resources:ResourceGroup")
     for stack in ("dev", "prod"):
         group = groups[f"stack-{stack}"]
         assert group["resourceGroupName"] == f"llamacpp-{stack}-rg"
+        assert group["location"] == loading.load_stack(ROOT / f"Pulumi.{stack}.yaml").cluster.location
         assert group["tags"] == labels.tags(stack, "cluster")
     assert set(groups) == {"ci", "stack-dev", "stack-prod"}
 
@@ -869,8 +875,17 @@ def test_every_command_file_variable_and_key_the_ci_page_names_exists(bootstrap:
 
 
 @pytest.fixture(scope="module")
-def with_staging() -> BootstrapMocks:
-    return run_bootstrap(BootstrapMocks(), {**CONFIG, "stacks": ["dev", "staging", "prod"]})
+def with_staging() -> Iterator[BootstrapMocks]:
+    # Staging's stack file would sit beside dev's; here its location is westus3.
+    if str(ROOT / "bootstrap") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bootstrap"))
+    module = importlib.import_module("plan")  # the bootstrap program imports its plan by that name
+    original = module.stack_location
+    module.stack_location = lambda stack, root: "westus3" if stack == "staging" else original(stack, root)
+    try:
+        yield run_bootstrap(BootstrapMocks(), {**CONFIG, "stacks": ["dev", "staging", "prod"]})
+    finally:
+        module.stack_location = original
 
 
 def test_adding_a_stack_to_stacks_makes_every_piece_of_it(with_staging: BootstrapMocks):
@@ -883,6 +898,7 @@ def test_adding_a_stack_to_stacks_makes_every_piece_of_it(with_staging: Bootstra
     assert "pulumi-state-staging" in containers
     groups = of(m, "azure-native:resources:ResourceGroup")
     assert groups["stack-staging"]["resourceGroupName"] == "llamacpp-staging-rg"
+    assert groups["stack-staging"]["location"] == "westus3"  # its stack file's, not bootstrap's
     assert scopes_of(m, "object-deploy-staging") == {"id-stack-staging", "id-state-staging"}
     environments = of(m, "github:index/repositoryEnvironment:RepositoryEnvironment")
     assert environments["staging"].get("reviewers") is None  # not in protectedStacks
@@ -920,3 +936,8 @@ def test_adding_a_stack_needs_its_two_deploy_jobs():
     assert set(jobs) == {f"{kind}-{s}" for s in stacks for kind in ("image", "up")} | {"preflight"}
     for before, after in itertools.pairwise(stacks):
         assert f"up-{before}" in jobs[f"up-{after}"]["needs"]
+
+
+def test_bootstrap_stops_with_a_sentence_for_a_stack_without_a_stack_file():
+    with pytest.raises(Exception, match=r"stack 'qa' is in bootstrap's stacks but Pulumi\.qa\.yaml does not exist"):
+        run_bootstrap(BootstrapMocks(), {**CONFIG, "stacks": ["dev", "qa", "prod"]})
