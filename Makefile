@@ -161,6 +161,7 @@ bootstrap: ## one-time CI setup (bootstrap/): identities, roles, state storage, 
 	@test -n "$${GITHUB_TOKEN:-}" || { echo "set GITHUB_TOKEN: a token that administers the repository (environments, variables, secrets)"; exit 1; }
 	@test -n "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" || { echo "set PULUMI_CONFIG_PASSPHRASE (it encrypts the bootstrap stack's secrets)"; exit 1; }
 	@$(MAKE) --no-print-directory $(VENV)/.installed
+	$(PY) -m bootstrap.register --config "bootstrap/Pulumi.$(BOOTSTRAP_STACK).yaml"
 	cd bootstrap && pulumi login "$(PULUMI_BACKEND_URL)" && pulumi stack select --create "$(BOOTSTRAP_STACK)" && pulumi up --stack "$(BOOTSTRAP_STACK)" --diff
 
 lint: $(VENV)/.installed ## ruff format --check and ruff check

@@ -1,8 +1,10 @@
 """Bootstrap: what CI needs for llamacpp-aks, created once with `make bootstrap`.
 
 A read-only preview identity (federated with the dev-preview environment) and one deploy identity
-per stack (federated with that stack's environment only), their roles, the state storage account
-with one container per stack, the GitHub environments with their branch rules, reviewers,
+per stack (federated with that stack's environment only), each stack's resource group and the
+deploy identity's roles on it (never on the subscription), the state storage account in a group no
+deploy identity reaches (locked against deletion, shared keys denied by policy) with one container
+per stack, the operators' read access, the GitHub environments with their branch rules, reviewers,
 passphrases and per-stack variables, the repository variables the workflows read, and
 optionally prod's runner group.
 """
@@ -27,6 +29,7 @@ from plan import (
     AKS_CLUSTER_USER,
     AKS_RBAC_READER,
     CONTRIBUTOR,
+    DENY_SHARED_KEY_POLICY,
     ENTRA_TOKEN_AUDIENCE,
     GITHUB_OIDC_ISSUER,
     PREVIEW_STACK,
@@ -35,17 +38,25 @@ from plan import (
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_BLOB_DATA_READER,
     BootstrapConfig,
+    GitHubFacts,
     delegation_condition,
     deploy_scopes,
     deploy_subjects,
     environment_variables,
     environments,
+    github_refusal,
     preview_subjects,
+    runner_environment,
+    runner_group_admits_public,
     runner_group_workflow,
+    runner_scale_rule,
+    stack_location,
+    stack_resource_group,
     state_account_name,
     state_container_name,
 )
 
+from core import labels
 from core.catalog import STACK_GRANTED_ROLES
 
 
@@ -106,6 +117,29 @@ azure.storage.BlobServiceProperties(
     is_versioning_enabled=True,  # every state write keeps the previous version
     delete_retention_policy={"enabled": True, "days": 30},
 )
+# The state account's group holds no role of any deploy identity (they hold data roles on their own
+# container only), so no CI job can change the account, list its keys or turn shared keys back on.
+# A person with rights there still can; these two stop the accidents:
+# - a CanNotDelete lock: the group and the account cannot be deleted until the lock is removed
+#   (learn.microsoft.com/azure/azure-resource-manager/management/lock-resources);
+# - the built-in policy "Storage accounts should prevent shared key access" with effect Deny:
+#   Azure refuses any request that would turn shared keys back on
+#   (learn.microsoft.com/azure/storage/common/shared-key-authorization-prevent, "Azure Policy").
+azure.authorization.ManagementLockAtResourceGroupLevel(
+    "state-lock",
+    resource_group_name=group.name,
+    level="CanNotDelete",
+    notes="Pulumi state of every CI-deployed stack (bootstrap/).",
+    opts=pulumi.ResourceOptions(depends_on=[account]),
+)
+azure.authorization.PolicyAssignment(
+    "state-no-shared-key",
+    scope=group.id,
+    policy_definition_id=f"/providers/Microsoft.Authorization/policyDefinitions/{DENY_SHARED_KEY_POLICY}",
+    parameters={"effect": {"value": "Deny"}},
+    enforcement_mode="Default",
+    display_name="Pulumi state: no shared key access",
+)
 # One container per stack: a stack's deploy identity writes its own state only.
 containers = {
     stack: azure.storage.BlobContainer(
@@ -137,20 +171,47 @@ def identity(name: str, subjects: dict[str, str]) -> azuread.ServicePrincipal:
 preview = identity("preview", preview_subjects(c))
 deployers = {stack: identity(f"deploy-{stack}", subjects) for stack, subjects in deploy_subjects(c).items()}
 
-# Preview: read Azure, the cluster's user kubeconfig and its objects, and dev's state (the DIY
-# backend takes no lock for a preview since github.com/pulumi/pulumi/issues/13948). On the subscription: the dev
-# resource group and cluster are made by dev's first deploy, after this, and an assignment needs
-# its scope to exist (docs/ci-cd.md, "CI/CD (GitHub Actions)", says how to narrow them by hand afterwards).
+# Each stack's resource group, made here so the deploy identity's roles have a scope before the
+# first deploy; the program adopts it (components/cluster.py makes a group of this name, location and
+# tags). Kept when bootstrap is destroyed: the stack's resources live in it.
+ROOT = Path(__file__).resolve().parent.parent
+try:
+    locations = {stack: stack_location(stack, ROOT) for stack in c.stacks}
+except ValueError as err:
+    raise pulumi.RunError(str(err)) from None
+stack_groups = {
+    stack: azure.resources.ResourceGroup(
+        f"stack-{stack}",
+        resource_group_name=stack_resource_group(stack),
+        location=locations[stack],
+        tags=labels.tags(stack, "cluster"),
+        opts=pulumi.ResourceOptions(retain_on_delete=True),
+    )
+    for stack in c.stacks
+}
+
+
+def scope_of(stack: str, path: str) -> pulumi.Output[str]:
+    """The stack's own group by its resource (so the assignment waits for it), others by path."""
+    if path == f"/resourceGroups/{stack_resource_group(stack)}":
+        return stack_groups[stack].id
+    return pulumi.Output.concat(subscription, path)
+
+
+# Preview: read Azure (Reader on the subscription: the preview's invokes and reads, no writes),
+# the cluster's user kubeconfig and its objects in dev's group only, and dev's state (the DIY
+# backend takes no lock for a preview since github.com/pulumi/pulumi/issues/13948).
 grant("preview-reader", preview.object_id, READER, subscription)
-grant("preview-aks-user", preview.object_id, AKS_CLUSTER_USER, subscription)
-grant("preview-aks-rbac-reader", preview.object_id, AKS_RBAC_READER, subscription)
+grant("preview-aks-user", preview.object_id, AKS_CLUSTER_USER, stack_groups[PREVIEW_STACK].id)
+grant("preview-aks-rbac-reader", preview.object_id, AKS_RBAC_READER, stack_groups[PREVIEW_STACK].id)
 grant("preview-state", preview.object_id, STORAGE_BLOB_DATA_READER, containers[PREVIEW_STACK].id)
-# Deploy, per stack: create and change resources where deployResourceGroups says (the subscription
-# until the stack's groups exist), assign only the roles the stack grants, write its own state.
+# Deploy, per stack: create and change resources in its own group (and the extra groups
+# deployResourceGroups names), assign only the roles the stack grants, write its own state.
+# Nothing on the subscription or on the state account's group.
 granted = sorted(STACK_GRANTED_ROLES)
 for stack, deployer in deployers.items():
     for index, path in enumerate(deploy_scopes(c, stack)):
-        scope = pulumi.Output.concat(subscription, path)
+        scope = scope_of(stack, path)
         suffix = "" if index == 0 else f"-{index}"
         grant(f"deploy-{stack}-contributor{suffix}", deployer.object_id, CONTRIBUTOR, scope)
         grant(
@@ -163,15 +224,45 @@ for stack, deployer in deployers.items():
         )
     grant(f"deploy-{stack}-state", deployer.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR, containers[stack].id)
 
+# Operators (people): read each stack's state, and its cluster (user kubeconfig, Kubernetes
+# objects read-only). Secrets in the state stay encrypted with the stack's passphrase.
+if c.operator_group:
+    for stack in c.stacks:
+        for what, role_id, scope in (
+            ("state", STORAGE_BLOB_DATA_READER, containers[stack].id),
+            ("reader", READER, stack_groups[stack].id),
+            ("aks-user", AKS_CLUSTER_USER, stack_groups[stack].id),
+            ("aks-rbac-reader", AKS_RBAC_READER, stack_groups[stack].id),
+        ):
+            azure.authorization.RoleAssignment(
+                f"operators-{stack}-{what}",
+                principal_id=c.operator_group,
+                principal_type="Group",
+                role_definition_id=role(role_id),
+                scope=scope,
+            )
+
 # --- GitHub ----------------------------------------------------------------------------------
 # The token comes from GITHUB_TOKEN; the owner is explicit, so nothing lands in the token user's own repos.
 gh = pulumi.ResourceOptions(provider=github.Provider("github", owner=c.owner))
+gh_invoke = pulumi.InvokeOptions(provider=gh.provider)
+# What the repository's visibility and the owner's plan allow, read before anything is made there
+# (an organization's plan needs the token's read:org; a user account has no runner groups).
+repository_facts = github.get_repository(full_name=c.repo, opts=gh_invoke)
+try:
+    organization_plan: str | None = github.get_organization(name=c.owner, summary_only=True, opts=gh_invoke).plan
+except Exception:  # GitHub answers 404 for an owner that is a user account, not an organization
+    organization_plan = None
+facts = GitHubFacts(visibility=repository_facts.visibility, organization_plan=organization_plan)
+if refusal := github_refusal(c, facts):
+    raise pulumi.RunError(refusal)
 repository_variables = {
     "AZURE_PREVIEW_CLIENT_ID": preview.client_id,
     "AZURE_TENANT_ID": client.tenant_id,
     "AZURE_SUBSCRIPTION_ID": client.subscription_id,
     "PULUMI_STATE_ACCOUNT": account.name,
     "PROD_RUNNER_LABEL": c.prod_runner_label,
+    "PROD_RUNNER_GROUP": c.prod_runner_group,
 }
 for variable, value in repository_variables.items():
     github.ActionsVariable(variable.lower(), repository=c.repository, variable_name=variable, value=value, opts=gh)
@@ -224,21 +315,118 @@ for name, env in environments(c).items():
     )
 
 # Prod's runner group: only deploy.yml on main, from this repository, may use its runners.
-if c.prod_runner_group:
-    repository = github.get_repository_output(full_name=c.repo, opts=pulumi.InvokeOptions(provider=gh.provider))
-    github.ActionsRunnerGroup(
-        "prod-runners",
-        name=c.prod_runner_group,
-        visibility="selected",
-        selected_repository_ids=[repository.repo_id],
-        restricted_to_workflows=True,
-        selected_workflows=[runner_group_workflow(c)],
-        allows_public_repositories=False,
-        opts=gh,
+runner_group = github.ActionsRunnerGroup(
+    "prod-runners",
+    name=c.prod_runner_group,
+    visibility="selected",
+    selected_repository_ids=[repository_facts.repo_id],
+    restricted_to_workflows=True,
+    selected_workflows=[runner_group_workflow(c)],
+    allows_public_repositories=runner_group_admits_public(facts),
+    opts=gh,
+)
+pulumi.export("prodRunnerGroupId", runner_group.id)
+
+# --- prod's runner: Azure Container Apps jobs, one ephemeral runner per queued prod job ----------
+# Why Container Apps jobs and not Actions Runner Controller: ARC needs a Kubernetes cluster to run
+# in, and the only ones here are the stacks' own, which the runner deploys (prod's runner cannot
+# live in the cluster its first `up` creates); a Container Apps job is a managed event-driven
+# engine with KEDA's github-runner scaler built in, scales to zero between the two prod runs a
+# deploy needs (image, then up), and starts a fresh container per job
+# (learn.microsoft.com/azure/container-apps/tutorial-ci-cd-runners-jobs). Its egress goes through
+# one NAT gateway address, which prod's cluster.authorizedIpRanges lists. It holds no Azure role:
+# prod's jobs sign in with their own OIDC token.
+if c.prod_runner:
+    r = c.prod_runner
+    runner_group_rg = azure.resources.ResourceGroup("runner", location=c.location)
+    egress_ip = azure.network.PublicIPAddress(
+        "runner-egress",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        sku={"name": "Standard"},
+        public_ip_allocation_method="Static",
     )
+    nat = azure.network.NatGateway(
+        "runner-nat",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        sku={"name": "Standard"},
+        public_ip_addresses=[{"id": egress_ip.id}],
+    )
+    vnet = azure.network.VirtualNetwork(
+        "runner-vnet",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        address_space={"address_prefixes": [r.subnet_cidr]},
+        subnets=[
+            {
+                "name": "runners",
+                "address_prefix": r.subnet_cidr,
+                "delegations": [{"name": "aca", "service_name": "Microsoft.App/environments"}],
+                "nat_gateway": {"id": nat.id},
+            }
+        ],
+    )
+    runner_environment_ = azure.app.ManagedEnvironment(
+        "runner-env",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        workload_profiles=[{"name": "Consumption", "workload_profile_type": "Consumption"}],
+        vnet_configuration={
+            "infrastructure_subnet_id": vnet.subnets.apply(lambda subnets: (subnets or [{}])[0].get("id", "")),
+            "internal": False,
+        },
+    )
+    token = pulumi.Config().require_secret("prodRunnerToken")
+    azure.app.Job(
+        "prod-runner",
+        resource_group_name=runner_group_rg.name,
+        location=c.location,
+        environment_id=runner_environment_.id,
+        workload_profile_name="Consumption",
+        configuration={
+            "trigger_type": "Event",
+            "replica_timeout": 3 * 3600,  # prod's up and its role waits, with room
+            "replica_retry_limit": 0,
+            "secrets": [{"name": "github-pat", "value": token}],
+            "event_trigger_config": {
+                "parallelism": 1,
+                "replica_completion_count": 1,
+                "scale": {
+                    "min_executions": 0,
+                    "max_executions": r.max_runners,
+                    "polling_interval": 30,
+                    "rules": [
+                        {
+                            "name": "github-runner",
+                            "type": "github-runner",
+                            "metadata": runner_scale_rule(c),
+                            "auth": [{"secret_ref": "github-pat", "trigger_parameter": "personalAccessToken"}],
+                        }
+                    ],
+                },
+            },
+        },
+        template={
+            "containers": [
+                {
+                    "name": "runner",
+                    "image": r.image,
+                    "resources": {"cpu": r.cpu, "memory": r.memory},
+                    "env": [
+                        {"name": "GITHUB_PAT", "secret_ref": "github-pat"},
+                        *({"name": k, "value": v} for k, v in runner_environment(c).items()),
+                    ],
+                }
+            ]
+        },
+    )
+    pulumi.export("prodRunnerEgressIp", egress_ip.ip_address)
 
 pulumi.export("previewClientId", preview.client_id)
 pulumi.export("deployClientIds", {stack: d.client_id for stack, d in deployers.items()})
 pulumi.export("deployerObjectIds", {stack: d.object_id for stack, d in deployers.items()})
 pulumi.export("stateAccount", account.name)
 pulumi.export("stateContainers", {stack: state_container_name(c, stack) for stack in c.stacks})
+pulumi.export("stateResourceGroup", group.name)
+pulumi.export("stackResourceGroups", {stack: g.name for stack, g in stack_groups.items()})

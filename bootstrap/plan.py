@@ -6,10 +6,13 @@ so it is tested without mocks; bootstrap/__main__.py declares the resources from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from core import labels, loading
 
 # Azure built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -22,6 +25,16 @@ AKS_CLUSTER_USER = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"
 AKS_RBAC_READER = "7f6c6a51-bcf8-42ba-9220-52d62157d7db"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+# Built-in policy "Storage accounts should prevent shared key access" (effects Audit, Deny, Disabled):
+# github.com/Azure/azure-policy built-in-policies/policyDefinitions/Storage/StorageAccountAllowSharedKeyAccess_Audit.json.
+DENY_SHARED_KEY_POLICY = "8c6a50c6-9ffd-4ae7-986f-5fa6111f9a54"
+# What the file backend's `pulumi login` writes into an empty container, and reads from one that
+# has it: pulumi/pulumi pkg/backend/diy/meta.go (`pulumiMetaPath` is .pulumi/meta.yaml;
+# `ensurePulumiMeta` writes `version: 1` when the bucket is empty, `readPulumiMeta` only reads).
+# Bootstrap cannot write it (azure-native's Blob needs shared keys, which the account refuses:
+# github.com/pulumi/pulumi-azure-native/issues/2015), so the preview, whose identity cannot write,
+# logs in only where the blob exists; a container without it has no stack yet.
+BACKEND_META_BLOB = ".pulumi/meta.yaml"
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 ENTRA_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 # What the workflows name: pull-request.yml previews this stack in this environment (with its
@@ -44,6 +57,19 @@ class Reviewers(Model):
     teams: list[int] = []
 
 
+class ProdRunner(Model):
+    # An image with the GitHub runner and what prod's jobs run (Azure CLI, Python 3.11, Go 1.21+,
+    # make, git), whose entrypoint registers one ephemeral runner from the variables of
+    # `runner_environment` (docs/ci-cd.md, "The prod runner"). Pin it by digest.
+    image: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")]
+    # The runner network's address space: a /27 or larger for the Container Apps environment.
+    subnet_cidr: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-7])$")] = "10.250.0.0/27"
+    cpu: float = 2.0
+    memory: str = "4Gi"
+    # How many prod jobs may run at once (image and up overlap).
+    max_runners: Annotated[int, Field(ge=1, le=10)] = 2
+
+
 class BootstrapConfig(Model):
     owner: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")]  # GitHub user or organization
     repository: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
@@ -57,13 +83,18 @@ class BootstrapConfig(Model):
     # cluster.authorizedIpRanges): the repository variable PROD_RUNNER_LABEL.
     prod_runner_label: Annotated[str, Field(min_length=1)]
     # An organization's runner group for prod's runner, restricted to deploy.yml on main and this
-    # repository (GitHub offers runner groups to organizations only); unset: none is made.
-    prod_runner_group: Annotated[str, Field(min_length=1)] | None = None
-    # Where each stack's deploy identity holds Contributor and the role assigner. Unset: the
-    # subscription, because a stack's resource group is made by its own first deploy and a role
-    # assignment needs its scope to exist. After the first deploys, name each stack's groups
-    # (`llamacpp-<stack>-rg` and the cluster's node resource group) and run bootstrap again.
-    deploy_resource_groups: dict[str, list[Annotated[str, Field(pattern=r"^[-\w._()]{1,90}$")]]] | None = None
+    # repository (GitHub offers runner groups to organizations only); prod's jobs ask for it by name
+    # (`runs-on: {group, labels}`), so no runner in another group can take them.
+    prod_runner_group: Annotated[str, Field(min_length=1)] = "llamacpp-prod"
+    # Prod's runner as code: Azure Container Apps jobs, one ephemeral runner per queued prod job
+    # (KEDA's github-runner scaler), egress through one static address; unset: bring your own.
+    prod_runner: ProdRunner | None = None
+    # Extra resource groups (beside the stack's own, which bootstrap makes) where a stack's deploy
+    # identity holds Contributor and the role assigner: the cluster's node resource group once it
+    # exists (docs/ci-cd.md, "What the first deploy needs"). Never the subscription.
+    deploy_resource_groups: dict[str, list[Annotated[str, Field(pattern=r"^[-\w._()]{1,90}$")]]] = {}
+    # An Entra ID group of people (object id) who read each CI-deployed stack's state and cluster.
+    operator_group: Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{36}$")] | None = None
 
     @model_validator(mode="after")
     def _stacks_agree(self) -> Self:
@@ -80,14 +111,21 @@ class BootstrapConfig(Model):
                 "prodReviewers.teams: GitHub runs a protection rule without reviewers at once, so those stacks "
                 "would deploy unreviewed."
             )
-        if self.deploy_resource_groups is not None:
-            missing = sorted(s for s in self.stacks if not self.deploy_resource_groups.get(s))
-            extra = sorted(set(self.deploy_resource_groups) - set(self.stacks))
-            if missing or extra:
-                raise ValueError(
-                    f"deployResourceGroups must name the groups of every stack and of no other: missing {missing}, "
-                    f"unknown {extra}."
-                )
+        unknown_groups = sorted(set(self.deploy_resource_groups) - set(self.stacks))
+        if unknown_groups:
+            raise ValueError(
+                f"deployResourceGroups names stacks {unknown_groups} that are not in stacks {self.stacks}; "
+                "remove them or add them to stacks."
+            )
+        owners: dict[str, str] = {stack_resource_group(s).lower(): s for s in self.stacks}
+        for stack, groups in sorted(self.deploy_resource_groups.items()):
+            for g in groups:
+                owner = owners.setdefault(g.lower(), stack)
+                if owner != stack:
+                    raise ValueError(
+                        f"deployResourceGroups.{stack} names {g!r}, which is stack {owner!r}'s group: one stack's "
+                        "deploy identity must never reach another's resources; remove it."
+                    )
         if PREVIEW_STACK in self.protected_stacks:
             raise ValueError(
                 f"protectedStacks must not include {PREVIEW_STACK!r}: every pull request's code runs with its "
@@ -136,12 +174,33 @@ def state_container_name(c: BootstrapConfig, stack: str) -> str:
     return f"{c.state_container}-{stack}"[:63]
 
 
+def stack_resource_group(stack: str) -> str:
+    """The stack's resource group (components/cluster.py names it so); bootstrap makes it, so the
+    deploy identity's roles have a scope before the first deploy."""
+    return labels.name(stack, "rg")
+
+
+def stack_location(stack: str, root: Path) -> str:
+    """Where the stack's resource group lives: its stack file's cluster.location, so the group
+    bootstrap makes is the one the program declares (a different location would replace it)."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise ValueError(
+            f"stack {stack!r} is in bootstrap's stacks but {path.name} does not exist; add the stack file or "
+            "remove the stack from stacks."
+        )
+    try:
+        return loading.load_stack(path).cluster.location
+    except loading.ConfigError as err:
+        raise ValueError(f"{path.name}: " + "; ".join(err.problems)) from err
+
+
 def deploy_scopes(c: BootstrapConfig, stack: str) -> list[str]:
     """Where the stack's deploy identity may create resources and assign the stack's roles, as
-    paths under `/subscriptions/<id>` ("" is the subscription itself)."""
-    if c.deploy_resource_groups is None:
-        return [""]
-    return [f"/resourceGroups/{g}" for g in c.deploy_resource_groups[stack]]
+    paths under `/subscriptions/<id>`: its own resource group and the extra groups configured for
+    it. Never the subscription, never another stack's group, never the state account's."""
+    groups = [stack_resource_group(stack), *c.deploy_resource_groups.get(stack, [])]
+    return [f"/resourceGroups/{g}" for g in dict.fromkeys(groups)]
 
 
 Variable = Literal["AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER"]
@@ -157,6 +216,85 @@ def environment_variables(c: BootstrapConfig) -> dict[str, dict[Variable, str]]:
         names = per_stack if env.branch else ("DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER")
         out[name] = {v: env.stack for v in names}
     return out
+
+
+# GitHub plans that run required reviewers in private and internal repositories (the API's
+# organization `plan.name`): "For access to other deployment protection rules in private or internal
+# repositories, you must use GitHub Enterprise" (docs.github.com/actions/reference/environments).
+ENTERPRISE_PLANS = frozenset({"enterprise", "business"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class GitHubFacts:
+    """What bootstrap reads from GitHub before it makes anything there."""
+
+    visibility: str  # the repository's: public, private or internal
+    organization_plan: str | None  # the owner's plan when it is an organization; None: a user account
+
+
+def github_refusal(c: BootstrapConfig, facts: GitHubFacts) -> str | None:
+    """The one sentence why this repository cannot hold what bootstrap makes, or None.
+
+    Public repositories get environments, required reviewers and runner groups on every plan.
+    Private or internal ones get environments from GitHub Team (organizations; Pro for users), and
+    required reviewers only on GitHub Enterprise Cloud. Runner groups are organizations' only."""
+    plan = (facts.organization_plan or "").lower()
+    private = facts.visibility.lower() != "public"
+    article = "an" if facts.visibility[:1].lower() in "aeiou" else "a"
+    where = f"{c.repo} is {article} {facts.visibility} repository of " + (
+        f"an organization on GitHub plan {plan!r}" if facts.organization_plan is not None else "a user account"
+    )
+    if facts.organization_plan is None:
+        return (
+            f"prodRunnerGroup={c.prod_runner_group!r} needs an organization: {c.owner} is a user account, which has "
+            "no runner groups, and prod's jobs run only in that group; move the repository to an organization "
+            "(runner groups come with every plan, Free included)."
+        )
+    if private and facts.organization_plan is not None and plan == "free":
+        return (
+            f"{where}: environments in private repositories need GitHub Team or Enterprise Cloud; upgrade the "
+            "organization or make the repository public."
+        )
+    if private and c.protected_stacks and plan not in ENTERPRISE_PLANS:
+        return (
+            f"{where}: required reviewers for protectedStacks {c.protected_stacks} run in private repositories "
+            "only on GitHub Enterprise Cloud; make the repository public, move it to an organization on GitHub "
+            "Enterprise Cloud, or set protectedStacks: [] (then every push to main deploys those stacks with no "
+            'reviewer, guarded by the branch rule and prod\'s runner group only: docs/ci-cd.md, "GitHub plan").'
+        )
+    return None
+
+
+def runner_group_admits_public(facts: GitHubFacts) -> bool:
+    """A runner group that refuses public repositories gives a public one's jobs no runner: open it
+    then; its restriction to deploy.yml on main of this repository still holds."""
+    return facts.visibility.lower() == "public"
+
+
+def runner_scale_rule(c: BootstrapConfig) -> dict[str, str]:
+    """KEDA github-runner scaler metadata (keda.sh/docs/latest/scalers/github-runner): one runner
+    per queued job of this repository that asks for prod's label, scoped to the organization."""
+    return {
+        "githubAPIURL": "https://api.github.com",
+        "owner": c.owner,
+        "runnerScope": "org",
+        "repos": c.repository,
+        "labels": c.prod_runner_label,
+        "noDefaultLabels": "true",
+        "targetWorkflowQueueLength": "1",
+    }
+
+
+def runner_environment(c: BootstrapConfig) -> dict[str, str]:
+    """What the runner image's entrypoint reads to register one ephemeral runner in prod's group
+    (GitHub REST "Create a registration token for an organization"; the runner's config.sh
+    --ephemeral --runnergroup --labels). The token itself is the secret GITHUB_PAT."""
+    return {
+        "REGISTRATION_TOKEN_API_URL": f"https://api.github.com/orgs/{c.owner}/actions/runners/registration-token",
+        "GH_URL": f"https://github.com/{c.owner}",
+        "RUNNER_GROUP": c.prod_runner_group,
+        "RUNNER_LABELS": c.prod_runner_label,
+    }
 
 
 def runner_group_workflow(c: BootstrapConfig) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import json
 import re
 import runpy
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import pulumi
 import pytest
 import yaml
@@ -16,7 +21,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bootstrap import plan
-from core import catalog
+from core import catalog, labels
 from tests.conftest import ROOT, WORKFLOWS, unsecret
 
 PROJECT = "llamacpp-aks-bootstrap"
@@ -26,7 +31,9 @@ CONFIG = {
     "prodReviewers": {"users": [101], "teams": [7]},
     "prodRunnerLabel": "prod-deployer",
     "prodRunnerGroup": "llamacpp-prod",
+    "operatorGroup": "00000000-0000-0000-0000-0000000000aa",
 }
+OPERATORS = CONFIG["operatorGroup"]
 
 
 # --- pure ------------------------------------------------------------------------------------
@@ -45,15 +52,38 @@ def test_each_stack_has_a_deploy_identity_that_trusts_its_environment_only():
     }
 
 
-def test_deploy_scopes_are_the_subscription_until_each_stacks_groups_are_named():
+def test_deploy_scopes_are_the_stacks_own_group_and_never_the_subscription():
     c = plan.BootstrapConfig.model_validate(CONFIG)
-    assert plan.deploy_scopes(c, "dev") == [""]
-    groups = {"dev": ["llamacpp-dev-rg"], "prod": ["llamacpp-prod-rg", "MC_llamacpp-prod-rg_aks_eastus"]}
-    narrowed = plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": groups})
-    assert plan.deploy_scopes(narrowed, "dev") == ["/resourceGroups/llamacpp-dev-rg"]
-    assert set(plan.deploy_scopes(narrowed, "dev")).isdisjoint(plan.deploy_scopes(narrowed, "prod"))
-    with pytest.raises(ValidationError, match=r"missing \['prod'\]"):
-        plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"dev": ["llamacpp-dev-rg"]}})
+    assert plan.deploy_scopes(c, "dev") == ["/resourceGroups/llamacpp-dev-rg"]
+    assert plan.deploy_scopes(c, "prod") == ["/resourceGroups/llamacpp-prod-rg"]
+    groups = {"prod": ["MC_llamacpp-prod-rg_llamacpp-prod-aks_eastus", "llamacpp-prod-rg"]}
+    widened = plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": groups})
+    assert plan.deploy_scopes(widened, "prod") == [
+        "/resourceGroups/llamacpp-prod-rg",
+        "/resourceGroups/MC_llamacpp-prod-rg_llamacpp-prod-aks_eastus",
+    ]
+    assert plan.deploy_scopes(widened, "dev") == ["/resourceGroups/llamacpp-dev-rg"]
+    for stack in ("dev", "prod"):
+        assert "" not in plan.deploy_scopes(widened, stack)
+
+
+def test_the_stacks_group_is_the_one_the_program_makes():
+    assert plan.stack_resource_group("dev") == labels.name("dev", "rg") == "llamacpp-dev-rg"
+    source = (ROOT / "components" / "cluster.py").read_text()
+    assert 'resource_group_name=labels.name(stack, "rg")' in source
+
+
+@pytest.mark.parametrize("group", ["llamacpp-prod-rg", "LLAMACPP-PROD-RG"])
+def test_config_refuses_extra_groups_that_are_another_stacks(group: str):
+    with pytest.raises(ValidationError, match=r"deployResourceGroups\.dev names .* stack 'prod'"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"dev": [group]}})
+    # One character off is a group of its own.
+    plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"dev": [group + "2"]}})
+
+
+def test_config_refuses_extra_groups_of_an_unknown_stack():
+    with pytest.raises(ValidationError, match=r"deployResourceGroups names stacks \['staging'\]"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "deployResourceGroups": {"staging": ["x"]}})
 
 
 def test_prod_runner_group_admits_only_deploy_yml_on_main():
@@ -130,9 +160,23 @@ def test_state_account_name_is_a_valid_storage_account_name(stack: str, suffix: 
 # --- under mocks -----------------------------------------------------------------------------
 
 
+class GitHubNotFound(grpc.RpcError):
+    """How a data source's failure reaches the program: a gRPC error from the engine."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNKNOWN
+
+    def details(self) -> str:
+        return "GET https://api.github.com/orgs/example-org: 404 Not Found []"
+
+
 @dataclass
 class BootstrapMocks(pulumi.runtime.Mocks):
     resources: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # GitHub's answers: the repository's visibility and the organization's plan.
+    visibility: str = "private"
+    plan: str | None = "enterprise"  # None: the owner is a user account (GitHub answers 404)
+    calls: list[str] = field(default_factory=list)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append((args.typ, args.name, dict(args.inputs)))
@@ -148,23 +192,34 @@ class BootstrapMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         if args.token == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": "sub-1", "tenantId": "tenant-1", "objectId": "me", "clientId": "me"}
+        self.calls.append(args.token)
         if args.token == "github:index/getRepository:getRepository":
-            return {"repoId": 4242, "fullName": args.args["fullName"]}
+            return {"repoId": 4242, "fullName": args.args["fullName"], "visibility": self.visibility}
+        if args.token == "github:index/getOrganization:getOrganization":
+            if self.plan is None:
+                raise GitHubNotFound()
+            return {"plan": self.plan, "name": args.args["name"]}
         return {}
+
+
+def run_bootstrap(mocks: BootstrapMocks, settings: dict[str, Any] = CONFIG) -> BootstrapMocks:
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="ci", preview=True)
+    config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
+    stacks = settings.get("stacks", ["dev", "prod"])
+    config[f"{PROJECT}:stackPassphrases"] = json.dumps({s: f"{s}-pass" for s in stacks})
+    config[f"{PROJECT}:prodRunnerToken"] = "github-token-value"
+    secret = [f"{PROJECT}:stackPassphrases", f"{PROJECT}:prodRunnerToken"]
+    pulumi.runtime.set_all_config(config, secret_keys=secret)
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"))))
+    return mocks
 
 
 @pytest.fixture(scope="module")
 def bootstrap() -> BootstrapMocks:
-    from pulumi.runtime.stack import run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
-
-    mocks = BootstrapMocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="ci", preview=True)
-    config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in CONFIG.items()}
-    config[f"{PROJECT}:stackPassphrases"] = json.dumps({"dev": "dev-pass", "prod": "prod-pass"})
-    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:stackPassphrases"])
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "bootstrap" / "__main__.py"))))
-    return mocks
+    return run_bootstrap(BootstrapMocks())
 
 
 def of(mocks: BootstrapMocks, typ: str) -> dict[str, dict[str, Any]]:
@@ -396,3 +451,493 @@ def test_ci_doc_names_every_variable_and_environment_bootstrap_creates(bootstrap
     }
     missing = sorted(name for name in variables | environments if f"`{name}`" not in section)
     assert not missing, f"docs/ci-cd.md's CI/CD section and docs/ci-cd-notes.md lack {missing}"
+
+
+# --- isolation: no deploy identity on the subscription or the state account ------------------
+
+
+def assignments(mocks: BootstrapMocks) -> dict[str, dict[str, Any]]:
+    return of(mocks, "azure-native:authorization:RoleAssignment")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_deploy_identity_holds_a_role_on_the_subscription_or_the_state_group(bootstrap: BootstrapMocks, stack: str):
+    scopes = scopes_of(bootstrap, f"object-deploy-{stack}")
+    assert "/subscriptions/sub-1" not in scopes
+    assert "id-ci" not in scopes  # the state account's group
+    assert "id-state" not in scopes  # the account itself: only its own container's data
+    other = "prod" if stack == "dev" else "dev"
+    assert f"id-stack-{other}" not in scopes and f"id-state-{other}" not in scopes
+    assert scopes == {f"id-stack-{stack}", f"id-state-{stack}"}
+
+
+def test_bootstrap_makes_each_stacks_group_as_the_program_does_and_keeps_it(bootstrap: BootstrapMocks):
+    from core import loading
+
+    groups = of(bootstrap, "azure-native:resources:ResourceGroup")
+    for stack in ("dev", "prod"):
+        group = groups[f"stack-{stack}"]
+        assert group["resourceGroupName"] == f"llamacpp-{stack}-rg"
+        assert group["location"] == loading.load_stack(ROOT / f"Pulumi.{stack}.yaml").cluster.location
+        assert group["tags"] == labels.tags(stack, "cluster")
+    assert set(groups) == {"ci", "stack-dev", "stack-prod"}
+
+
+def test_the_state_group_is_locked_and_denies_shared_keys(bootstrap: BootstrapMocks):
+    (lock,) = of(bootstrap, "azure-native:authorization:ManagementLockAtResourceGroupLevel").values()
+    assert lock["level"] == "CanNotDelete"
+    (policy,) = of(bootstrap, "azure-native:authorization:PolicyAssignment").values()
+    assert policy["scope"] == "id-ci"
+    assert policy["policyDefinitionId"].endswith(f"/policyDefinitions/{plan.DENY_SHARED_KEY_POLICY}")
+    assert policy["parameters"] == {"effect": {"value": "Deny"}}
+
+
+def test_the_preview_reads_the_cluster_of_devs_group_only(bootstrap: BootstrapMocks):
+    by_role = {
+        a["roleDefinitionId"].rsplit("/", 1)[1]: a["scope"]
+        for a in assignments(bootstrap).values()
+        if a["principalId"] == "object-preview"
+    }
+    assert by_role[plan.AKS_CLUSTER_USER] == by_role[plan.AKS_RBAC_READER] == "id-stack-dev"
+
+
+def test_operators_read_every_stacks_state_and_cluster_and_write_nothing(bootstrap: BootstrapMocks):
+    held = {
+        (a["roleDefinitionId"].rsplit("/", 1)[1], a["scope"])
+        for a in assignments(bootstrap).values()
+        if a["principalId"] == OPERATORS
+    }
+    assert {a["principalType"] for a in assignments(bootstrap).values() if a["principalId"] == OPERATORS} == {"Group"}
+    for stack in ("dev", "prod"):
+        assert (plan.STORAGE_BLOB_DATA_READER, f"id-state-{stack}") in held
+        assert (plan.AKS_CLUSTER_USER, f"id-stack-{stack}") in held
+        assert (plan.AKS_RBAC_READER, f"id-stack-{stack}") in held
+    assert {role for role, _ in held} == {
+        plan.READER,
+        plan.STORAGE_BLOB_DATA_READER,
+        plan.AKS_CLUSTER_USER,
+        plan.AKS_RBAC_READER,
+    }
+
+
+def test_operator_group_must_be_an_object_id():
+    with pytest.raises(ValidationError, match="operatorGroup"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "operatorGroup": "llamacpp-operators"})
+
+
+# --- a fresh subscription: providers and features registered and waited for -------------------
+
+
+class FakeAz:
+    """`az` on a fresh subscription: everything NotRegistered until registered, then Registering
+    for `polls` reads before Registered (Azure's own awkward middle state)."""
+
+    def __init__(self, registered: set[str] = frozenset(), polls: int = 2):  # type: ignore[assignment]
+        self.calls: list[tuple[str, ...]] = []
+        self.left: dict[str, int] = {}
+        self.registered = set(registered)
+        self.polls = polls
+
+    def state(self, key: str) -> str:
+        if key in self.registered:
+            return "Registered"
+        if key not in self.left:
+            return "NotRegistered"
+        if self.left[key] == 0:
+            self.registered.add(key)
+            return "Registered"
+        self.left[key] -= 1
+        return "Registering"
+
+    def __call__(self, *args: str) -> Any:
+        self.calls.append(args)
+        namespace = args[args.index("--namespace") + 1]
+        key = f"{namespace}/{args[args.index('--name') + 1]}" if "--name" in args else namespace
+        if args[1] == "register":
+            self.left.setdefault(key, self.polls)
+            return {}
+        if args[0] == "feature":
+            return {"properties": {"state": self.state(key)}}
+        return {"registrationState": self.state(key)}
+
+
+def test_bootstrap_registers_every_provider_and_feature_the_stacks_use_from_preflights_lists():
+    from bootstrap import register
+    from tools import preflight
+
+    providers, features = register.needed(["dev", "prod"])
+    assert len(providers) == len(set(providers)) and set(preflight.PROVIDERS) <= set(providers)
+    assert features == [preflight.ENCRYPTION_AT_HOST]
+    # What bootstrap registers is what the deploy job's preflight then finds registered.
+    az = FakeAz(registered={*providers, *(f"{n}/{f}" for n, f in features)})
+    for stack in ("dev", "prod"):
+        config = preflight.load_stack(stack)
+        listed = lambda *args: [{"namespace": p, "registrationState": "Registered"} for p in providers]  # noqa: E731
+        assert preflight.check_providers(config, listed) == []
+        assert preflight.check_features(config, az) == []
+    # One stack less, one provider less: prod alone has Grafana.
+    assert preflight.GRAFANA_PROVIDER not in register.needed(["dev"])[0]
+
+
+def test_registration_waits_for_the_feature_then_reregisters_its_provider():
+    from bootstrap import register
+
+    az, slept = FakeAz(polls=2), []
+    register.register(
+        ["Microsoft.Network"], [("Microsoft.Compute", "EncryptionAtHost")], az, slept.append, say=lambda _: None
+    )
+    verbs = [(a[0], a[1]) for a in az.calls]
+    feature_done = verbs.index(("provider", "show"))
+    assert verbs[:feature_done] == [("feature", "register")] + [("feature", "show")] * 3
+    registers = [a[a.index("--namespace") + 1] for a in az.calls if a[:2] == ("provider", "register")]
+    assert registers == ["Microsoft.Network", "Microsoft.Compute"]  # Compute again after its feature
+    assert az.registered == {"Microsoft.Compute/EncryptionAtHost", "Microsoft.Network", "Microsoft.Compute"}
+    assert slept and set(slept) == {register.POLL_SECONDS}
+
+
+def test_registration_skips_what_is_registered_already():
+    from bootstrap import register
+
+    az = FakeAz(registered={"Microsoft.Network"})
+    register.register(["Microsoft.Network"], [], az, lambda _: None, say=lambda _: None)
+    assert az.calls == [("provider", "show", "--namespace", "Microsoft.Network")]
+
+
+@pytest.mark.parametrize(("polls", "fails"), [(4, False), (5, True)])
+def test_registration_gives_up_with_a_sentence_after_the_timeout(polls: int, fails: bool):
+    from bootstrap import register
+
+    az = FakeAz(polls=polls)
+    timeout = 4 * register.POLL_SECONDS  # exactly four waits
+
+    def run() -> None:
+        register.register(["Microsoft.Dashboard"], [], az, lambda _: None, timeout=timeout, say=lambda _: None)
+
+    if fails:
+        with pytest.raises(
+            register.RegistrationError,
+            match=r"resource provider Microsoft.Dashboard is still Registering after 60 s; run `make bootstrap` again",
+        ):
+            run()
+    else:
+        run()
+
+
+def test_registration_names_a_stack_without_a_stack_file(tmp_path):
+    from bootstrap import register
+
+    with pytest.raises(
+        register.RegistrationError,
+        match=r"stack 'staging' is in bootstrap's stacks but Pulumi.staging.yaml does not exist",
+    ):
+        register.needed(["dev", "staging"])
+    missing = tmp_path / "Pulumi.ci.yaml"
+    with pytest.raises(register.RegistrationError, match=r"copy bootstrap/Pulumi\.example\.yaml"):
+        register.bootstrap_stacks(missing)
+    missing.write_text(f"config:\n  {PROJECT}:stacks: [dev, staging]\n")
+    assert register.bootstrap_stacks(missing) == ["dev", "staging"]
+    missing.write_text(f"config:\n  {PROJECT}:stacks: dev\n")
+    with pytest.raises(register.RegistrationError, match="must be a list"):
+        register.bootstrap_stacks(missing)
+
+
+def test_make_bootstrap_registers_before_the_program_runs():
+    makefile = (ROOT / "Makefile").read_text()
+    (recipe,) = re.findall(r"^bootstrap:.*?\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE)
+    assert recipe.index("-m bootstrap.register") < recipe.index("pulumi up")
+
+
+# --- the GitHub plan: refuse with a sentence, or a protection that works there ----------------
+
+PUBLIC_OK = plan.GitHubFacts(visibility="public", organization_plan="free")
+
+
+@pytest.mark.parametrize(
+    ("facts", "settings", "message"),
+    [
+        # Private on Team: environments yes, required reviewers no.
+        (
+            plan.GitHubFacts(visibility="private", organization_plan="team"),
+            {},
+            r"required reviewers for protectedStacks \['prod'\] run in private repositories only on GitHub Enterprise Cloud",
+        ),
+        (
+            plan.GitHubFacts(visibility="internal", organization_plan="team"),
+            {},
+            "example-org/llamacpp-aks is an internal repository of an organization on GitHub plan 'team'",
+        ),
+        (plan.GitHubFacts(visibility="private", organization_plan="enterprise-trial"), {}, "GitHub Enterprise Cloud"),
+        (
+            plan.GitHubFacts(visibility="private", organization_plan="free"),
+            {"protectedStacks": [], "prodReviewers": {}},
+            "environments in private repositories need GitHub Team",
+        ),
+        (
+            plan.GitHubFacts(visibility="public", organization_plan=None),
+            {},
+            "prodRunnerGroup='llamacpp-prod' needs an organization",
+        ),
+        (plan.GitHubFacts(visibility="private", organization_plan=None), {}, "example-org is a user account"),
+    ],
+)
+def test_bootstrap_refuses_a_repository_whose_plan_cannot_hold_the_protection(
+    facts: Any, settings: dict[str, Any], message: str
+):
+    c = plan.BootstrapConfig.model_validate({**CONFIG, **settings})
+    refusal = plan.github_refusal(c, facts)
+    assert refusal is not None and re.search(message, refusal), refusal
+    assert "\n" not in refusal and refusal.endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("facts", "settings"),
+    [
+        (plan.GitHubFacts(visibility="private", organization_plan="enterprise"), {}),
+        (plan.GitHubFacts(visibility="private", organization_plan="ENTERPRISE"), {}),
+        (plan.GitHubFacts(visibility="private", organization_plan="business"), {}),
+        # The protection that works on Team: no reviewers, the branch rule and the runner group.
+        (
+            plan.GitHubFacts(visibility="private", organization_plan="team"),
+            {"protectedStacks": [], "prodReviewers": {}},
+        ),
+        (PUBLIC_OK, {}),
+    ],
+)
+def test_bootstrap_accepts_what_the_plan_holds(facts: Any, settings: dict[str, Any]):
+    assert plan.github_refusal(plan.BootstrapConfig.model_validate({**CONFIG, **settings}), facts) is None
+
+
+def test_a_public_repositorys_runner_group_admits_it_and_stays_restricted_to_deploy_yml_on_main():
+    mocks = run_bootstrap(BootstrapMocks(visibility="public", plan="free"))
+    (group,) = of(mocks, "github:index/actionsRunnerGroup:ActionsRunnerGroup").values()
+    assert group["allowsPublicRepositories"] is True
+    assert group["restrictedToWorkflows"] is True and group["selectedRepositoryIds"] == [4242]
+
+
+def test_bootstrap_reads_the_plan_before_it_makes_anything_on_github_and_stops_with_the_sentence():
+    mocks = BootstrapMocks(visibility="private", plan="team")
+    with pytest.raises(Exception, match="run in private repositories only on GitHub Enterprise Cloud"):
+        run_bootstrap(mocks)
+    assert "github:index/getOrganization:getOrganization" in mocks.calls
+    assert not [t for t, _, _ in mocks.resources if t.startswith("github:index/") and "Provider" not in t]
+
+
+def test_bootstrap_exports_the_runner_groups_id(bootstrap: BootstrapMocks):
+    source = (ROOT / "bootstrap" / "__main__.py").read_text()
+    assert 'pulumi.export("prodRunnerGroupId", runner_group.id)' in source
+
+
+def test_a_user_account_is_refused_with_the_sentence_before_anything_is_made_on_github():
+    mocks = BootstrapMocks(visibility="public", plan=None)
+    with pytest.raises(Exception, match="example-org is a user account, which has no runner groups"):
+        run_bootstrap(mocks)
+    assert not [t for t, _, _ in mocks.resources if t.startswith("github:index/") and "Provider" not in t]
+
+
+# --- prod's runner as code --------------------------------------------------------------------
+
+RUNNER_IMAGE = "example.azurecr.io/gh-runner@sha256:" + "a" * 64
+
+
+@pytest.fixture(scope="module")
+def with_runner() -> BootstrapMocks:
+    return run_bootstrap(BootstrapMocks(), {**CONFIG, "prodRunner": {"image": RUNNER_IMAGE}})
+
+
+def test_prods_runner_is_one_ephemeral_container_app_job_per_queued_job_of_this_repository(with_runner: BootstrapMocks):
+    (job,) = of(with_runner, "azure-native:app:Job").values()
+    assert job["environmentId"] == "id-runner-env"
+    configuration = unsecret(job["configuration"])
+    assert configuration["triggerType"] == "Event"
+    assert configuration["eventTriggerConfig"]["parallelism"] == 1  # one runner per execution
+    (rule,) = configuration["eventTriggerConfig"]["scale"]["rules"]
+    assert rule["type"] == "github-runner"
+    assert rule["metadata"] == {
+        "githubAPIURL": "https://api.github.com",
+        "owner": "example-org",
+        "runnerScope": "org",
+        "repos": "llamacpp-aks",
+        "labels": "prod-deployer",
+        "noDefaultLabels": "true",
+        "targetWorkflowQueueLength": "1",
+    }
+    assert rule["auth"] == [{"secretRef": "github-pat", "triggerParameter": "personalAccessToken"}]
+    (container,) = job["template"]["containers"]
+    assert container["image"] == RUNNER_IMAGE
+    env = {e["name"]: e.get("value", e.get("secretRef")) for e in container["env"]}
+    assert env["RUNNER_GROUP"] == "llamacpp-prod" and env["RUNNER_LABELS"] == "prod-deployer"
+    assert env["GITHUB_PAT"] == "github-pat"  # by reference: the token is never a plain value
+    assert (
+        env["REGISTRATION_TOKEN_API_URL"]
+        == "https://api.github.com/orgs/example-org/actions/runners/registration-token"
+    )
+
+
+def test_prods_runner_leaves_through_one_static_address_and_holds_no_azure_role(with_runner: BootstrapMocks):
+    (ip,) = of(with_runner, "azure-native:network:PublicIPAddress").values()
+    assert ip["publicIPAllocationMethod"] == "Static"
+    (vnet,) = of(with_runner, "azure-native:network:VirtualNetwork").values()
+    (subnet,) = vnet["subnets"]
+    assert subnet["natGateway"] == {"id": "id-runner-nat"}
+    assert subnet["delegations"][0]["serviceName"] == "Microsoft.App/environments"
+    principals = {a["principalId"] for a in of(with_runner, "azure-native:authorization:RoleAssignment").values()}
+    assert not [p for p in principals if "runner" in p]
+    (environment,) = of(with_runner, "azure-native:app:ManagedEnvironment").values()
+    assert environment["vnetConfiguration"]["internal"] is False
+
+
+def test_the_runner_token_reaches_azure_as_a_secret_only(with_runner: BootstrapMocks):
+    (job,) = of(with_runner, "azure-native:app:Job").values()
+    assert "github-token-value" not in json.dumps(job["template"], default=str)
+    assert job["configuration"] != unsecret(job["configuration"])  # the whole block is marked secret
+
+
+def test_without_prod_runner_no_runner_infrastructure_is_made(bootstrap: BootstrapMocks):
+    assert not of(bootstrap, "azure-native:app:Job") and not of(bootstrap, "azure-native:network:NatGateway")
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["example.azurecr.io/gh-runner:latest", "example.azurecr.io/gh-runner@sha256:" + "a" * 63, RUNNER_IMAGE.upper()],
+)
+def test_the_runner_image_must_be_pinned_by_digest(image: str):
+    with pytest.raises(ValidationError, match=r"prodRunner\.image"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "prodRunner": {"image": image}})
+
+
+# --- the CI page, followed step by step -------------------------------------------------------
+
+
+def ci_page_steps() -> list[str]:
+    page = (ROOT / "docs" / "ci-cd.md").read_text()
+    (section,) = re.findall(r"^### From nothing to the first deploy\n(.*?)(?=^### )", page, flags=re.M | re.S)
+    steps = re.split(r"^\d+\. ", section, flags=re.M)[1:]
+    assert len(steps) == 8, "the CI page's steps changed: update this test with them"
+    return steps
+
+
+def test_the_ci_page_is_followed_in_order_bootstrap_then_the_first_deploy():
+    steps = ci_page_steps()
+    order = [
+        next(i for i, s in enumerate(steps) if marker in s)
+        for marker in ("**`az login`**", "**`make bootstrap`**", "prodRunnerEgressIp", "push to main")
+    ]
+    assert order == sorted(order)
+
+
+def test_every_command_file_variable_and_key_the_ci_page_names_exists(bootstrap: BootstrapMocks):
+    page = (ROOT / "docs" / "ci-cd.md").read_text()
+    text = "".join(ci_page_steps())
+    makefile = (ROOT / "Makefile").read_text()
+    # `make X`: a target of the Makefile.
+    for target in re.findall(r"`make ([a-z-]+)", page):
+        assert re.search(rf"^{target}:", makefile, flags=re.M), f"make {target}"
+    # `python -m X`: a module of the repository.
+    for module in re.findall(r"python -m ([\w.]+)", page):
+        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), module
+    # Files named with a directory: they exist (a <placeholder> is filled in by the reader).
+    for path in re.findall(r"`((?:bootstrap|tools|core|docs|\.github)/[\w./-]+)`", page):
+        assert (ROOT / path).exists(), path
+    # Bootstrap's config keys the steps set: fields of its schema.
+    aliases = {f.alias for f in plan.BootstrapConfig.model_fields.values()} | {"stackPassphrases", "prodRunnerToken"}
+    for key in ("owner", "repository", "stacks", "prodReviewers", "prodRunnerLabel", "prodRunnerGroup"):
+        assert f"`{key}`" in text and key in aliases, key
+    for key in re.findall(r"pulumi config set --secret (?:--path ')?(\w+)", text):
+        assert key in aliases and key in (ROOT / "bootstrap" / "__main__.py").read_text(), key
+    assert "prodRunner.image" in text and "prodRunner" in aliases and "operatorGroup" in aliases
+    # Outputs the steps read are ones bootstrap exports.
+    source = (ROOT / "bootstrap" / "__main__.py").read_text()
+    for output in re.findall(r"pulumi stack output (\w+)", page):
+        assert f'pulumi.export("{output}"' in source, output
+    # Variables: what the Makefile reads (GITHUB_TOKEN, PULUMI_CONFIG_PASSPHRASE, BOOTSTRAP_STACK,
+    # PULUMI_BACKEND_URL) and what bootstrap sets for the workflows.
+    created = {v["variableName"] for v in of(bootstrap, "github:index/actionsVariable:ActionsVariable").values()}
+    created |= {
+        v["variableName"]
+        for v in of(bootstrap, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable").values()
+    }
+    # The runner image's entrypoint reads the job's environment.
+    created |= {*plan.runner_environment(plan.BootstrapConfig.model_validate(CONFIG)), "GITHUB_PAT"}
+    for variable in set(re.findall(r"`([A-Z][A-Z_]{3,})`", page)) - {"STACK_GRANTED_ROLES"}:
+        assert variable in created or variable in makefile, variable
+    assert catalog.STACK_GRANTED_ROLES  # the one constant the page names, in core/catalog.py
+    # The default bootstrap stack and the backend it keeps its own state in.
+    assert "BOOTSTRAP_STACK ?= ci" in makefile and "PULUMI_BACKEND_URL ?= file://~" in makefile
+    assert "~/.pulumi/stacks/llamacpp-aks-bootstrap/ci.json" in page
+    assert yaml.safe_load((ROOT / "bootstrap" / "Pulumi.yaml").read_text())["name"] == PROJECT
+    # The reviewer ids the page tells how to find are numbers, as the schema wants.
+    assert "--jq .id" in text
+    with pytest.raises(ValidationError, match="prodReviewers"):
+        plan.BootstrapConfig.model_validate({**CONFIG, "prodReviewers": {"users": ["octocat"]}})
+
+
+# --- adding a stack is one change -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_staging() -> Iterator[BootstrapMocks]:
+    # Staging's stack file would sit beside dev's; here its location is westus3.
+    if str(ROOT / "bootstrap") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bootstrap"))
+    module = importlib.import_module("plan")  # the bootstrap program imports its plan by that name
+    original = module.stack_location
+    module.stack_location = lambda stack, root: "westus3" if stack == "staging" else original(stack, root)
+    try:
+        yield run_bootstrap(BootstrapMocks(), {**CONFIG, "stacks": ["dev", "staging", "prod"]})
+    finally:
+        module.stack_location = original
+
+
+def test_adding_a_stack_to_stacks_makes_every_piece_of_it(with_staging: BootstrapMocks):
+    m = with_staging
+    credentials = of(m, "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential")
+    assert credentials["deploy-staging-environment-staging"]["subject"] == (
+        "repo:example-org/llamacpp-aks:environment:staging"
+    )
+    containers = {c["containerName"] for c in of(m, "azure-native:storage:BlobContainer").values()}
+    assert "pulumi-state-staging" in containers
+    groups = of(m, "azure-native:resources:ResourceGroup")
+    assert groups["stack-staging"]["resourceGroupName"] == "llamacpp-staging-rg"
+    assert groups["stack-staging"]["location"] == "westus3"  # its stack file's, not bootstrap's
+    assert scopes_of(m, "object-deploy-staging") == {"id-stack-staging", "id-state-staging"}
+    environments = of(m, "github:index/repositoryEnvironment:RepositoryEnvironment")
+    assert environments["staging"].get("reviewers") is None  # not in protectedStacks
+    variables = {
+        (v["environment"], v["variableName"]): v["value"]
+        for v in of(m, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable").values()
+    }
+    assert variables[("staging", "AZURE_CLIENT_ID")] == "client-deploy-staging"
+    assert variables[("staging", "PULUMI_STATE_CONTAINER")] == "pulumi-state-staging"
+    secrets = of(m, "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret")
+    assert unsecret(secrets["staging-passphrase"]["plaintextValue"]) == "staging-pass"
+    policies = of(m, "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy")
+    assert policies["staging-branch"]["branchPattern"] == "main"
+
+
+def test_adding_a_stack_registers_what_its_config_needs(tmp_path):
+    from bootstrap import register
+    from tools import preflight
+
+    for stack in ("dev", "prod"):
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    with pytest.raises(register.RegistrationError, match=r"Pulumi\.staging\.yaml does not exist"):
+        register.needed(["dev", "staging"], root=tmp_path)
+    (tmp_path / "Pulumi.staging.yaml").write_text((ROOT / "Pulumi.prod.yaml").read_text())
+    providers, _ = register.needed(["dev", "staging"], root=tmp_path)
+    assert preflight.GRAFANA_PROVIDER in providers  # staging copied prod's Grafana
+
+
+def test_adding_a_stack_needs_its_two_deploy_jobs():
+    # The workflow side of a new stack: deploy.yml has an image and an up job for every stack of
+    # the example bootstrap config, in the order of its stacks list.
+    example = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.example.yaml").read_text())["config"]
+    stacks = example[f"{PROJECT}:stacks"]
+    jobs = yaml.safe_load((WORKFLOWS / "deploy.yml").read_text())["jobs"]
+    assert set(jobs) == {f"{kind}-{s}" for s in stacks for kind in ("image", "up")} | {"preflight"}
+    for before, after in itertools.pairwise(stacks):
+        assert f"up-{before}" in jobs[f"up-{after}"]["needs"]
+
+
+def test_bootstrap_stops_with_a_sentence_for_a_stack_without_a_stack_file():
+    with pytest.raises(Exception, match=r"stack 'qa' is in bootstrap's stacks but Pulumi\.qa\.yaml does not exist"):
+        run_bootstrap(BootstrapMocks(), {**CONFIG, "stacks": ["dev", "qa", "prod"]})

@@ -3,6 +3,7 @@ and nothing else is touched, and CI's stack settings leave the committed config 
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -80,8 +81,74 @@ def test_token_file_is_rewritten_each_round_and_only_its_owner_reads_it(github_o
     assert file.stat().st_mode & 0o077 == 0
 
 
-def test_refreshes_every_four_minutes_inside_githubs_five_minute_token_life():
-    assert oidc_token.REFRESH_SECONDS < 300
+class Timeline:
+    """A fake clock for the refresher: `down` is when GitHub's endpoint fails (start, end) and each
+    token is its issue time; `ages` is the file token's age at each moment something is written or attempted."""
+
+    def __init__(self, down: list[tuple[float, float]]):
+        self.now = 0.0
+        self.down = down
+        self.attempts: list[float] = []
+        self.writes: list[float] = []
+
+    def fetch(self, url: str, bearer: str) -> str:
+        self.attempts.append(self.now)
+        if any(start <= self.now < end for start, end in self.down):
+            raise OSError("HTTP Error 503: Service Unavailable")
+        self.writes.append(self.now)
+        return JWT
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def oldest(self, until: float) -> float:
+        """The oldest the file's token gets before `until`: the longest gap between writes."""
+        marks = [*self.writes, until]
+        return max(b - a for a, b in itertools.pairwise(marks))
+
+
+def run_timeline(tmp_path: Path, down: list[tuple[float, float]], rounds: int) -> Timeline:
+    timeline = Timeline(down)
+    oidc_token.refresh(
+        tmp_path / "token", "http://127.0.0.1:9/t?x=1", "t", every=oidc_token.REFRESH_SECONDS, rounds=rounds,
+        fetcher=timeline.fetch, sleep=timeline.sleep,
+    )  # fmt: skip
+    return timeline
+
+
+def test_refreshes_well_within_githubs_five_minute_token_life(tmp_path: Path):
+    timeline = run_timeline(tmp_path, down=[], rounds=6)
+    assert timeline.writes == [i * oidc_token.REFRESH_SECONDS for i in range(6)]
+    # Each reader gets a token with at least 3 of its 5 minutes left.
+    assert timeline.oldest(until=timeline.now) <= oidc_token.TOKEN_LIFE_SECONDS - 180
+
+
+def test_a_failed_refresh_is_retried_within_seconds_not_a_period(tmp_path: Path):
+    # GitHub's endpoint fails for 25 s at the second refresh: three tries, the fourth succeeds.
+    every, retry = oidc_token.REFRESH_SECONDS, oidc_token.RETRY_SECONDS
+    timeline = run_timeline(tmp_path, down=[(every, every + 25)], rounds=6)
+    assert timeline.attempts[:5] == [0, every, every + retry, every + 2 * retry, every + 3 * retry]
+    assert timeline.writes[1] == every + 3 * retry
+    # The file's token never got older than a reader can still use (a minute left at least).
+    assert timeline.oldest(until=timeline.now) <= oidc_token.TOKEN_LIFE_SECONDS - 60
+
+
+def test_an_outage_longer_than_a_token_life_is_caught_up_at_once_when_it_ends(tmp_path: Path):
+    every, retry = oidc_token.REFRESH_SECONDS, oidc_token.RETRY_SECONDS
+    end = every + oidc_token.TOKEN_LIFE_SECONDS + 1  # one second past a whole token life
+    timeline = run_timeline(tmp_path, down=[(every, end)], rounds=40)
+    first_after = next(w for w in timeline.writes if w >= end)
+    assert first_after - end < retry  # the next try after the outage, not the next period
+    assert all(b - a == retry for a, b in itertools.pairwise(timeline.attempts[1:]) if b <= end)
+
+
+def test_a_retry_never_waits_longer_than_the_period(tmp_path: Path):
+    timeline = Timeline(down=[(1, 10**6)])
+    oidc_token.refresh(
+        tmp_path / "token", "http://127.0.0.1:9/t?x=1", "t", every=3, rounds=4, retry=60,
+        fetcher=timeline.fetch, sleep=timeline.sleep,
+    )  # fmt: skip
+    assert timeline.attempts == [0, 3, 6, 9]
 
 
 def test_a_first_answer_without_a_jwt_fails_at_once(tmp_path: Path):

@@ -66,14 +66,24 @@ def test_previews_and_deploys_never_share_a_concurrency_group():
 
 def test_nothing_cancels_a_deploy_or_an_image_build():
     for name, job in jobs("deploy.yml").items():
+        if name == "preflight":  # read-only: runs beside any other run, and nothing replaces it
+            assert "concurrency" not in job
+            continue
         assert job["concurrency"]["cancel-in-progress"] is False, name
 
 
-def test_prod_deploys_on_the_runner_named_by_a_repository_variable():
+def test_prod_deploys_only_on_a_runner_of_prods_group_and_builds_its_image_on_a_hosted_one():
     deploy = jobs("deploy.yml")
-    for stack in STACKS:
-        runner = "${{ vars.PROD_RUNNER_LABEL }}" if stack == "prod" else "ubuntu-24.04"
-        assert deploy[f"up-{stack}"]["runs-on"] == deploy[f"image-{stack}"]["runs-on"] == runner
+    assert deploy["up-prod"]["runs-on"] == {
+        "group": "${{ vars.PROD_RUNNER_GROUP }}",
+        "labels": "${{ vars.PROD_RUNNER_LABEL }}",
+    }
+    # The image jobs never reach an API server: hosted runners (deploy.yml says why that is safe).
+    assert deploy["up-dev"]["runs-on"] == deploy["image-dev"]["runs-on"] == deploy["image-prod"]["runs-on"]
+    assert deploy["image-prod"]["runs-on"] == "ubuntu-24.04"
+    # No prod job names a bare label any runner could carry.
+    for name, job in deploy.items():
+        assert job["runs-on"] != "${{ vars.PROD_RUNNER_LABEL }}", name
 
 
 # --- image builds: their own job per stack, before that stack's up ---------------------------
@@ -81,9 +91,9 @@ def test_prod_deploys_on_the_runner_named_by_a_repository_variable():
 
 def test_each_up_waits_for_its_own_image_job_and_prods_image_starts_at_once():
     deploy = jobs("deploy.yml")
-    assert set(deploy) == set(UP_JOBS + IMAGE_JOBS)
-    assert deploy["up-dev"]["needs"] == "image-dev"
-    assert set(deploy["up-prod"]["needs"]) == {"up-dev", "image-prod"}  # dev first, then prod
+    assert set(deploy) == {*UP_JOBS, *IMAGE_JOBS, "preflight"}
+    assert deploy["up-dev"]["needs"] == ["preflight", "image-dev"]
+    assert set(deploy["up-prod"]["needs"]) == {"preflight", "up-dev", "image-prod"}  # dev first, then prod
     # Prod's build runs beside dev's jobs, so prod's up never waits an hour for it after dev.
     assert "needs" not in deploy["image-dev"] and "needs" not in deploy["image-prod"]
 
@@ -133,7 +143,7 @@ def test_deploys_create_their_stack_on_the_first_run():
     # pulumi/actions v7.0.0 only selects an existing stack unless upsert is on (src/main.ts), and
     # nothing else creates dev or prod in the state container.
     for name in UP_JOBS:
-        (up,) = steps_using(jobs("deploy.yml")[name], "pulumi/actions")
+        (up,) = [s for s in steps_using(jobs("deploy.yml")[name], "pulumi/actions") if "command" in s["with"]]
         assert str(up["with"].get("upsert")).lower() == "true", name
 
 
@@ -209,7 +219,7 @@ def step_seconds(step: dict[str, Any]) -> int:
     run = step.get("run", "")
     return (
         STEP_SECONDS
-        + VENV_SECONDS * ("make venv" in run)
+        + VENV_SECONDS * ("make venv" in run or "make .venv/.installed" in run)
         + GO_INSTALL_SECONDS * ("go install" in run)
         + INSTALL_CLI_SECONDS * ("az aks install-cli" in run)
     )
@@ -308,3 +318,134 @@ def test_ci_notes_cover_each_topic_and_the_first_deploy_timeline_counts_both_rol
     ]
     (timeline,) = re.findall(r"^## First-deploy timeline\n(.*)", notes, flags=re.MULTILINE | re.DOTALL)
     assert "role wait 1" in timeline and "role wait 2" in timeline and "600 s" in timeline
+
+
+# --- a fresh subscription, a first pull request, a faster job ---------------------------------
+
+
+def step_index(steps: list[dict[str, Any]], match: Any) -> int:
+    (index,) = [i for i, s in enumerate(steps) if match(s)]
+    return index
+
+
+def test_a_read_only_preflight_of_every_stack_runs_before_any_up():
+    from bootstrap import plan
+    from tools import ci_workflows
+
+    deploy = jobs("deploy.yml")
+    job = deploy["preflight"]
+    # As the preview identity, which reads the subscription (no deploy identity holds a role there).
+    assert job["environment"] == plan.PREVIEW_ENVIRONMENT
+    (login,) = logins(job)
+    assert login["client-id"] == "${{ vars.AZURE_PREVIEW_CLIENT_ID }}"
+    assert "PULUMI_CONFIG_PASSPHRASE" not in json.dumps(job) and "pulumi/actions" not in json.dumps(job)
+    steps = job["steps"]
+    login_at = step_index(steps, lambda s: str(s.get("uses", "")).startswith("Azure/login@"))
+    check = step_index(steps, lambda s: "-m tools.preflight" in s.get("run", ""))
+    assert login_at < check
+    stacks = ci_workflows.stacks_of(ci_workflows.EXAMPLE)
+    assert f"for stack in {' '.join(stacks)}; do" in steps[check]["run"]
+    assert '--stack "$stack" --subscription-only' in steps[check]["run"]
+    for name in UP_JOBS:
+        assert "preflight" in deploy[name]["needs"], name
+
+
+def test_the_ci_preflight_asks_only_the_subscription(monkeypatch, capsys):
+    from tools import preflight
+
+    asked: list[tuple[str, ...]] = []
+
+    def az(*args: str) -> object:
+        asked.append(args)
+        if args[:2] == ("account", "show"):
+            return {}
+        raise preflight.AzError("AuthorizationFailed")
+
+    def never(*_: object) -> str:
+        raise AssertionError("the subscription-only preflight looks at no tool and no address")
+
+    monkeypatch.setattr(preflight, "run_az", az)
+    monkeypatch.setattr(preflight, "public_ip", never)
+    monkeypatch.setattr(preflight.shutil, "which", never)
+    assert preflight.main(["--stack", "prod", "--subscription-only"]) == 1
+    out = capsys.readouterr().out
+    assert "problem: providers: az failed (AuthorizationFailed); fix az and rerun" in out
+    assert {a[0] for a in asked} >= {"account", "provider", "vm"}
+
+
+def test_deploy_and_preview_jobs_build_the_programs_venv_only():
+    runs = [("deploy.yml", j) for j in (*UP_JOBS, "preflight")] + [("pull-request.yml", "preview")]
+    for workflow, name in runs:
+        text = json.dumps(jobs(workflow)[name]["steps"])
+        assert "make venv" not in text and "checkov" not in text, f"{workflow}:{name} builds checkov's venv"
+        assert text.count("make .venv/.installed") == 1, name
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^\$\(VENV\)/\.installed:", makefile, flags=re.MULTILINE)
+    assert re.search(r"^VENV := \.venv$", makefile, flags=re.MULTILINE)
+
+
+def test_the_first_preview_before_any_deploy_logs_in_only_where_the_backend_has_its_meta_file():
+    from bootstrap import plan
+
+    (step,) = [s for s in jobs("pull-request.yml")["preview"]["steps"] if "pulumi preview" in s.get("run", "")]
+    script = step["run"]
+    check = script.index("az storage blob exists --auth-mode login")
+    assert f"--name {plan.BACKEND_META_BLOB}" in script
+    no_stack = script.index('if [ "$meta" != true ]; then')
+    assert check < no_stack < script.index("exit 0") < script.index('pulumi login "azblob://')
+    assert "No stack $STACK yet" in script[no_stack : script.index("exit 0")]
+
+
+# --- deploy.yml is written from bootstrap's stacks list --------------------------------------
+
+
+def test_deploy_yml_is_what_tools_ci_workflows_writes_for_bootstraps_stacks():
+    from tools import ci_workflows
+
+    stacks = ci_workflows.stacks_of(ci_workflows.EXAMPLE)
+    expected = ci_workflows.render(stacks, {s: ci_workflows.needs_runner(s) for s in stacks})
+    assert (WORKFLOWS / "deploy.yml").read_text() == expected, "run: python -m tools.ci_workflows"
+    assert ci_workflows.main(["--check"]) == 0
+
+
+def test_a_stack_added_to_the_list_gets_its_image_and_up_jobs_in_order():
+    from tools import ci_workflows
+
+    text = ci_workflows.render(["dev", "staging", "prod"], {"dev": False, "staging": False, "prod": True})
+    document = yaml.safe_load(text)["jobs"]
+    assert list(document) == [
+        "preflight",
+        *("image-dev", "up-dev", "image-staging", "up-staging", "image-prod", "up-prod"),
+    ]
+    assert document["up-staging"]["needs"] == ["preflight", "up-dev", "image-staging"]
+    assert document["up-prod"]["needs"] == ["preflight", "up-staging", "image-prod"]
+    assert "for stack in dev staging prod; do" in json.dumps(document["preflight"])
+    staging, dev = document["up-staging"], document["up-dev"]
+    assert staging["environment"] == staging["env"]["STACK"] == "staging"
+    assert staging["concurrency"] == {"group": "deploy-staging", "cancel-in-progress": False}
+    assert {**staging["env"], "STACK": "x"} == {**dev["env"], "STACK": "x"}
+    assert staging["steps"] == dev["steps"] and document["image-staging"]["steps"] == document["image-dev"]["steps"]
+    assert staging["runs-on"] == "ubuntu-24.04"
+    assert document["up-prod"]["runs-on"] == {
+        "group": "${{ vars.PROD_RUNNER_GROUP }}",
+        "labels": "${{ vars.PROD_RUNNER_LABEL }}",
+    }
+    # A stack whose API server admits listed addresses only deploys from the runner group.
+    behind = yaml.safe_load(ci_workflows.render(["dev", "prod"], {"dev": True, "prod": True}))["jobs"]
+    assert behind["up-dev"]["runs-on"] == behind["up-prod"]["runs-on"]
+
+
+def test_which_stacks_deploy_from_the_runner_group_comes_from_their_stack_files():
+    from tools import ci_workflows
+
+    assert ci_workflows.needs_runner("prod") is True  # authorizedIpRanges set
+    assert ci_workflows.needs_runner("dev") is False  # an open API server
+
+
+def test_the_workflow_writer_refuses_a_stack_without_a_stack_file(tmp_path, capsys):
+    from tools import ci_workflows
+
+    config = tmp_path / "Pulumi.ci.yaml"
+    config.write_text("config:\n  llamacpp-aks-bootstrap:stacks: [dev, staging]\n")
+    assert ci_workflows.main(["--config", str(config), "--check"]) == 1
+    assert "stacks ['staging'] have no Pulumi.<stack>.yaml" in capsys.readouterr().err

@@ -30,12 +30,17 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 # The audience Entra ID's federated credentials expect (bootstrap/plan.py ENTRA_TOKEN_AUDIENCE).
 AUDIENCE = "api://AzureADTokenExchange"
-# GitHub's ID tokens live 5 minutes: a new one every 4 leaves each reader at least a minute.
-REFRESH_SECONDS = 240
+# GitHub's ID tokens live 5 minutes. A new one every 2 minutes leaves each reader at least 3, and
+# room for several retries before the file's token ages out; a failed refresh is retried after
+# RETRY_SECONDS, not after a full period.
+TOKEN_LIFE_SECONDS = 300
+REFRESH_SECONDS = 120
+RETRY_SECONDS = 10
 REQUEST_TIMEOUT_SECONDS = 30
 
 
@@ -65,23 +70,36 @@ def write_atomically(path: Path, token: str) -> None:
     os.replace(temporary, path)
 
 
-def refresh(path: Path, url: str, bearer: str, every: float, rounds: int | None = None) -> None:
-    """Writes a token now, then every `every` seconds (`rounds` bounds the loop, for tests).
+def refresh(
+    path: Path,
+    url: str,
+    bearer: str,
+    every: float,
+    rounds: int | None = None,
+    *,
+    retry: float = RETRY_SECONDS,
+    fetcher: Callable[[str, str], str] = fetch,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Writes a token now, then every `every` seconds (`rounds` bounds the attempts, for tests).
 
-    A failed refresh is reported and retried at the next round: the file's token stays valid for
-    another minute, and the tool that finally reads a stale one fails with Entra's own message."""
+    A failed refresh is reported and retried after `retry` seconds (at most `every`): the file's
+    token is still valid then, and a passing outage costs seconds, not a period. The first write
+    must succeed; a tool that finally reads a stale token fails with Entra's own message."""
     done = 0
     while True:
         try:
-            write_atomically(path, fetch(url, bearer))
+            write_atomically(path, fetcher(url, bearer))
+            wait = every
         except (OSError, ValueError) as error:
             if done == 0:
                 raise
-            print(f"oidc_token: refresh failed, retrying in {every:.0f} s: {error}", file=sys.stderr)
+            wait = min(retry, every)
+            print(f"oidc_token: refresh failed, retrying in {wait:.0f} s: {error}", file=sys.stderr)
         done += 1
         if every <= 0 or (rounds is not None and done >= rounds):
             return
-        time.sleep(every)
+        sleep(wait)
 
 
 def main(argv: list[str] | None = None) -> int:

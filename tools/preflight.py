@@ -81,12 +81,22 @@ def public_ip(url: str = IP_ECHO_URL, timeout_s: float = 10) -> str:
         return str(ipaddress.ip_address(response.read().decode().strip()))
 
 
-def check_providers(config: StackConfig, az: Az) -> list[str]:
-    wanted = [
+def required_providers(config: StackConfig) -> list[str]:
+    """The resource providers this stack's resources need (bootstrap/register.py registers them)."""
+    return [
         *PROVIDERS,
         *([GRAFANA_PROVIDER] if config.autoscaling.grafana else []),
         *(INGRESS_PROVIDERS if config.ingress.enabled else ()),
     ]
+
+
+def required_features(config: StackConfig) -> list[tuple[str, str]]:
+    """The preview features (namespace, name) this stack needs registered."""
+    return [ENCRYPTION_AT_HOST] if config.cluster.encryption_at_host else []
+
+
+def check_providers(config: StackConfig, az: Az) -> list[str]:
+    wanted = required_providers(config)
     states = {p["namespace"].lower(): p.get("registrationState") for p in az("provider", "list")}
     return [
         f"resource provider {ns} is {states.get(ns.lower()) or 'not registered'} on this subscription; "
@@ -278,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--my-ip", default=None, help="this machine's public address (default: asked of an echo service)"
     )
+    parser.add_argument(
+        "--subscription-only",
+        action="store_true",
+        help="only what the subscription offers (CI's read-only job: no tools, no address)",
+    )
     args = parser.parse_args(argv)
     path = ROOT / f"Pulumi.{args.stack}.yaml"
     if not path.exists():
@@ -289,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in err.problems:
             print(f"problem: {problem}")
         return 1
-    problems = preflight(config, run_az, (lambda: args.my_ip) if args.my_ip else public_ip, shutil.which)
+    if args.subscription_only:
+        problems = check_subscription(config, run_az)
+    else:
+        problems = preflight(config, run_az, (lambda: args.my_ip) if args.my_ip else public_ip, shutil.which)
     for problem in problems:
         print(f"problem: {problem}")
     print(f"\nExpected time from `make up` to the first token on {args.stack}: {total_text(config)}")
