@@ -60,8 +60,13 @@ class AksCluster(pulumi.ComponentResource):
         self.deployer_principal_type = self._deployer_principal_type(c)
         self.role_propagation_seconds = c.role_propagation_seconds
 
+        group_name = labels.name(stack, "rg")
         self.resource_group = resources.ResourceGroup(
-            f"{name}-rg", resource_group_name=labels.name(stack, "rg"), location=c.location, tags=tags, opts=child
+            f"{name}-rg",
+            resource_group_name=group_name,
+            location=c.location,
+            tags=tags,
+            opts=child.merge(self._adopt(group_name)) if c.adopt_resource_group else child,
         )
         self.resource_group_name = self.resource_group.name
         workspace = self._log_workspace(name, stack, c) if c.monitoring else None
@@ -250,6 +255,15 @@ class AksCluster(pulumi.ComponentResource):
         )
 
         return acr_pull, acr_push, deployer_admin
+
+    def _adopt(self, group_name: str) -> pulumi.ResourceOptions:
+        """Import the group bootstrap made (same name, location and tags, so the import shows no
+        difference) and keep it on destroy: bootstrap's role assignments are scoped to it. An import
+        id equal to the state's is no change on later updates."""
+        subscription = authorization.get_client_config(opts=pulumi.InvokeOptions(parent=self)).subscription_id
+        return pulumi.ResourceOptions(
+            import_=f"/subscriptions/{subscription}/resourceGroups/{group_name}", retain_on_delete=True
+        )
 
     def _deployer_principal_type(self, c: Cluster) -> pulumi.Output[PrincipalType]:
         """User or ServicePrincipal: configured, or read from the ARM token azure-native signs in with."""

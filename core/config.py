@@ -363,6 +363,10 @@ class Cluster(Model):
     # Whoever runs `pulumi up` gets roles; ARM needs to know if that is a person or a service
     # principal. `auto` reads it from the ARM token azure-native signs in with (core/identity.py).
     deployer_principal_type: Literal["auto", "User", "ServicePrincipal"] = "auto"
+    # The stack's resource group exists already (bootstrap makes it for CI's stacks, so that the
+    # deploy identity's roles have a scope): take it over by import instead of creating it, and
+    # leave it when the stack is destroyed. CI sets it (tools/ci_stack.py).
+    adopt_resource_group: bool = False
     # The principal the deployer's roles (AcrPush, cluster admin, Grafana Admin) go to, instead of
     # whoever runs the program: CI's deploy identity, so that a preview run by another identity
     # (CI's read-only one on a pull request) shows no role change. Unset: whoever runs `pulumi up`.

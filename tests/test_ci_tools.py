@@ -224,6 +224,7 @@ def test_ci_sets_kubelogins_workload_identity_and_the_deployer_and_keeps_the_res
     assert out["config"]["llamacpp-aks:cluster"] == {
         "location": "eastus",
         "kubeloginMode": "workloadidentity",
+        "adoptResourceGroup": True,
         "deployerObjectId": "11111111-1111-1111-1111-111111111111",
         "deployerPrincipalType": "ServicePrincipal",
     }
@@ -239,3 +240,4 @@ def test_ci_settings_load_as_a_valid_stack_config(stack: str):
     raw = {k.split(":", 1)[1]: v for k, v in document["config"].items()}
     config, _ = load_config(raw, stack)
     assert config.cluster.kubelogin_mode == "workloadidentity"
+    assert config.cluster.adopt_resource_group

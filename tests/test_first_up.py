@@ -348,3 +348,21 @@ def test_prod_alerts_without_receivers_fail_preview():
 )
 def test_alert_receivers_must_be_https_and_email_addresses(key, value):
     assert only(preview_problems({"alerts": {key: [value]}})).startswith(f"alerts.{key}[0]={value!r}")
+
+
+# --- the resource group bootstrap made --------------------------------------------------------
+
+
+def test_a_stack_adopting_its_group_imports_it_by_id_and_keeps_it_on_destroy():
+    """azure-native refuses to create a group that exists: CI's stacks import the one bootstrap made."""
+    from tools.mocks import SUBSCRIPTION
+
+    adopted = [
+        r
+        for r in of_type(
+            run_stack({"cluster": {"adoptResourceGroup": True}}, "dev"), "azure-native:resources:ResourceGroup"
+        )
+    ]
+    assert [r.import_id for r in adopted] == [f"/subscriptions/{SUBSCRIPTION}/resourceGroups/llamacpp-dev-rg"]
+    created = of_type(run_stack({}, "dev"), "azure-native:resources:ResourceGroup")
+    assert [r.import_id for r in created] == [None]

@@ -5,6 +5,9 @@ never committed: how kubelogin signs in and whose object id the deployer's roles
   ID-token endpoint for every new AKS token itself (Azure/kubelogin
   pkg/internal/token/provider.go, `WorkloadIdentityLogin` with ACTIONS_ID_TOKEN_REQUEST_*), instead
   of the Azure CLI's login, which has expired by the time the cluster exists (github.com/Azure/azure-cli/issues/28708).
+- `cluster.adoptResourceGroup: true`: bootstrap made the stack's resource group (the deploy
+  identity's roles are scoped to it), so the program imports it instead of creating it; azure-native
+  refuses to create a resource that exists.
 - `cluster.deployerObjectId` and `deployerPrincipalType: ServicePrincipal`: the deploy identity
   (bootstrap's `deployerObjectId` output, the DEPLOYER_OBJECT_ID variable), so a preview by the
   read-only identity plans no change to the deployer's role assignments.
@@ -31,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def ci_settings(deployer_object_id: str | None) -> dict[str, Any]:
     """The `cluster` keys CI sets (camelCase, as in the stack files)."""
-    settings: dict[str, Any] = {"kubeloginMode": "workloadidentity"}
+    settings: dict[str, Any] = {"kubeloginMode": "workloadidentity", "adoptResourceGroup": True}
     if deployer_object_id:
         settings |= {"deployerObjectId": deployer_object_id, "deployerPrincipalType": "ServicePrincipal"}
     return settings

@@ -100,6 +100,7 @@ class Recorded:
     name: str
     inputs: dict[str, Any]
     provider: str | None = None
+    import_id: str | None = None  # the id of an existing resource it takes over (ResourceOptions.import_)
 
 
 # What a created resource has beside its inputs, by type: (its inputs, its Pulumi name, the
@@ -200,7 +201,7 @@ class RenderMocks(Mocks):
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.resources.append(Recorded(args.typ, args.name, inputs, args.provider))
+        self.resources.append(Recorded(args.typ, args.name, inputs, args.provider, args.resource_id or None))
         outputs = dict(inputs)
         arm = ARM_TYPES.get(args.typ)
         if arm:
