@@ -68,9 +68,12 @@ def test_deploy_scopes_are_the_stacks_own_group_and_never_the_subscription():
 
 
 def test_the_stacks_group_is_the_one_the_program_makes():
+    from tests.conftest import of_type, run_stack
+
     assert plan.stack_resource_group("dev") == labels.name("dev", "rg") == "llamacpp-dev-rg"
-    source = (ROOT / "components" / "cluster.py").read_text()
-    assert 'resource_group_name=labels.name(stack, "rg")' in source
+    (group,) = of_type(run_stack({}, "dev"), "azure-native:resources:ResourceGroup")
+    assert group.inputs["resourceGroupName"] == plan.stack_resource_group("dev")
+    assert group.inputs["tags"] == labels.tags("dev", "cluster")
 
 
 @pytest.mark.parametrize("group", ["llamacpp-prod-rg", "LLAMACPP-PROD-RG"])

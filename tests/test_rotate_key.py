@@ -67,7 +67,11 @@ def test_a_configured_key_is_rotated_in_config(
 ):
     text = (ROOT / "Pulumi.dev.yaml").read_text()
     (tmp_path / "Pulumi.dev.yaml").write_text(
-        text.replace("config:\n", "config:\n  llamacpp-aks:apiKey:\n    secure: v1:abc\n", 1)
+        text.replace(
+            "config:\n",
+            "config:\n  llamacpp-aks:apiKey:\n    secure: v1:AAECAwQFBgcICQoL:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=\n",
+            1,
+        )
     )
     monkeypatch.setattr(rotate_key, "ROOT", tmp_path)
     monkeypatch.setattr(rotate_key, "generated_key_urns", lambda stack, flat: pytest.fail("no program run needed"))
