@@ -3,7 +3,9 @@ registry with AcrPull for the kubelet, and a Kubernetes provider built from the 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -27,6 +29,9 @@ from core.identity import PrincipalType, deployer_principal_type
 from core.kubeconfig import decode, with_login_mode
 from specs import cluster as spec
 from specs.azure import role_assignment, role_propagation_wait
+
+# Where `python -m tools.role_ready` finds the project's modules.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 LOG_RETENTION_DAYS = 30
 # The audience of the tokens a workload identity exchanges (learn.microsoft.com/azure/aks/workload-identity-overview).
@@ -382,7 +387,9 @@ class AksCluster(pulumi.ComponentResource):
 
         return command.local.Command(
             f"{name}-ready",
-            create=permissions.ready_command(needed, self.role_propagation_seconds),
+            # The program's own interpreter (the project's venv) from the project root.
+            create=permissions.ready_command(needed, self.role_propagation_seconds, sys.executable),
+            dir=str(PROJECT_ROOT),
             environment={"SCOPE": scope},
             # A new assignment (another deployer) polls again; an unchanged one is no diff.
             triggers=[assignment.id],

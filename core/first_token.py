@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from core import permissions
 from core.config import StackConfig
 
 GB_PER_GIB = 2**30 / 1e9
@@ -148,15 +149,22 @@ def image_build_step(path: str, after: tuple[str, ...]) -> Step:
     )
 
 
-def role_poll_step(key: str, what: str, bound_s: int, after: tuple[str, ...]) -> Step:
+def role_poll_step(key: str, what: str, bound_s: int, after: tuple[str, ...], settle_s: int = 0) -> Step:
+    settled = settle_s if bound_s > 0 else 0
     return Step(
         key,
         f"role poll: {what}",
-        0,
-        bound_s,
+        settled,
+        bound_s + settled,
         "bound",
         "polled every 10 s until ARM grants it (tools/role_ready.py), at most cluster.rolePropagationSeconds: "
-        "Azure RBAC changes take up to 10 minutes (learn.microsoft.com/azure/role-based-access-control/troubleshooting)",
+        "Azure RBAC changes take up to 10 minutes (learn.microsoft.com/azure/role-based-access-control/troubleshooting)"
+        + (
+            f"; then {settled} s for AKS's authorizer, which takes up to 5 minutes more "
+            "(learn.microsoft.com/azure/aks/manage-azure-rbac)"
+            if settled
+            else ""
+        ),
         after,
     )
 
@@ -268,7 +276,11 @@ def first_deploy(config: StackConfig, path: str | None = None) -> list[Step]:
         "Kubernetes objects and the device plugin's pod; not measured",
         ("gpu-node", "admin-poll") if node_first else ("cluster", "admin-poll"),
     )
-    steps.append(role_poll_step("admin-poll", "the deployer's cluster admin role", wait, ("cluster",)))
+    steps.append(
+        role_poll_step(
+            "admin-poll", "the deployer's cluster admin role", wait, ("cluster",), permissions.AKS_ADMIN.settle_s
+        )
+    )
     steps += [node, kubernetes] if node_first else [kubernetes, node]
     return steps + _serving_steps(config, ("gpu-node", "kubernetes", "image"), download=True)
 

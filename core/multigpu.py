@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from core import sizing
 from core.catalog import GB, GPU_VM_SIZES, GpuVmSize
-from core.config import StackConfig
+from core.config import StackConfig, parse_quantity
 
 QUANTIZED_KV = ("q8_0", "q4_0")
 
@@ -151,4 +151,30 @@ def idle_gpu_warning(c: StackConfig) -> list[tuple[str, str]]:
     ]
 
 
-RULES = (gpus_within_node, split_matches_gpus, tensor_split_mode_supported, each_gpu_fits)
+def node_holds_its_replicas(c: StackConfig) -> list[str]:
+    """Replicas that share a node (one per GPU, or per GPU pair) must fit it together; the
+    single-pod check (core.rules.pod_fits_node) cannot see that."""
+    vm = gpu_vm(c)
+    if vm is None or c.server.gpus_per_replica > vm.gpus:
+        return []
+    sharing = min(replicas_per_node(c, vm), c.max_replicas)
+    if sharing < 2:
+        return []
+    node, req = sizing.node_allocatable(vm), c.server.resources.requests
+    each = {
+        "cpu": (parse_quantity(req.cpu) * 1000, node.cpu_millis, "m"),
+        "memory": (parse_quantity(req.memory), node.memory_bytes, " bytes"),
+    }
+    problems = []
+    for key, (one, allocatable, unit) in each.items():
+        if one * sharing > allocatable:
+            problems.append(
+                f"server.resources.requests.{key}={getattr(req, key)} for {sharing} replicas that share a {vm.name} "
+                f"node (server.gpusPerReplica={c.server.gpus_per_replica} of its "
+                f"{vm.gpus} GPUs each) is {one * sharing:.0f}{unit}, over the node's {allocatable}{unit}; lower it to "
+                f"{allocatable // sharing}{unit} or less, or set server.gpusPerReplica={vm.gpus}."
+            )
+    return problems
+
+
+RULES = (gpus_within_node, split_matches_gpus, tensor_split_mode_supported, each_gpu_fits, node_holds_its_replicas)

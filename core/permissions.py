@@ -13,6 +13,7 @@ takes its probe, clock and sleep as arguments; tools/role_ready.py runs it again
 from __future__ import annotations
 
 import fnmatch
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,9 @@ class Needed:
 
     operation: str  # e.g. Microsoft.ContainerRegistry/registries/push/write
     data: bool = False  # a data action (dataActions/notDataActions) rather than a control-plane action
+    # Seconds the service behind the scope may still refuse after ARM grants the role, waited once
+    # ARM's answer is yes (the service reads role assignments on its own schedule).
+    settle_s: int = 0
 
 
 # What each deployer role is waited for by (the built-in roles' definitions,
@@ -39,7 +43,13 @@ ACR_PUSH = Needed("Microsoft.ContainerRegistry/registries/push/write")
 # (learn.microsoft.com/azure/container-registry/container-registry-tasks-overview).
 ACR_TASKS_RUN = Needed("Microsoft.ContainerRegistry/registries/scheduleRun/action")
 # Azure Kubernetes Service RBAC Cluster Admin: dataActions Microsoft.ContainerService/managedClusters/*.
-AKS_ADMIN = Needed("Microsoft.ContainerService/managedClusters/namespaces/write", data=True)
+# The cluster's own authorizer lags ARM: "New role assignments can take up to 5 minutes to propagate
+# and be updated by the authorization server" (learn.microsoft.com/azure/aks/manage-azure-rbac), and
+# the Kubernetes provider does not retry a 403 on its first object.
+AKS_RBAC_SETTLE_SECONDS = 300
+AKS_ADMIN = Needed(
+    "Microsoft.ContainerService/managedClusters/namespaces/write", data=True, settle_s=AKS_RBAC_SETTLE_SECONDS
+)
 
 
 def _matches(patterns: Iterable[str], operation: str) -> bool:
@@ -73,6 +83,8 @@ def poll(
     `bound_s` has passed with the probe still False (a probe that raises is a False: a 403 or a
     passing network fault is what a role not yet in effect looks like)."""
     start = now()
+    if bound_s <= 0:  # cluster.rolePropagationSeconds: 0 asks for no wait at all
+        return 0.0
     while True:
         try:
             if probe():
@@ -85,8 +97,12 @@ def poll(
         sleep(min(interval_s, bound_s - elapsed))
 
 
-def ready_command(needed: Needed, bound_s: int) -> str:
+def ready_command(needed: Needed, bound_s: int, python: str = "python3") -> str:
     """The shell command that waits for `needed` on $SCOPE (tools/role_ready.py), run from the
-    project root, where Pulumi runs local commands."""
+    project root with `python` (the program passes its own interpreter, the project's venv)."""
     data = " --data" if needed.data else ""
-    return f'python3 -m tools.role_ready --scope "$SCOPE" --operation {needed.operation}{data} --timeout {bound_s}'
+    settle = f" --settle {needed.settle_s}" if needed.settle_s and bound_s > 0 else ""
+    return (
+        f'{shlex.quote(python)} -m tools.role_ready --scope "$SCOPE" --operation {needed.operation}{data} '
+        f"--timeout {bound_s}{settle}"
+    )

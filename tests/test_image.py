@@ -189,3 +189,17 @@ def test_dockerfile_builds_from_the_digests_the_catalog_pins():
     assert "-runtime-ubuntu24.04@${CUDA_RUNTIME_DIGEST}" in dockerfile
     args = build_args(Image())
     assert (args["CUDA_DEVEL_DIGEST"], args["CUDA_RUNTIME_DIGEST"]) == (devel, runtime)
+
+
+@pytest.mark.parametrize("dockerfile", sorted((ROOT / "image").glob("Dockerfile*")), ids=lambda p: p.name)
+def test_every_file_a_dockerfile_copies_is_in_the_build_context(dockerfile):
+    """image/.dockerignore leaves out everything it does not name back in (`*`, then `!file`): a
+    COPY of a file it leaves out fails the build, on ACR Tasks and a local Docker alike."""
+    ignore = (ROOT / "image" / ".dockerignore").read_text().split()
+    assert ignore[0] == "*"
+    admitted = {line[1:] for line in ignore[1:] if line.startswith("!")}
+    for line in dockerfile.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not words[1].startswith("--from"):
+            sources = [w for w in words[1:-1] if not w.startswith("--")]
+            assert set(sources) <= admitted, f"{dockerfile.name}: {line!r} copies what .dockerignore leaves out"

@@ -241,3 +241,15 @@ def test_layer_count_is_bounded_so_the_split_is_cheap_to_walk(layers, refused):
             StackConfig.model_validate(raw)
     else:
         assert len(sizing.layer_devices(layers, 999, (1, 1))) == layers + 1
+
+
+@pytest.mark.parametrize(("cpu", "refused"), [("32400m", False), ("32401m", True)])
+def test_two_one_gpu_replicas_on_a_two_gpu_node_must_fit_it_together(cpu, refused):
+    c = config({"replicas": 2, "resources": {"requests": {"cpu": cpu}, "limits": {"cpu": "40"}}})
+    found = [p for p in problems(c) if "share a" in p]
+    assert bool(found) == refused, found
+    if refused:
+        assert "lower it to 32400m or less" in found[0] and "server.gpusPerReplica=2" in found[0]
+    # One replica alone, or one replica of both GPUs, shares nothing.
+    alone = config({"replicas": 1, "resources": {"requests": {"cpu": cpu}, "limits": {"cpu": "40"}}})
+    assert not [p for p in problems(alone) if "share a" in p]

@@ -17,7 +17,17 @@ from typing import Any
 import pytest
 
 from core.config import Ingress, StackConfig
-from core.first_token import Step, bump, critical_path, first_deploy, timeline_markdown, timelines, total_s, verdict
+from core.first_token import (
+    Step,
+    bump,
+    critical_path,
+    first_deploy,
+    summary_lines,
+    timeline_markdown,
+    timelines,
+    total_s,
+    verdict,
+)
 from core.loading import load_config, split_pulumi_config
 from core.summary import summary_markdown
 from tests.conftest import ROOT
@@ -281,9 +291,10 @@ def test_only_the_control_planes_subnet_role_is_a_fixed_wait_the_deployers_are_p
     fixed = [s for s in steps if s.how == "bound" and s.low_s == s.high_s]
     assert [s.key for s in fixed] == ["subnet-wait"] and fixed[0].low_s == 600
     polls = {s.key: (s.low_s, s.high_s) for s in steps if s.key.endswith("-poll")}
-    assert polls == {"registry-poll": (0, 600), "admin-poll": (0, 600)}
+    # The cluster admin role also waits AKS's authorizer, 5 minutes after ARM says yes.
+    assert polls == {"registry-poll": (0, 600), "admin-poll": (300, 900)}
     no_wait = dev.model_copy(update={"cluster": dev.cluster.model_copy(update={"role_propagation_seconds": 0})})
-    assert total_s(steps)[0] == total_s(first_deploy(no_wait, "acr-release"))[0] + 600
+    assert total_s(steps)[0] >= total_s(first_deploy(no_wait, "acr-release"))[0] + 600
 
 
 def test_a_prebuilt_image_polls_for_no_registry_role():
@@ -295,7 +306,9 @@ def test_the_source_build_is_the_step_that_misses_and_the_release_binaries_remov
     source, release = first_deploy(dev, "acr-source"), first_deploy(dev, "acr-release")
     assert "image" in critical_path(source, high=False)
     assert "image" not in critical_path(release, high=False)
-    assert total_s(source)[0] - total_s(release)[0] > 30 * 60
+    # The compile (55-70 min) leaves the path; the release path is then bound by the cluster's
+    # creation and its admin role's 5 minutes for AKS's authorizer.
+    assert total_s(source)[0] - total_s(release)[0] > 25 * 60
     (build,) = [s for s in source if s.key == "image"]
     assert (build.low_s, build.high_s) == (55 * 60, 70 * 60)
 
@@ -369,3 +382,7 @@ def test_public_endpoint_stacks_need_the_gateways_providers(answers):
     assert "az provider register --namespace Microsoft.ServiceNetworking" in service_networking
     assert "az provider register --namespace Microsoft.NetworkFunction" in network_function
     assert run(config_of("dev")) == []
+
+
+def test_operations_doc_shows_the_dev_goals_table():
+    assert "\n".join(summary_lines(config_of("dev"))) in (ROOT / "docs" / "operations.md").read_text()

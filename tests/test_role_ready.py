@@ -162,9 +162,19 @@ def test_a_probe_that_raises_is_a_role_not_yet_in_effect():
 
 def test_ready_command_names_the_operation_kind_and_bound():
     assert ready_command(AKS_ADMIN, 600).endswith(
-        "--operation Microsoft.ContainerService/managedClusters/namespaces/write --data --timeout 600"
+        "--operation Microsoft.ContainerService/managedClusters/namespaces/write --data --timeout 600 --settle 300"
     )
-    assert "--data" not in ready_command(ACR_PUSH, 120)
+    assert "--data" not in ready_command(ACR_PUSH, 120) and "--settle" not in ready_command(ACR_PUSH, 120)
+    # No wait asked for: no settle either.
+    assert "--settle" not in ready_command(AKS_ADMIN, 0)
+    assert ready_command(ACR_PUSH, 1, "/a b/python").startswith("'/a b/python' -m tools.role_ready")
+
+
+def test_a_bound_of_zero_waits_for_nothing_and_probes_nothing():
+    def probe() -> bool:
+        raise AssertionError("no probe with rolePropagationSeconds 0")
+
+    assert poll(probe, 0, now=lambda: 0.0, sleep=lambda s: None) == 0.0
 
 
 # --- the tool against a fake ARM ---------------------------------------------------------------

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operation", required=True, help="an operation the role allows")
     parser.add_argument("--data", action="store_true", help="the operation is a data action")
     parser.add_argument("--timeout", type=float, required=True, help="seconds to wait at most")
+    parser.add_argument(
+        "--settle", type=float, default=0, help="seconds to wait once ARM grants it, for the service to follow"
+    )
     args = parser.parse_args(argv)
     if not args.scope.startswith("/subscriptions/"):
         print(
@@ -83,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     def probe() -> bool:
         try:
             return allows(permissions(endpoint, args.scope, arm_token()), needed)
-        except (urllib.error.URLError, subprocess.CalledProcessError, json.JSONDecodeError) as err:
+        except subprocess.CalledProcessError as err:
+            # az's own words (not signed in, another tenant, an expired login) say what to fix.
+            said = " ".join((err.stderr or "").split())[:300]
+            print(f"probe: az account get-access-token failed: {said or err}", file=sys.stderr)
+            return False
+        except (urllib.error.URLError, json.JSONDecodeError) as err:
             print(f"probe: {err}", file=sys.stderr)
             return False
 
@@ -97,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(f"{args.operation} in effect after {took:.0f} s")
+    if args.settle > 0:
+        print(f"waiting {args.settle:.0f} s more for the service behind the scope to read it")
+        time.sleep(args.settle)
     return 0
 
 
