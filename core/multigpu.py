@@ -19,11 +19,11 @@ def gpu_vm(c: StackConfig) -> GpuVmSize | None:
     return GPU_VM_SIZES.get(c.cluster.gpu_pool.vm_size)
 
 
-def per_gpu(c: StackConfig) -> tuple[sizing.VramEstimate, ...]:
-    """Memory of each GPU of one replica, in the order of -ts."""
+def _inputs(c: StackConfig) -> tuple[sizing.ModelShape, int, int, int, int, str, str, int]:
+    """What the memory of a server depends on: the model's shape and files, and the server's settings."""
     s, m = c.server, c.model
     cells = sizing.allocated_context(s.context_size, s.parallel, s.kv_unified)
-    return sizing.vram_per_device(
+    return (
         m.shape,
         m.size_bytes,
         m.mmproj_size_bytes,
@@ -32,9 +32,17 @@ def per_gpu(c: StackConfig) -> tuple[sizing.VramEstimate, ...]:
         s.cache_type_k,
         s.cache_type_v,
         s.ubatch_size,
-        s.split,
-        s.split_mode,
     )
+
+
+def whole(c: StackConfig) -> sizing.VramEstimate:
+    """Memory of one server as if on one GPU (core.rules.vram)."""
+    return sizing.vram_estimate(*_inputs(c))
+
+
+def per_gpu(c: StackConfig) -> tuple[sizing.VramEstimate, ...]:
+    """Memory of each GPU of one replica, in the order of -ts."""
+    return sizing.vram_per_device(*_inputs(c), c.server.split, c.server.split_mode)
 
 
 def replicas_per_node(c: StackConfig, vm: GpuVmSize) -> int:

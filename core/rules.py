@@ -64,18 +64,7 @@ def slot_tokens(config: StackConfig) -> int:
 
 
 def vram(config: StackConfig) -> sizing.VramEstimate:
-    s, m = config.server, config.model
-    cells = sizing.allocated_context(s.context_size, s.parallel, s.kv_unified)
-    return sizing.vram_estimate(
-        m.shape,
-        m.size_bytes,
-        m.mmproj_size_bytes,
-        s.gpu_layers,
-        cells,
-        s.cache_type_k,
-        s.cache_type_v,
-        s.ubatch_size,
-    )
+    return multigpu.whole(config)
 
 
 # --- public address space -----------------------------------------------------------------
