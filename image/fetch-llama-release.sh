@@ -22,13 +22,16 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-curl -fsSL --retry 3 --proto '=https,http' -o "$work/release.tar.gz" "$url"
+curl -q -fsSL --retry 3 --proto '=https,http' -o "$work/release.tar.gz" "$url"
 echo "$sha  $work/release.tar.gz" | sha256sum -c --quiet - || {
   echo "$url does not match the pinned sha256 $sha; refusing it" >&2
   exit 1
 }
-# Only relative member names: a tarball that writes outside the directory is refused whole.
-if tar -tzf "$work/release.tar.gz" | grep -Eq '(^/|(^|/)\.\.(/|$))'; then
+# Only relative member names: a tarball that writes outside the directory is refused whole. The
+# listing goes to a file first: `grep -q` would stop at the first match, tar would die of SIGPIPE,
+# and with pipefail the test would read as "no such member".
+tar -tzf "$work/release.tar.gz" >"$work/members"
+if grep -Eq '(^/|(^|/)\.\.(/|$))' "$work/members"; then
   echo "$url holds a member with an absolute path or '..'; refusing it" >&2
   exit 1
 fi

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -253,7 +254,10 @@ def start(binary: Path, args: list[str], log: Path | None = None) -> Iterator[Se
 
 @pytest.fixture(scope="session")
 def binary() -> Path:
-    return build(cuda=False)
+    """The pinned release's CPU llama-server, or LLAMA_SERVER_BINARY: another release's build, which
+    `make llamacpp-upgrade` runs the differential tests against."""
+    given = os.environ.get("LLAMA_SERVER_BINARY")
+    return Path(given) if given else build(cuda=False)
 
 
 @pytest.fixture(scope="session")

@@ -234,3 +234,33 @@ def test_main_without_build_writes_and_says_what_was_not_checked(stack_dir: Path
 def test_every_flag_of_the_table_is_read_from_a_help_line():
     text = "\n".join(f"{f.flag}, --long-{i} N   text" for i, f in enumerate(COMMAND_LINE))
     assert {f.flag for f in COMMAND_LINE} <= up.help_flags(text)
+
+
+@pytest.mark.parametrize(("passed", "said"), [(True, "31 passed in 40.1s"), (False, "2 failed, 29 passed in 41.0s")])
+def test_the_new_build_runs_the_differential_tests_and_a_failure_needs_a_person(
+    stack_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, passed: bool, said: str
+):
+    new = stub_server(tmp_path, full_help())
+    monkeypatch.setattr(up, "cached_build", lambda image: None)
+    ran: list[Path] = []
+
+    def refusals(binary: Path) -> tuple[bool, str]:
+        ran.append(binary)
+        return passed, said
+
+    with simple_index(json_page(FILES), None) as (url, _):
+        changed, person = up.upgrade("dev", "b11500", url, lambda image: new, None, refusals)
+    assert ran == [new]
+    if passed:
+        assert f"start-up refusals: {up.DIFFERENTIAL_TESTS} passes against b11500 ({said})" in changed
+        assert not any(up.REFUSALS_FAILED in p for p in person)
+    else:
+        assert person[0].startswith(f"b11500's llama-server {up.REFUSALS_FAILED} ({said})")
+
+
+def test_the_differential_tests_the_upgrade_runs_exist_and_run_the_fixture_binary():
+    from tests.conftest import ROOT
+
+    text = (ROOT / up.DIFFERENTIAL_TESTS).read_text()
+    assert "pytestmark = pytest.mark.e2e" in text and "binary" in text
+    assert "LLAMA_SERVER_BINARY" in (ROOT / "tests" / "conftest.py").read_text()

@@ -12,7 +12,9 @@ usage: python -m tools.llamacpp_upgrade --stack dev --release b11500 [--index-ur
 3. Builds the release's CPU llama-server (tools/llama_build.py, cached) and diffs its `--help`
    against the flag table every stack's command line comes from (core/server_args.py COMMAND_LINE),
    and against the pinned release's `--help` when that build is cached.
-4. Prints what changed and what needs a person. Exit 1 when a flag the stacks pass is gone.
+4. Runs the differential tests (each start-up refusal the rules quote) against the new build.
+5. Prints what changed and what needs a person. Exit 1 when a flag the stacks pass is gone or the
+   differential tests fail.
 """
 
 from __future__ import annotations
@@ -206,12 +208,34 @@ def cached_build(image: Image) -> Path | None:
     return found[-1] if found else None
 
 
+# The differential tests: every config the rules refuse because llama-server refuses it must make
+# the server exit with the words the rules quote, and configs preview accepts must start and serve.
+DIFFERENTIAL_TESTS = "tests/test_server_differential.py"
+REFUSALS_FAILED = "fails the differential tests"
+
+
+def refusals_of(binary: Path) -> tuple[bool, str]:
+    """Runs the differential tests against `binary` (conftest's `binary` fixture takes
+    LLAMA_SERVER_BINARY): (passed, pytest's closing line)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "e2e", "-p", "no:cacheprovider", DIFFERENTIAL_TESTS],
+        cwd=ROOT,
+        env={**os.environ, "LLAMA_SERVER_BINARY": str(binary)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return done.returncode == 0, (lines[-1] if lines else f"pytest exited {done.returncode}")
+
+
 def upgrade(
     stack: str,
     release: str,
     index_url: str,
     build: Callable[[Image], Path] | None,
     before: Path | None,
+    refusals: Callable[[Path], tuple[bool, str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(what changed, what needs a person)."""
     path = ROOT / f"Pulumi.{stack}.yaml"
@@ -235,7 +259,8 @@ def upgrade(
     if build is None:
         person.insert(0, "the new release's --help was not checked (--no-build)")
         return changed, person
-    new_help = help_of(build(config.image))
+    binary = build(config.image)
+    new_help = help_of(binary)
     missing = sorted(table_flags() - help_flags(new_help))
     for flag in missing:
         person.insert(
@@ -250,10 +275,18 @@ def upgrade(
         changed.append(f"--help: {len(gone)} flag(s) gone ({' '.join(gone) or 'none'})")
     else:
         changed.append("--help: the pinned release's build is not cached, so no flag diff against it")
-    person.append(
-        "the start-up refusals the rules cite: run make test with the new release as the pin "
-        "(tests/test_server_differential.py starts the server with each refused config)"
-    )
+    if refusals is None:
+        person.append(f"the start-up refusals the rules cite were not checked: run {DIFFERENTIAL_TESTS} against it")
+        return changed, person
+    passed, said = refusals(binary)
+    if passed:
+        changed.append(f"start-up refusals: {DIFFERENTIAL_TESTS} passes against {release} ({said})")
+    else:
+        person.insert(
+            0,
+            f"{release}'s llama-server {REFUSALS_FAILED} ({said}): a refusal the rules quote, or a config they "
+            f"accept, behaves otherwise; LLAMA_SERVER_BINARY={binary} pytest -m e2e {DIFFERENTIAL_TESTS} names it",
+        )
     return changed, person
 
 
@@ -277,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             args.index_url,
             None if args.no_build else build,
             None if args.no_build else cached_build(Image()),
+            None if args.no_build else refusals_of,
         )
     except UpgradeError as err:
         print(f"problem: {err}", file=sys.stderr)
@@ -287,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     print("needs a person:")
     for line in person:
         print(f"  - {line}")
-    return 1 if any("no longer lists" in line for line in person) else 0
+    return 1 if any("no longer lists" in line or REFUSALS_FAILED in line for line in person) else 0
 
 
 if __name__ == "__main__":
