@@ -57,3 +57,10 @@ def test_sample_diff_is_what_make_diff_prints_for_more_prod_nodes():
 def test_readme_diff_is_what_make_diff_prints_for_fewer_dev_slots():
     """The README's one-screen loop: server.parallel 8 -> 4 on dev, and what `make diff` shows."""
     assert diff_sample("dev", fewer_slots) in (ROOT / "README.md").read_text()
+
+
+def test_the_readmes_sample_refusal_is_what_preview_says():
+    from tests.conftest import preview_problems
+
+    said = preview_problems({"server": {"parallel": 10}})
+    assert f"- {said[0]}\n" in (ROOT / "README.md").read_text()
