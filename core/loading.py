@@ -575,6 +575,18 @@ def stack_config(path: Path) -> tuple[str, dict[str, str]]:
     return match.group(1), flat
 
 
+class StackFileMissing(Exception):
+    """No Pulumi.<stack>.yaml for the stack a command was given; the message is the sentence."""
+
+
+def stack_file(root: Path, stack: str) -> Path:
+    """The stack file of `stack` under `root`, which the operator commands take by STACK=<name>."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise StackFileMissing(f"Pulumi.{stack}.yaml does not exist; give STACK=<name> of a Pulumi.<name>.yaml")
+    return path
+
+
 def read_stack(path: Path) -> tuple[str, StackConfig]:
     """The stack's name and validated config from a Pulumi.<stack>.yaml, or a ConfigError with
     every problem."""

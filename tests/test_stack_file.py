@@ -552,3 +552,12 @@ def test_preview_refuses_a_secret_where_none_belongs(monkeypatch):
 def test_a_secure_value_that_is_not_text_is_named_by_its_kind(tmp_path, value, said):
     msg = only(problems_of(tmp_path, f"config:\n  llamacpp-aks:hfToken:\n    secure: {value}\n"))
     assert msg.startswith(f"llamacpp-aks:hfToken holds secure: with {said} (value not shown)")
+
+
+def test_an_operator_commands_stack_is_its_file_or_one_sentence(tmp_path):
+    from core.loading import StackFileMissing, stack_file
+
+    (tmp_path / "Pulumi.dev.yaml").write_text("config: {}\n")
+    assert stack_file(tmp_path, "dev") == tmp_path / "Pulumi.dev.yaml"
+    with pytest.raises(StackFileMissing, match=r"^Pulumi\.Dev\.yaml does not exist; give STACK=<name> of a"):
+        stack_file(tmp_path, "Dev")

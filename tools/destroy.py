@@ -184,9 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev")
     args = parser.parse_args(argv)
-    path = ROOT / f"Pulumi.{args.stack}.yaml"
-    if not path.is_file():
-        print(f"Pulumi.{args.stack}.yaml does not exist; give STACK=<name> of a Pulumi.<name>.yaml", file=sys.stderr)
+    try:
+        path = loading.stack_file(ROOT, args.stack)
+    except loading.StackFileMissing as err:
+        print(err, file=sys.stderr)
         return 1
     try:
         storage_class = loading.read_stack(path)[1].model.storage.storage_class

@@ -479,9 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, default=None, help="default: .stacks/<stack>/kubeconfig")
     parser.add_argument("--now", type=datetime.fromisoformat, default=None, help="the time to judge activeHours at")
     args = parser.parse_args(argv)
-    path = ROOT / f"Pulumi.{args.stack}.yaml"
-    if not path.is_file():
-        print(f"Pulumi.{args.stack}.yaml does not exist; give STACK=<name> of a Pulumi.<name>.yaml", file=sys.stderr)
+    try:
+        path = loading.stack_file(ROOT, args.stack)
+    except loading.StackFileMissing as err:
+        print(err, file=sys.stderr)
         return 2
     try:
         _, config = loading.read_stack(path)

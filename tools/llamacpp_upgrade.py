@@ -238,9 +238,10 @@ def upgrade(
     refusals: Callable[[Path], tuple[bool, str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(what changed, what needs a person)."""
-    path = ROOT / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        raise UpgradeError(f"Pulumi.{stack}.yaml does not exist; give STACK=<name> of a Pulumi.<name>.yaml")
+    try:
+        path = loading.stack_file(ROOT, stack)
+    except loading.StackFileMissing as err:
+        raise UpgradeError(str(err)) from None
     sdist = sdist_of(index_files(index_url), release)
     assert sdist.sha256 is not None
     changed = write_stack_values(path, release, sdist.sha256)

@@ -163,12 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.port_forward is not None:
         return port_forward(args.stack, args.port_forward)
-    path = ROOT / f"Pulumi.{args.stack}.yaml"
-    if not path.is_file():
-        print(
-            f"problem: Pulumi.{args.stack}.yaml does not exist; give STACK=<name> of a Pulumi.<name>.yaml",
-            file=sys.stderr,
-        )
+    try:
+        path = loading.stack_file(ROOT, args.stack)
+    except loading.StackFileMissing as err:
+        print(f"problem: {err}", file=sys.stderr)
         return 1
     try:
         port = loading.read_stack(path)[1].service.port

@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--dry-run", action="store_true", help="print the pulumi command instead of running it")
     args = parser.parse_args(argv)
-    path = ROOT / f"Pulumi.{args.stack}.yaml"
-    if not path.is_file():
-        print(f"Pulumi.{args.stack}.yaml does not exist; give STACK=<name> of a Pulumi.<name>.yaml", file=sys.stderr)
+    try:
+        path = loading.stack_file(ROOT, args.stack)
+    except loading.StackFileMissing as err:
+        print(err, file=sys.stderr)
         return 1
     try:
         stack, flat = loading.stack_config(path)
