@@ -52,8 +52,16 @@ permissions: {}
 
 jobs:
 """
-FIRST_IMAGE = r"""  image-{stack}:
-    runs-on: ubuntu-24.04
+# Why a stack that deploys from its runner group still builds its image on a hosted runner.
+HOSTED_IMAGE = r"""    # A GitHub-hosted runner: this job only calls Azure's management API and the registry (ACR
+    # Tasks builds in Azure), never {stack}'s API server, so it needs no address in
+    # cluster.authorizedIpRanges. It is as guarded as on {stack}'s runner: it runs only on main, only
+    # after {stack}'s reviewers approve, and holds only {stack}'s OIDC token, on a fresh VM GitHub
+    # discards after the job. (A registry with publicNetworkAccess off would need {stack}'s runner.)
+"""
+# One job of each kind per stack; the first stack's jobs hold the steps (anchors) the others reuse.
+IMAGE_JOB = r"""  image-{stack}:
+{hosted_note}    runs-on: ubuntu-24.04
     environment: {stack}
     concurrency:
       group: image-{stack}
@@ -66,8 +74,8 @@ FIRST_IMAGE = r"""  image-{stack}:
       AZURE_CLIENT_ID: ${{{{ vars.AZURE_CLIENT_ID }}}}
       AZURE_TENANT_ID: ${{{{ vars.AZURE_TENANT_ID }}}}
       ARM_SUBSCRIPTION_ID: ${{{{ vars.AZURE_SUBSCRIPTION_ID }}}}
-    steps: &image-steps
-      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
+    steps: {steps}"""
+IMAGE_STEPS = r"""      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
         with:
           persist-credentials: false
       - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
@@ -96,7 +104,8 @@ FIRST_IMAGE = r"""  image-{stack}:
         run: '"$RUNNER_TEMP/image-venv/bin/python" -m tools.image_job --config "Pulumi.$STACK.yaml"'
 
 """
-FIRST_UP = r"""  up-{stack}:
+
+UP_JOB = r"""  up-{stack}:
     needs: {needs}
 {runs_on}    environment: {stack}
     concurrency:
@@ -125,8 +134,8 @@ FIRST_UP = r"""  up-{stack}:
       # Pinned tools (docs/ci-cd-notes.md, "Pinned versions"); Pulumi's CLI matches the SDK pin.
       PULUMI_VERSION: "3.272.0"
       KUBELOGIN_VERSION: v0.2.19
-    steps: &up-steps
-      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
+    steps: {steps}"""
+UP_STEPS = r"""      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
         with:
           persist-credentials: false
       - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
@@ -168,57 +177,6 @@ FIRST_UP = r"""  up-{stack}:
           cloud-url: azblob://${{{{ vars.PULUMI_STATE_CONTAINER }}}}
           diff: true
 
-"""
-LATER_IMAGE = r"""  image-{stack}:
-    # A GitHub-hosted runner: this job only calls Azure's management API and the registry (ACR
-    # Tasks builds in Azure), never {stack}'s API server, so it needs no address in
-    # cluster.authorizedIpRanges. It is as guarded as on {stack}'s runner: it runs only on main, only
-    # after {stack}'s reviewers approve, and holds only {stack}'s OIDC token, on a fresh VM GitHub
-    # discards after the job. (A registry with publicNetworkAccess off would need {stack}'s runner.)
-    runs-on: ubuntu-24.04
-    environment: {stack}
-    concurrency:
-      group: image-{stack}
-      cancel-in-progress: false
-    permissions:
-      contents: read
-      id-token: write # OpenID Connect login to Azure
-    env:
-      STACK: {stack}
-      AZURE_CLIENT_ID: ${{{{ vars.AZURE_CLIENT_ID }}}}
-      AZURE_TENANT_ID: ${{{{ vars.AZURE_TENANT_ID }}}}
-      ARM_SUBSCRIPTION_ID: ${{{{ vars.AZURE_SUBSCRIPTION_ID }}}}
-    steps: *image-steps
-
-"""
-LATER_UP = r"""  up-{stack}:
-    needs: {needs}
-{runs_on}    environment: {stack}
-    concurrency:
-      group: deploy-{stack}
-      cancel-in-progress: false
-    permissions:
-      contents: read
-      id-token: write # OpenID Connect login to Azure: no client secret is stored
-    env:
-      STACK: {stack}
-      PULUMI_CONFIG_PASSPHRASE: ${{{{ secrets.PULUMI_CONFIG_PASSPHRASE }}}}
-      # A stack CI created has its passphrase salt in the state only (the stack file is not
-      # committed back): later runs read it there (github.com/pulumi/pulumi/issues/17236).
-      PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER: "true"
-      AZURE_STORAGE_ACCOUNT: ${{{{ vars.PULUMI_STATE_ACCOUNT }}}}
-      AZURE_STORAGE_AUTH_MODE: login
-      # The providers' and kubelogin's own OIDC sign-in (see the header).
-      ARM_USE_OIDC: "true"
-      ARM_CLIENT_ID: ${{{{ vars.AZURE_CLIENT_ID }}}}
-      ARM_TENANT_ID: ${{{{ vars.AZURE_TENANT_ID }}}}
-      ARM_SUBSCRIPTION_ID: ${{{{ vars.AZURE_SUBSCRIPTION_ID }}}}
-      AZURE_CLIENT_ID: ${{{{ vars.AZURE_CLIENT_ID }}}}
-      AZURE_TENANT_ID: ${{{{ vars.AZURE_TENANT_ID }}}}
-      # Pinned tools (docs/ci-cd-notes.md, "Pinned versions"); Pulumi's CLI matches the SDK pin.
-      PULUMI_VERSION: "3.272.0"
-      KUBELOGIN_VERSION: v0.2.19
-    steps: *up-steps
 """
 GROUP = r"""    # {Stack}'s API server admits only cluster.authorizedIpRanges, which no GitHub-hosted runner
     # address is in: {stack}'s up runs on {stack}'s runner (bootstrap's prodRunner), asked for by group
@@ -273,13 +231,13 @@ def render(stacks: list[str], runner: dict[str, bool]) -> str:
     out = [HEADER, PREFLIGHT.format(stacks=" ".join(stacks))]
     for index, stack in enumerate(stacks):
         runs_on = GROUP.format(stack=stack, Stack=stack.capitalize()) if runner[stack] else HOSTED
-        if index == 0:
-            out.append(FIRST_IMAGE.format(stack=stack))
-            out.append(FIRST_UP.format(stack=stack, needs=f"[preflight, image-{stack}]", runs_on=runs_on))
-        else:
-            needs = f"[preflight, up-{stacks[index - 1]}, image-{stack}]"
-            out.append(LATER_IMAGE.format(stack=stack))
-            out.append(LATER_UP.format(stack=stack, needs=needs, runs_on=runs_on))
+        first = index == 0
+        needs = f"[preflight, image-{stack}]" if first else f"[preflight, up-{stacks[index - 1]}, image-{stack}]"
+        image_steps = "&image-steps\n" + IMAGE_STEPS.format() if first else "*image-steps\n\n"
+        up_steps = "&up-steps\n" + UP_STEPS.format() if first else "*up-steps\n"
+        hosted_note = HOSTED_IMAGE.format(stack=stack) if runner[stack] else ""
+        out.append(IMAGE_JOB.format(stack=stack, steps=image_steps, hosted_note=hosted_note))
+        out.append(UP_JOB.format(stack=stack, needs=needs, runs_on=runs_on, steps=up_steps))
     return "".join(out)
 
 
