@@ -405,3 +405,19 @@ def test_a_time_bound_within_its_range_is_taken(stack_files, value):
         )
     assert rc == 1
     assert out.getvalue().startswith("MISMATCH cannot reach http://127.0.0.1:9 ("), out.getvalue()
+
+
+@pytest.mark.parametrize(("content", "error"), [(None, "FileNotFoundError"), (b"\xff\xfe key", "UnicodeDecodeError")])
+def test_a_key_file_that_cannot_be_read_is_one_mismatch_line(tmp_path, capsys, content, error):
+    from tests.conftest import ROOT
+
+    key = tmp_path / "api-key"
+    if content is not None:
+        key.write_bytes(content)
+    rc = verify.main(
+        ["--url", "http://127.0.0.1:9", "--api-key-file", str(key), "--config", str(ROOT / "Pulumi.dev.yaml")]
+    )
+    assert rc == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        f"MISMATCH --api-key-file={key} cannot be read ({error}); give the file holding the stack's apiKey."
+    )

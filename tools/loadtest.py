@@ -38,7 +38,7 @@ from typing import Any
 
 from core import metrics as m
 from tools.key_proxy import KeyProxy
-from tools.server_client import Client, ServerError, chat_body, clip, image_side_for, png, read_key
+from tools.server_client import Client, KeyFileError, ServerError, chat_body, clip, image_side_for, png, read_key
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the venv installs: every package pinned with its hashes (make lock writes it).
@@ -444,10 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         key = read_key(args.api_key_file)
-    except (OSError, UnicodeDecodeError) as err:
-        print(
-            f"PROBLEM --api-key-file={args.api_key_file} cannot be read ({type(err).__name__}); give the file holding the stack's apiKey."
-        )
+    except KeyFileError as err:
+        print(f"PROBLEM {err}")
         return 1
     try:
         client = Client(args.url, key)

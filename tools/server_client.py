@@ -21,9 +21,19 @@ from typing import Any
 from core.catalog import QWEN2VL_PIXELS_PER_TOKEN_SIDE
 
 
+class KeyFileError(Exception):
+    """The --api-key-file cannot be read; the message is the sentence that says so."""
+
+
 def read_key(path: Path) -> str:
     """The API key as llama-server reads --api-key-file: the first non-empty line."""
-    return next((line.strip() for line in path.read_text().splitlines() if line.strip()), "")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise KeyFileError(
+            f"--api-key-file={path} cannot be read ({type(err).__name__}); give the file holding the stack's apiKey."
+        ) from None
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 @functools.lru_cache(maxsize=4)

@@ -36,6 +36,7 @@ from core.config import StackConfig
 from core.loading import ConfigError, load_stack
 from tools.server_client import (
     Client,
+    KeyFileError,
     ServerError,
     chat_body,
     count,
@@ -216,10 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         key = read_key(args.api_key_file)
-    except (OSError, UnicodeDecodeError) as err:
-        print(
-            f"MISMATCH --api-key-file={args.api_key_file} cannot be read ({err.__class__.__name__}); give the file holding the stack's apiKey."
-        )
+    except KeyFileError as err:
+        print(f"MISMATCH {err}")
         return 1
     deadline = time.monotonic() + args.timeout
     client = Client(args.url, key, timeout_seconds=args.timeout, deadline=deadline)
