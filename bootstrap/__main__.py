@@ -45,6 +45,7 @@ from plan import (
     environment_variables,
     environments,
     github_refusal,
+    node_group_granted,
     preview_subjects,
     runner_environment,
     runner_group_admits_public,
@@ -295,6 +296,7 @@ for name, env in environments(c).items():
         "AZURE_CLIENT_ID": deployers[env.stack].client_id,
         "DEPLOYER_OBJECT_ID": deployers[env.stack].object_id,
         "PULUMI_STATE_CONTAINER": state_container_name(c, env.stack),
+        "NODE_RESOURCE_GROUP_GRANTED": str(node_group_granted(c, env.stack, locations[env.stack])).lower(),
     }
     for variable in environment_variables(c)[name]:
         github.ActionsEnvironmentVariable(
@@ -430,3 +432,6 @@ pulumi.export("stateAccount", account.name)
 pulumi.export("stateContainers", {stack: state_container_name(c, stack) for stack in c.stacks})
 pulumi.export("stateResourceGroup", group.name)
 pulumi.export("stackResourceGroups", {stack: g.name for stack, g in stack_groups.items()})
+# The group AKS makes for each stack's nodes at its first deploy: add it to deployResourceGroups
+# then, and run bootstrap again (docs/ci-cd.md, "What the first deploy needs").
+pulumi.export("nodeResourceGroups", {stack: labels.node_resource_group(stack, locations[stack]) for stack in c.stacks})

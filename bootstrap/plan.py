@@ -203,17 +203,31 @@ def deploy_scopes(c: BootstrapConfig, stack: str) -> list[str]:
     return [f"/resourceGroups/{g}" for g in dict.fromkeys(groups)]
 
 
-Variable = Literal["AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER"]
+def node_group_granted(c: BootstrapConfig, stack: str, location: str) -> bool:
+    """Whether deployResourceGroups gives the stack's deploy identity its cluster's node resource
+    group. AKS makes that group with the cluster, so it can be listed only after the first deploy;
+    until then CI keeps the gateway controller's Reader off it (tools/ci_stack.py)."""
+    node_group = labels.node_resource_group(stack, location).lower()
+    return node_group in {g.lower() for g in c.deploy_resource_groups.get(stack, [])}
+
+
+Variable = Literal["AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER", "NODE_RESOURCE_GROUP_GRANTED"]
 
 
 def environment_variables(c: BootstrapConfig) -> dict[str, dict[Variable, str]]:
     """Environment -> variable -> the stack whose value it holds. Per-stack values are environment
     variables (which win over repository variables of the same name), so each job reads its own
-    stack's identity and state container; the preview environment reads dev's."""
-    per_stack: tuple[Variable, ...] = ("AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER")
+    stack's identity, state container and node group grant; the preview environment reads dev's,
+    so it plans what dev's up does."""
+    per_stack: tuple[Variable, ...] = (
+        "AZURE_CLIENT_ID",
+        "DEPLOYER_OBJECT_ID",
+        "PULUMI_STATE_CONTAINER",
+        "NODE_RESOURCE_GROUP_GRANTED",
+    )
     out: dict[str, dict[Variable, str]] = {}
     for name, env in environments(c).items():
-        names = per_stack if env.branch else ("DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER")
+        names = per_stack if env.branch else tuple(v for v in per_stack if v != "AZURE_CLIENT_ID")
         out[name] = {v: env.stack for v in names}
     return out
 

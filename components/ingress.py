@@ -50,6 +50,7 @@ class PublicEndpoint(pulumi.ComponentResource):
         assert i.hostname is not None, "core.rules.ingress_is_complete requires a hostname"
         self._name, self._stack, self._cluster = name, stack, cluster
         self._tags = labels.tags(stack, "ingress")
+        self._node_group_reader = i.node_resource_group_reader
         child = pulumi.ResourceOptions(parent=self)
 
         subnet = cluster.subnet(
@@ -111,7 +112,14 @@ class PublicEndpoint(pulumi.ComponentResource):
     ) -> list[pulumi.Resource]:
         """The ALB controller, signing in as its own workload identity with the roles the BYO
         quickstart names: configuration manager of the gateway, join rights on its subnet and
-        the WAF policy, and Reader on the node resource group."""
+        the WAF policy, and Reader on the cluster's groups.
+
+        Reader goes on the cluster's own group (the cluster, its VNet and the gateway live there;
+        Esri/arcgis-gitops' ALB module grants it there: "in ALB Controller 1.2.3 the scope had to be
+        the node resource group ... in 1.3.7 ... the resource group of the AKS cluster") and, with
+        `ingress.nodeResourceGroupReader`, on the node resource group too, as Microsoft's Helm
+        quickstart does (learn.microsoft.com/azure/application-gateway/for-containers/
+        quickstart-deploy-application-gateway-for-containers-alb-controller-helm)."""
         name, stack, cluster = self._name, self._stack, self._cluster
         identity, federation = cluster.workload_identity(
             f"{name}-alb",
@@ -121,20 +129,23 @@ class PublicEndpoint(pulumi.ComponentResource):
             tags=self._tags,
             parent=self,
         )
-        node_group = pulumi.Output.concat(
-            "/subscriptions/",
-            cluster.subscription_id,
-            "/resourceGroups/",
-            cluster.cluster.node_resource_group.apply(lambda g: g or ""),
-        )
+        grants: list[tuple[str, str, pulumi.Input[str]]] = [
+            ("configures-agc", catalog.AGC_CONFIGURATION_MANAGER, gateway.id),
+            ("joins-subnet", catalog.NETWORK_CONTRIBUTOR, subnet.id),
+            ("joins-waf", catalog.NETWORK_CONTRIBUTOR, waf.id),
+            ("reads-cluster", catalog.READER, cluster.resource_group.id),
+        ]
+        if self._node_group_reader:
+            node_group = pulumi.Output.concat(
+                "/subscriptions/",
+                cluster.subscription_id,
+                "/resourceGroups/",
+                cluster.cluster.node_resource_group.apply(lambda g: g or ""),
+            )
+            grants.append(("reads-nodes", catalog.READER, node_group))
         roles = [
             cluster.grant(f"{name}-alb-{what}", role=role, principal_id=identity.principal_id, scope=scope, parent=self)
-            for what, role, scope in (
-                ("configures-agc", catalog.AGC_CONFIGURATION_MANAGER, gateway.id),
-                ("joins-subnet", catalog.NETWORK_CONTRIBUTOR, subnet.id),
-                ("joins-waf", catalog.NETWORK_CONTRIBUTOR, waf.id),
-                ("reads-nodes", catalog.READER, node_group),
-            )
+            for what, role, scope in grants
         ]
         # The controller signs in at start: its roles must have taken effect, or the atomic install
         # rolls back on a controller that cannot configure the gateway.

@@ -729,6 +729,11 @@ class Ingress(Model):
     acme_server: Literal["production", "staging"] = "production"
     # Requests one client address may make per minute; the WAF blocks the rest (403) for the minute.
     requests_per_minute: Annotated[int, Field(ge=1, le=100000)] = 120
+    # Reader on the cluster's node resource group for the gateway's controller, as Microsoft's
+    # quickstart grants it; it always gets Reader on the cluster's own group. CI sets it from
+    # bootstrap (NODE_RESOURCE_GROUP_GRANTED): that group exists only after the first deploy, so a
+    # deploy identity can be granted it only then (docs/ci-cd.md, "What the first deploy needs").
+    node_resource_group_reader: bool = True
 
 
 # --- accepted ------------------------------------------------------------------------------

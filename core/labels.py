@@ -30,6 +30,13 @@ def name(stack: str, what: str) -> str:
     return f"llamacpp-{stack}-{what}".lower()
 
 
+def node_resource_group(stack: str, location: str) -> str:
+    """The group AKS makes for the cluster's nodes, by its default name `MC_<group>_<cluster>_<location>`
+    (learn.microsoft.com/azure/aks/faq, "Why are two resource groups created with AKS?"): bootstrap
+    names it before it exists, so a stack's deploy identity can be granted it by name."""
+    return f"MC_{name(stack, 'rg')}_{name(stack, 'aks')}_{location}"
+
+
 # The key inside the API key Secret, and the file name it mounts as (server, scraper, load test).
 API_KEY_FILE = "api-key"
 

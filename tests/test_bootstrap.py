@@ -350,7 +350,33 @@ def test_each_environment_names_its_own_stacks_identity_and_state(bootstrap: Boo
         # The preview plans dev with dev's deployer (cluster.deployerObjectId) and reads dev's state.
         ("dev-preview", "DEPLOYER_OBJECT_ID"): "object-deploy-dev",
         ("dev-preview", "PULUMI_STATE_CONTAINER"): "pulumi-state-dev",
+        # No node group granted before the first deploy: CI keeps the gateway's Reader off it.
+        ("dev", "NODE_RESOURCE_GROUP_GRANTED"): "false",
+        ("prod", "NODE_RESOURCE_GROUP_GRANTED"): "false",
+        ("dev-preview", "NODE_RESOURCE_GROUP_GRANTED"): "false",
     }
+
+
+@pytest.mark.parametrize(
+    ("listed", "granted"),
+    [
+        (labels.node_resource_group("dev", "eastus"), "true"),
+        (labels.node_resource_group("dev", "eastus").upper(), "true"),  # Azure's names ignore case
+        (labels.node_resource_group("dev", "westus"), "false"),  # another location's group
+        ("MC_llamacpp-dev-rg_llamacpp-dev-aks", "false"),  # one that merely starts like it
+    ],
+)
+def test_the_node_group_grant_reaches_dev_and_its_preview_only_when_listed_exactly(listed: str, granted: str):
+    """The preview reads dev's value, so it plans the Reader grant exactly when dev's up makes it."""
+    m = run_bootstrap(BootstrapMocks(), {**CONFIG, "deployResourceGroups": {"dev": [listed]}})
+    held = {
+        (v["environment"], v["variableName"]): v["value"]
+        for v in of(m, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable").values()
+    }
+    assert (
+        held[("dev", "NODE_RESOURCE_GROUP_GRANTED")] == held[("dev-preview", "NODE_RESOURCE_GROUP_GRANTED")] == granted
+    )
+    assert held[("prod", "NODE_RESOURCE_GROUP_GRANTED")] == "false"
 
 
 def test_prod_runner_group_is_restricted_to_deploy_yml_on_main_and_this_repository(bootstrap: BootstrapMocks):

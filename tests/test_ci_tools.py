@@ -229,6 +229,23 @@ def test_ci_sets_kubelogins_workload_identity_and_the_deployer_and_keeps_the_res
         "deployerPrincipalType": "ServicePrincipal",
     }
     assert out["config"]["llamacpp-aks:server"] == {"parallel": 8}
+    assert out["config"]["llamacpp-aks:ingress"] == {"nodeResourceGroupReader": False}
+
+
+@pytest.mark.parametrize(
+    ("variable", "granted"),
+    [("true", True), ("", False), ("false", False), ("True", False), ("true ", True), ("yes", False)],
+)
+def test_the_node_group_reader_follows_bootstraps_variable_exactly(tmp_path, monkeypatch, variable, granted):
+    """Only bootstrap's own "true" turns it on: an unset variable (a bootstrap from before it
+    existed) keeps the first deploy clear of the node group it cannot reach yet."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        yaml.safe_dump({"config": {"llamacpp-aks:ingress": {"enabled": True, "hostname": "llm.example.com"}}})
+    )
+    monkeypatch.setattr(ci_stack, "ROOT", tmp_path)
+    assert ci_stack.main(["--stack", "dev", "--node-resource-group-granted", variable]) == 0
+    ingress = yaml.safe_load((tmp_path / "Pulumi.dev.yaml").read_text())["config"]["llamacpp-aks:ingress"]
+    assert ingress == {"enabled": True, "hostname": "llm.example.com", "nodeResourceGroupReader": granted}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -241,3 +258,4 @@ def test_ci_settings_load_as_a_valid_stack_config(stack: str):
     config, _ = load_config(raw, stack)
     assert config.cluster.kubelogin_mode == "workloadidentity"
     assert config.cluster.adopt_resource_group
+    assert config.ingress.node_resource_group_reader is False

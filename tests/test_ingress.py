@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core import sizing
+from core import labels, sizing
 from core.catalog import AGC_CONFIGURATION_MANAGER, NETWORK_CONTRIBUTOR, READER
 from core.config import Ingress, RequestBudget, StackConfig
 from core.loading import load_config
@@ -329,12 +329,28 @@ def test_alb_controller_signs_in_as_its_own_identity_with_least_roles(public):
         ["trafficControllers", "llamacpp-dev-agc"]
     ]
     assert sorted(s.rsplit("/", 1)[1] for s in scopes[NETWORK_CONTRIBUTOR]) == ["ingress", "llamacpp-dev-waf"]
-    assert [s.split("/resourceGroups/")[1] for s in scopes[READER]] == ["MC_llamacpp-dev-rg_llamacpp-dev-aks_eastus"]
+    assert [s.split("/resourceGroups/")[1] for s in scopes[READER]] == [
+        "llamacpp-dev-rg",
+        labels.node_resource_group("dev", "eastus"),
+    ]
     assert all(r["principalType"] == "ServicePrincipal" for r in alb_roles)
     release = next(
         r.inputs for r in of_type(public, "kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "alb-controller"
     )
     assert release["values"]["albController"]["podIdentity"]["clientID"] == "55555555-5555-5555-5555-555555555555"
+
+
+def test_without_the_node_group_the_controller_still_reads_the_cluster_group():
+    """A CI deploy identity reaches the node resource group only once bootstrap grants it there,
+    after the first deploy: until then the controller's Reader stays on the cluster's own group."""
+    mocks = run_stack({"ingress": {**PUBLIC["ingress"], "nodeResourceGroupReader": False}}, "dev")
+    readers = [
+        r.inputs["scope"]
+        for r in of_type(mocks, ROLE)
+        if r.name.startswith("ingress-alb-") and r.inputs["roleDefinitionId"].endswith(READER)
+    ]
+    assert [s.split("/resourceGroups/")[1] for s in readers] == ["llamacpp-dev-rg"]
+    assert not any("/resourceGroups/MC_" in r.inputs.get("scope", "") for r in of_type(mocks, ROLE))
 
 
 def test_server_admits_the_gateway_and_the_solver_admits_only_it(public, private):
@@ -388,7 +404,7 @@ def test_the_https_listener_has_a_secret_before_lets_encrypt_answers(public):
 def test_the_controller_starts_after_its_roles_take_effect(public):
     (wait,) = [r.inputs for r in of_type(public, "time:index/sleep:Sleep") if r.name == "ingress-alb-roles-propagation"]
     alb_roles = [r for r in of_type(public, ROLE) if r.name.startswith("ingress-alb-")]
-    assert len(wait["triggers"]["roleAssignmentId"].split(",")) == len(alb_roles) == 4
+    assert len(wait["triggers"]["roleAssignmentId"].split(",")) == len(alb_roles) == 5
 
 
 def test_every_chart_pod_tolerates_the_system_pool_since_every_node_is_tainted():

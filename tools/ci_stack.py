@@ -11,6 +11,11 @@ never committed: how kubelogin signs in and whose object id the deployer's roles
 - `cluster.deployerObjectId` and `deployerPrincipalType: ServicePrincipal`: the deploy identity
   (bootstrap's `deployerObjectId` output, the DEPLOYER_OBJECT_ID variable), so a preview by the
   read-only identity plans no change to the deployer's role assignments.
+- `ingress.nodeResourceGroupReader`: true only where bootstrap granted the deploy identity the
+  cluster's node resource group (the NODE_RESOURCE_GROUP_GRANTED variable, "true"). That group
+  exists only after the first deploy, so until bootstrap's next run the gateway's controller gets
+  Reader on the cluster's own group alone, and the first deploy does not stop on a 403. Preview
+  and up read the same variable, so the preview plans what the up does.
 
 pulumi/actions' `config-map` cannot do this: it sets keys without `--path`, so a nested key would
 become a top-level key named `cluster.kubeloginMode`.
@@ -40,11 +45,16 @@ def ci_settings(deployer_object_id: str | None) -> dict[str, Any]:
     return settings
 
 
-def apply(document: dict[str, Any], deployer_object_id: str | None) -> dict[str, Any]:
-    """The stack file's document with CI's `cluster` keys merged in; everything else untouched."""
+def apply(document: dict[str, Any], deployer_object_id: str | None, node_group_granted: bool = False) -> dict[str, Any]:
+    """The stack file's document with CI's `cluster` and `ingress` keys merged in; everything else untouched."""
     config = dict(document.get("config") or {})
-    key = f"{PROJECT}:cluster"
-    config[key] = {**(config.get(key) or {}), **ci_settings(deployer_object_id)}
+    blocks = {
+        "cluster": ci_settings(deployer_object_id),
+        "ingress": {"nodeResourceGroupReader": node_group_granted},
+    }
+    for block, settings in blocks.items():
+        key = f"{PROJECT}:{block}"
+        config[key] = {**(config.get(key) or {}), **settings}
     return {**document, "config": config}
 
 
@@ -52,10 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("--deployer-object-id", default="")
+    parser.add_argument(
+        "--node-resource-group-granted",
+        default="",
+        help='"true" where bootstrap granted the deploy identity the node resource group; anything else: not yet',
+    )
     args = parser.parse_args(argv)
     path = ROOT / f"Pulumi.{args.stack}.yaml"
     document = yaml.safe_load(path.read_text()) or {}
-    path.write_text(yaml.safe_dump(apply(document, args.deployer_object_id or None), sort_keys=False))
+    granted = args.node_resource_group_granted.strip() == "true"
+    path.write_text(yaml.safe_dump(apply(document, args.deployer_object_id or None, granted), sort_keys=False))
     return 0
 
 

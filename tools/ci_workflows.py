@@ -153,10 +153,13 @@ UP_STEPS = r"""      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273
           echo "$HOME/.local/bin" >> "$GITHUB_PATH"
           echo "$GITHUB_WORKSPACE/tools/ci/bin" >> "$GITHUB_PATH"
           make .venv/.installed
-      - name: CI's stack settings (kubelogin's workload identity, the deployer's object id)
+      - name: CI's stack settings (kubelogin's workload identity, the deployer, its node group)
         env:
           DEPLOYER_OBJECT_ID: ${{{{ vars.DEPLOYER_OBJECT_ID }}}}
-        run: .venv/bin/python -m tools.ci_stack --stack "$STACK" --deployer-object-id "$DEPLOYER_OBJECT_ID"
+          NODE_RESOURCE_GROUP_GRANTED: ${{{{ vars.NODE_RESOURCE_GROUP_GRANTED }}}}
+        run: >-
+          .venv/bin/python -m tools.ci_stack --stack "$STACK" --deployer-object-id "$DEPLOYER_OBJECT_ID"
+          --node-resource-group-granted "$NODE_RESOURCE_GROUP_GRANTED"
       - name: Keep a fresh federated token for the state backend and az
         run: |
           echo "AZURE_FEDERATED_TOKEN_FILE=$RUNNER_TEMP/azure-federated-token" >> "$GITHUB_ENV"
