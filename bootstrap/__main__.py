@@ -58,7 +58,7 @@ from plan import (
 )
 
 from core import labels
-from core.catalog import STACK_GRANTED_ROLES
+from core.catalog import NETWORK_CONTRIBUTOR, STACK_GRANTED_ROLES
 
 
 def read_config() -> BootstrapConfig:
@@ -190,6 +190,21 @@ stack_groups = {
     )
     for stack in c.stacks
 }
+
+# Each stack's control-plane identity, with Network Contributor on its group (which will hold the
+# node subnet): granted here, long before the first deploy, so the deploy does not wait up to 10
+# minutes for a managed identity's role it cannot probe. The program imports it
+# (cluster.adoptControlPlaneIdentity, components/cluster.py: same name, location and tags).
+for stack in c.stacks:
+    control_plane = azure.managedidentity.UserAssignedIdentity(
+        f"control-plane-{stack}",
+        resource_name_=labels.name(stack, "aks-identity"),
+        resource_group_name=stack_resource_group(stack),
+        location=locations[stack],
+        tags=labels.tags(stack, "cluster"),
+        opts=pulumi.ResourceOptions(retain_on_delete=True, depends_on=[stack_groups[stack]]),
+    )
+    grant(f"control-plane-{stack}-network", control_plane.principal_id, NETWORK_CONTRIBUTOR, stack_groups[stack].id)
 
 
 def scope_of(stack: str, path: str) -> pulumi.Output[str]:

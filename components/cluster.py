@@ -109,7 +109,7 @@ class AksCluster(pulumi.ComponentResource):
             tags=tags,
             # The GPU pool is its own AgentPool resource; inline pools are fragile to edit later.
             opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["agentPoolProfiles[0].count"], depends_on=[identity_ready]
+                parent=self, ignore_changes=["agentPoolProfiles[0].count"], depends_on=[identity_ready] if identity_ready else []
             ),
         )
         if workspace is not None:
@@ -196,11 +196,34 @@ class AksCluster(pulumi.ComponentResource):
 
     def _control_plane_identity(
         self, name: str, stack: str, c: Cluster, tags: dict[str, str]
-    ) -> tuple[managedidentity.UserAssignedIdentity, time.Sleep]:
+    ) -> tuple[managedidentity.UserAssignedIdentity, pulumi.Resource | None]:
         """The cluster's own identity, with Network Contributor on the node subnet
         (learn.microsoft.com/azure/aks/configure-azure-cni: the cluster identity needs it on a
-        custom subnet), and the wait for that role to take effect before the cluster is created."""
-        identity = self.identity(f"{name}-control-plane", identity_name=labels.name(stack, "aks-identity"), tags=tags)
+        custom subnet), and the wait for that role to take effect before the cluster is created.
+
+        With `cluster.adoptControlPlaneIdentity` bootstrap made the identity and its role (on the
+        stack's group, which holds the subnet) before the first deploy: the program imports the
+        identity, keeps it on destroy (bootstrap's role names it), and has nothing to wait for."""
+        identity_name = labels.name(stack, "aks-identity")
+        if c.adopt_control_plane_identity:
+            subscription = authorization.get_client_config(opts=pulumi.InvokeOptions(parent=self)).subscription_id
+            adopted = managedidentity.UserAssignedIdentity(
+                f"{name}-control-plane",
+                resource_name_=identity_name,
+                resource_group_name=self.resource_group_name,
+                location=self.location,
+                tags=tags,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    import_=(
+                        f"/subscriptions/{subscription}/resourceGroups/{labels.name(stack, 'rg')}"
+                        f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{identity_name}"
+                    ),
+                    retain_on_delete=True,
+                ),
+            )
+            return adopted, None
+        identity = self.identity(f"{name}-control-plane", identity_name=identity_name, tags=tags)
         subnet_role = self.grant(
             f"{name}-subnet-network",
             role=catalog.NETWORK_CONTRIBUTOR,

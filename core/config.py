@@ -367,6 +367,11 @@ class Cluster(Model):
     # deploy identity's roles have a scope): take it over by import instead of creating it, and
     # leave it when the stack is destroyed. CI sets it (tools/ci_stack.py).
     adopt_resource_group: bool = False
+    # The cluster's control-plane identity exists already, with Network Contributor on the stack's
+    # resource group (bootstrap makes both for CI's stacks, long before the first deploy): take it
+    # over by import, grant nothing, and skip the cluster.rolePropagationSeconds wait for its
+    # subnet role, which no deploy identity can probe. CI sets it (tools/ci_stack.py).
+    adopt_control_plane_identity: bool = False
     # The principal the deployer's roles (AcrPush, cluster admin, Grafana Admin) go to, instead of
     # whoever runs the program: CI's deploy identity, so that a preview run by another identity
     # (CI's read-only one on a pull request) shows no role change. Unset: whoever runs `pulumi up`.

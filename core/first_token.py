@@ -227,15 +227,18 @@ def _serving_steps(config: StackConfig, after_node: tuple[str, ...], download: b
 def first_deploy(config: StackConfig, path: str | None = None) -> list[Step]:
     path = path or image_path(config)
     wait = config.cluster.role_propagation_seconds
-    steps = [
+    subnet_wait = (
         Step(
-            "prep",
-            "resource group, VNet, subnet, identities, registry",
-            *PREP_S,
-            "estimate",
-            "ARM creates; not measured",
-        ),
-        Step(
+            "subnet-wait",
+            "role wait: none, bootstrap made the control plane's identity and its role beforehand",
+            0,
+            0,
+            "bound",
+            "cluster.adoptControlPlaneIdentity: the role was granted when bootstrap ran, long before this deploy",
+            ("prep",),
+        )
+        if config.cluster.adopt_control_plane_identity
+        else Step(
             "subnet-wait",
             "role wait: the control plane's Network Contributor on the node subnet",
             wait,
@@ -244,7 +247,17 @@ def first_deploy(config: StackConfig, path: str | None = None) -> list[Step]:
             "a fixed wait of cluster.rolePropagationSeconds: the role is a managed identity's, which the "
             "deployer cannot probe (ARM's permissions API answers for the caller only)",
             ("prep",),
+        )
+    )
+    steps = [
+        Step(
+            "prep",
+            "resource group, VNet, subnet, identities, registry",
+            *PREP_S,
+            "estimate",
+            "ARM creates; not measured",
         ),
+        subnet_wait,
         Step(
             "cluster",
             "AKS control plane and system pool",

@@ -190,6 +190,8 @@ class BootstrapMocks(pulumi.runtime.Mocks):
             outputs["objectId"] = f"object-{args.name}"
         if args.typ == "random:index/randomString:RandomString":
             outputs["result"] = "abc123"
+        if args.typ == "azure-native:managedidentity:UserAssignedIdentity":
+            outputs["principalId"] = f"principal-{args.name}"
         return f"id-{args.name}", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
@@ -355,6 +357,29 @@ def test_each_environment_names_its_own_stacks_identity_and_state(bootstrap: Boo
         ("prod", "NODE_RESOURCE_GROUP_GRANTED"): "false",
         ("dev-preview", "NODE_RESOURCE_GROUP_GRANTED"): "false",
     }
+
+
+def test_each_stacks_control_plane_identity_holds_its_subnet_role_before_the_first_deploy(bootstrap: BootstrapMocks):
+    """Made with the stack's group, in its location, with the program's name and tags (the program
+    imports it: any difference would fail the import), and kept when bootstrap is destroyed."""
+    identities = {
+        name: inputs
+        for typ, name, inputs in bootstrap.resources
+        if typ == "azure-native:managedidentity:UserAssignedIdentity"
+    }
+    for stack in ("dev", "prod"):
+        made = identities[f"control-plane-{stack}"]
+        assert made["resourceName"] == labels.name(stack, "aks-identity")
+        assert made["resourceGroupName"] == labels.name(stack, "rg")
+        assert made["location"] == "eastus" and made["tags"] == labels.tags(stack, "cluster")
+        assert scopes_of(bootstrap, f"principal-control-plane-{stack}") == {f"id-stack-{stack}"}
+        (role,) = [
+            i["roleDefinitionId"]
+            for t, n, i in bootstrap.resources
+            if t == "azure-native:authorization:RoleAssignment"
+            and i["principalId"] == f"principal-control-plane-{stack}"
+        ]
+        assert role.endswith(catalog.NETWORK_CONTRIBUTOR)
 
 
 @pytest.mark.parametrize(

@@ -225,6 +225,7 @@ def test_ci_sets_kubelogins_workload_identity_and_the_deployer_and_keeps_the_res
         "location": "eastus",
         "kubeloginMode": "workloadidentity",
         "adoptResourceGroup": True,
+        "adoptControlPlaneIdentity": True,
         "deployerObjectId": "11111111-1111-1111-1111-111111111111",
         "deployerPrincipalType": "ServicePrincipal",
     }
@@ -259,3 +260,4 @@ def test_ci_settings_load_as_a_valid_stack_config(stack: str):
     assert config.cluster.kubelogin_mode == "workloadidentity"
     assert config.cluster.adopt_resource_group
     assert config.ingress.node_resource_group_reader is False
+    assert config.cluster.adopt_control_plane_identity

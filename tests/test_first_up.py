@@ -370,3 +370,43 @@ def test_a_stack_adopting_its_group_imports_it_by_id_and_keeps_it_on_destroy():
     assert [r.import_id for r in adopted] == [f"/subscriptions/{SUBSCRIPTION}/resourceGroups/llamacpp-dev-rg"]
     created = of_type(run_stack({}, "dev"), "azure-native:resources:ResourceGroup")
     assert [r.import_id for r in created] == [None]
+
+
+def test_a_stack_adopting_its_control_plane_identity_imports_it_grants_nothing_and_waits_for_nothing():
+    """Bootstrap made the identity and its Network Contributor long before the first deploy: the
+    program takes it over by id, keeps no subnet role of its own, and has no fixed wait left."""
+    from tools.mocks import SUBSCRIPTION
+
+    mocks = run_stack({"cluster": {"adoptResourceGroup": True, "adoptControlPlaneIdentity": True}}, "dev")
+    (identity,) = [
+        r
+        for r in of_type(mocks, "azure-native:managedidentity:UserAssignedIdentity")
+        if r.name == "cluster-control-plane"
+    ]
+    assert identity.import_id == (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/llamacpp-dev-rg"
+        "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/llamacpp-dev-aks-identity"
+    )
+    assert identity.inputs["resourceName"] == "llamacpp-dev-aks-identity"
+    roles = [r.name for r in of_type(mocks, "azure-native:authorization:RoleAssignment")]
+    assert "cluster-subnet-network" not in roles
+    assert "cluster-subnet-network-propagation" not in {r.name for r in of_type(mocks, SLEEP)}
+    (created,) = [
+        r
+        for r in of_type(run_stack({}, "dev"), "azure-native:managedidentity:UserAssignedIdentity")
+        if r.name == "cluster-control-plane"
+    ]
+    assert created.import_id is None
+
+
+def test_the_estimate_drops_the_subnet_wait_only_for_an_adopted_identity():
+    from core import first_token
+    from core.config import StackConfig
+
+    def subnet_wait(adopted: bool) -> first_token.Step:
+        config = StackConfig.model_validate({"cluster": {"adoptControlPlaneIdentity": adopted}})
+        (step,) = [s for s in first_token.first_deploy(config) if s.key == "subnet-wait"]
+        return step
+
+    assert (subnet_wait(True).low_s, subnet_wait(True).high_s) == (0, 0)
+    assert (subnet_wait(False).low_s, subnet_wait(False).high_s) == (600, 600)

@@ -8,6 +8,9 @@ never committed: how kubelogin signs in and whose object id the deployer's roles
 - `cluster.adoptResourceGroup: true`: bootstrap made the stack's resource group (the deploy
   identity's roles are scoped to it), so the program imports it instead of creating it; azure-native
   refuses to create a resource that exists.
+- `cluster.adoptControlPlaneIdentity: true`: bootstrap made the cluster's control-plane identity
+  and its Network Contributor on the stack's group too, so the program imports it and the first
+  deploy skips the fixed wait for that role (a managed identity's role cannot be probed).
 - `cluster.deployerObjectId` and `deployerPrincipalType: ServicePrincipal`: the deploy identity
   (bootstrap's `deployerObjectId` output, the DEPLOYER_OBJECT_ID variable), so a preview by the
   read-only identity plans no change to the deployer's role assignments.
@@ -39,7 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def ci_settings(deployer_object_id: str | None) -> dict[str, Any]:
     """The `cluster` keys CI sets (camelCase, as in the stack files)."""
-    settings: dict[str, Any] = {"kubeloginMode": "workloadidentity", "adoptResourceGroup": True}
+    settings: dict[str, Any] = {
+        "kubeloginMode": "workloadidentity",
+        "adoptResourceGroup": True,
+        "adoptControlPlaneIdentity": True,
+    }
     if deployer_object_id:
         settings |= {"deployerObjectId": deployer_object_id, "deployerPrincipalType": "ServicePrincipal"}
     return settings
