@@ -58,7 +58,7 @@ from plan import (
 )
 
 from core import labels
-from core.catalog import NETWORK_CONTRIBUTOR, STACK_GRANTED_ROLES
+from core.catalog import AKS_RBAC_CLUSTER_ADMIN, NETWORK_CONTRIBUTOR, STACK_GRANTED_ROLES
 
 
 def read_config() -> BootstrapConfig:
@@ -239,6 +239,10 @@ for stack, deployer in deployers.items():
             condition_version="2.0",
         )
     grant(f"deploy-{stack}-state", deployer.object_id, STORAGE_BLOB_DATA_CONTRIBUTOR, containers[stack].id)
+    # Cluster admin (Azure RBAC) of the stack's own group, which the program would otherwise grant on
+    # the cluster at its first deploy and then wait for (AKS's authorizer lags ARM by up to 5
+    # minutes): granted now, it is in effect before the cluster exists (cluster.deployerHoldsClusterAdmin).
+    grant(f"deploy-{stack}-aks-admin", deployer.object_id, AKS_RBAC_CLUSTER_ADMIN, stack_groups[stack].id)
 
 # Operators (people): read each stack's state, and its cluster (user kubeconfig, Kubernetes
 # objects read-only). Secrets in the state stay encrypted with the stack's passphrase.

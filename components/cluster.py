@@ -117,12 +117,21 @@ class AksCluster(pulumi.ComponentResource):
         self.gpu_pool = self._gpu_pool(name, c, tags)
         self.registry = self._registry(name, stack, c, args.registry)
         self.login_server = self.registry.login_server
-        self.acr_pull, self.acr_push, self.deployer_admin = self._roles(name)
+        self.acr_pull, self.acr_push = self._roles(name)
         # What uses the deployer's new roles waits until Azure grants them (the image build polls
-        # for its own registry permission: components/image.py).
-        self.deployer_admin_ready = self.deployer_role_ready(
-            f"{name}-deployer-admin", self.deployer_admin, scope=self.cluster.id, needed=permissions.AKS_ADMIN
-        )
+        # for its own registry permission: components/image.py). A deployer that bootstrap made
+        # cluster admin of the whole group long ago needs neither the grant nor the wait.
+        self.deployer_admin_ready: list[pulumi.Resource] = []
+        if not c.deployer_holds_cluster_admin:
+            # ...and administers the cluster through Azure RBAC (local accounts are off).
+            deployer_admin = self.grant_deployer(
+                f"{name}-deployer-admin", role=catalog.AKS_RBAC_CLUSTER_ADMIN, scope=self.cluster.id
+            )
+            self.deployer_admin_ready.append(
+                self.deployer_role_ready(
+                    f"{name}-deployer-admin", deployer_admin, scope=self.cluster.id, needed=permissions.AKS_ADMIN
+                )
+            )
         self.kubeconfig, self.provider = self._kubernetes(name, c.kubelogin_mode)
         self.oidc_issuer = self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
         self.register_outputs(
@@ -270,19 +279,14 @@ class AksCluster(pulumi.ComponentResource):
         )
 
     def _roles(self, name: str) -> tuple[authorization.RoleAssignment, ...]:
-        """AcrPull for the kubelet; AcrPush and cluster admin for whoever runs `pulumi up`."""
+        """AcrPull for the kubelet; AcrPush for whoever runs `pulumi up`."""
         kubelet_object_id = self.cluster.identity_profile.apply(lambda p: (p or {})["kubeletidentity"].object_id or "")
         acr_pull = self.grant(
             f"{name}-acr-pull", role=catalog.ACR_PULL, principal_id=kubelet_object_id, scope=self.registry.id
         )
         # Whoever runs `pulumi up` pushes the image with an Entra token: no admin user, no password.
         acr_push = self.grant_deployer(f"{name}-acr-push", role=catalog.ACR_PUSH, scope=self.registry.id)
-        # ...and administers the cluster through Azure RBAC (local accounts are off).
-        deployer_admin = self.grant_deployer(
-            f"{name}-deployer-admin", role=catalog.AKS_RBAC_CLUSTER_ADMIN, scope=self.cluster.id
-        )
-
-        return acr_pull, acr_push, deployer_admin
+        return acr_pull, acr_push
 
     def _adopt(self, group_name: str) -> pulumi.ResourceOptions:
         """Import the group bootstrap made (same name, location and tags, so the import shows no
@@ -435,7 +439,7 @@ class AksCluster(pulumi.ComponentResource):
         provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=kubeconfig,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gpu_pool, self.deployer_admin_ready]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gpu_pool, *self.deployer_admin_ready]),
         )
         return kubeconfig, provider
 

@@ -372,6 +372,11 @@ class Cluster(Model):
     # over by import, grant nothing, and skip the cluster.rolePropagationSeconds wait for its
     # subnet role, which no deploy identity can probe. CI sets it (tools/ci_stack.py).
     adopt_control_plane_identity: bool = False
+    # The deployer holds Azure Kubernetes Service RBAC Cluster Admin on the stack's resource group
+    # already (bootstrap grants it to CI's deploy identities, long before the first deploy): the
+    # program grants no admin role on the cluster and waits neither for ARM nor for AKS's
+    # authorizer, which reads a new assignment up to 5 minutes late. CI sets it (tools/ci_stack.py).
+    deployer_holds_cluster_admin: bool = False
     # The principal the deployer's roles (AcrPush, cluster admin, Grafana Admin) go to, instead of
     # whoever runs the program: CI's deploy identity, so that a preview run by another identity
     # (CI's read-only one on a pull request) shows no role change. Unset: whoever runs `pulumi up`.

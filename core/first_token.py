@@ -289,11 +289,24 @@ def first_deploy(config: StackConfig, path: str | None = None) -> list[Step]:
         "Kubernetes objects and the device plugin's pod; not measured",
         ("gpu-node", "admin-poll") if node_first else ("cluster", "admin-poll"),
     )
-    steps.append(
-        role_poll_step(
-            "admin-poll", "the deployer's cluster admin role", wait, ("cluster",), permissions.AKS_ADMIN.settle_s
+    if config.cluster.deployer_holds_cluster_admin:
+        steps.append(
+            Step(
+                "admin-poll",
+                "role poll: none, bootstrap made the deployer cluster admin of the group beforehand",
+                0,
+                0,
+                "bound",
+                "cluster.deployerHoldsClusterAdmin: granted when bootstrap ran, long before this deploy",
+                ("cluster",),
+            )
         )
-    )
+    else:
+        steps.append(
+            role_poll_step(
+                "admin-poll", "the deployer's cluster admin role", wait, ("cluster",), permissions.AKS_ADMIN.settle_s
+            )
+        )
     steps += [node, kubernetes] if node_first else [kubernetes, node]
     return steps + _serving_steps(config, ("gpu-node", "kubernetes", "image"), download=True)
 

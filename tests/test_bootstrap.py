@@ -256,7 +256,11 @@ def test_each_deploy_identity_is_contributor_and_no_owner(bootstrap: BootstrapMo
         plan.CONTRIBUTOR,
         plan.RBAC_ADMINISTRATOR,
         plan.STORAGE_BLOB_DATA_CONTRIBUTOR,
+        # On its own group only: the role the program would grant it on the cluster and then wait for.
+        catalog.AKS_RBAC_CLUSTER_ADMIN,
     }
+    admin = of(bootstrap, "azure-native:authorization:RoleAssignment")[f"deploy-{stack}-aks-admin"]
+    assert (admin["scope"], admin["principalId"]) == (f"id-stack-{stack}", f"object-deploy-{stack}")
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

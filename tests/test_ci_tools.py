@@ -226,6 +226,7 @@ def test_ci_sets_kubelogins_workload_identity_and_the_deployer_and_keeps_the_res
         "kubeloginMode": "workloadidentity",
         "adoptResourceGroup": True,
         "adoptControlPlaneIdentity": True,
+        "deployerHoldsClusterAdmin": True,
         "deployerObjectId": "11111111-1111-1111-1111-111111111111",
         "deployerPrincipalType": "ServicePrincipal",
     }
@@ -260,4 +261,4 @@ def test_ci_settings_load_as_a_valid_stack_config(stack: str):
     assert config.cluster.kubelogin_mode == "workloadidentity"
     assert config.cluster.adopt_resource_group
     assert config.ingress.node_resource_group_reader is False
-    assert config.cluster.adopt_control_plane_identity
+    assert config.cluster.adopt_control_plane_identity and config.cluster.deployer_holds_cluster_admin

@@ -410,3 +410,18 @@ def test_the_estimate_drops_the_subnet_wait_only_for_an_adopted_identity():
 
     assert (subnet_wait(True).low_s, subnet_wait(True).high_s) == (0, 0)
     assert (subnet_wait(False).low_s, subnet_wait(False).high_s) == (600, 600)
+
+
+def test_a_deployer_that_bootstrap_made_cluster_admin_gets_no_grant_and_no_wait():
+    from core import first_token
+    from core.config import StackConfig
+
+    mocks = run_stack({"cluster": {"deployerHoldsClusterAdmin": True}}, "dev")
+    roles = [r.name for r in of_type(mocks, "azure-native:authorization:RoleAssignment")]
+    assert "cluster-deployer-admin" not in roles and "cluster-deployer-admin-ready" not in role_polls(mocks)
+    assert "cluster-deployer-admin" in [
+        r.name for r in of_type(run_stack({}, "dev"), "azure-native:authorization:RoleAssignment")
+    ]
+    config = StackConfig.model_validate({"cluster": {"deployerHoldsClusterAdmin": True}})
+    (poll,) = [s for s in first_token.first_deploy(config) if s.key == "admin-poll"]
+    assert (poll.low_s, poll.high_s) == (0, 0)

@@ -11,6 +11,9 @@ never committed: how kubelogin signs in and whose object id the deployer's roles
 - `cluster.adoptControlPlaneIdentity: true`: bootstrap made the cluster's control-plane identity
   and its Network Contributor on the stack's group too, so the program imports it and the first
   deploy skips the fixed wait for that role (a managed identity's role cannot be probed).
+- `cluster.deployerHoldsClusterAdmin: true`: bootstrap made the deploy identity cluster admin
+  (Azure RBAC) of its stack's group, so the program grants no admin role on the cluster and waits
+  for none (AKS's authorizer reads a new assignment up to 5 minutes late).
 - `cluster.deployerObjectId` and `deployerPrincipalType: ServicePrincipal`: the deploy identity
   (bootstrap's `deployerObjectId` output, the DEPLOYER_OBJECT_ID variable), so a preview by the
   read-only identity plans no change to the deployer's role assignments.
@@ -46,6 +49,7 @@ def ci_settings(deployer_object_id: str | None) -> dict[str, Any]:
         "kubeloginMode": "workloadidentity",
         "adoptResourceGroup": True,
         "adoptControlPlaneIdentity": True,
+        "deployerHoldsClusterAdmin": True,
     }
     if deployer_object_id:
         settings |= {"deployerObjectId": deployer_object_id, "deployerPrincipalType": "ServicePrincipal"}
