@@ -20,7 +20,7 @@ sleep "$settle"
 while [ "$(now_ms)" -lt "$deadline" ]; do
   status=0
   metrics=$(printf 'Authorization: Bearer %s\n' "$(cat "$key_file")" |
-    curl --fail --silent --max-time "$poll_timeout" --header @- "http://127.0.0.1:$port/metrics") || status=$?
+    curl -q --fail --silent --max-time "$poll_timeout" --header @- "http://127.0.0.1:$port/metrics") || status=$?
   if [ "$status" -eq 7 ]; then
     exit 0 # connection refused: the server is gone
   fi

@@ -121,3 +121,22 @@ def test_the_key_is_never_in_an_argument_list(metrics, key_file):
     hook.communicate(timeout=30)
     assert metrics.requests[0]["authorization"] == f"Bearer {KEY}"
     assert with_key == [], "the API key is in a process's argument list"
+
+
+def test_curl_reads_no_curlrc_that_would_send_it_elsewhere(metrics, key_file, tmp_path):
+    """A ~/.curlrc with a dead proxy would make every poll a refused connection, which ends the
+    wait at once on a busy server: -q first keeps curl to the hook's own arguments."""
+    (tmp_path / ".curlrc").write_text('proxy = "http://127.0.0.1:9"\nnoproxy = ""\n')
+    metrics.body = BUSY
+    started = time.monotonic()
+    hook = subprocess.run(
+        ["sh", str(SCRIPT), str(metrics.port), str(key_file), str(MAX_SECONDS)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HOME": str(tmp_path), "DRAIN_SETTLE_SECONDS": "0", "DRAIN_POLL_TIMEOUT_SECONDS": "1"},
+    )
+    took = time.monotonic() - started
+    assert hook.returncode == 0, hook.stderr
+    assert took >= MAX_SECONDS - 0.1, f"drain.sh returned after {took:.2f} s: curl read the curlrc"
+    assert metrics.requests, "curl never reached the server"

@@ -421,3 +421,26 @@ def test_a_key_file_that_cannot_be_read_is_one_mismatch_line(tmp_path, capsys, c
     assert capsys.readouterr().out.strip().splitlines()[-1] == (
         f"MISMATCH --api-key-file={key} cannot be read ({error}); give the file holding the stack's apiKey."
     )
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_answer_and_the_key_never_follows_it(status):
+    """urllib would follow a redirect with the Authorization header, to any host: the client
+    stops at it, so the key reaches only the address the user gave."""
+    elsewhere = RawServer(routes={"/props": Reply.json(200, {})})
+    redirect = Reply(
+        status=status,
+        raw=(
+            f"HTTP/1.1 {status} Moved\r\nLocation: {elsewhere.base}/props\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ).encode(),
+    )
+    server = RawServer(routes={"/props": redirect})
+    try:
+        got, _ = Client(server.base, "secret-key", timeout_seconds=10).request("/props")
+    finally:
+        server.close()
+        elsewhere.close()
+    assert got == status
+    assert [r[2].get("authorization") for r in server.requests] == ["Bearer secret-key"]
+    assert elsewhere.requests == []

@@ -121,6 +121,17 @@ class ServerError(Exception):
     """The server could not be asked, or answered something that is not HTTP: one sentence."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect with the same headers, Authorization included, to any host: a
+    redirect is llama-server's answer to nothing, so it comes back as its own status, key unsent."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 @dataclass(frozen=True)
 class Client:
     base: str  # http://host:port, no trailing slash
@@ -149,7 +160,7 @@ class Client:
             ) from None
         try:
             try:
-                with urllib.request.urlopen(req, timeout=timeout) as r:
+                with _OPENER.open(req, timeout=timeout) as r:
                     status, raw = r.status, r.read(MAX_REPLY_BYTES + 1)
             except urllib.error.HTTPError as err:
                 status, raw = err.code, err.read(MAX_REPLY_BYTES + 1)
