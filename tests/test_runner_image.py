@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from bootstrap import plan
+from bootstrap import plan, runner_image
 from core.config import Image
 from core.image import IMAGE_DIR, content_tag
-from tests.conftest import ROOT
+from tests.conftest import ROOT, bare_path, pinned_pulumi, run_make
 from tests.httpfiles import pids_with_in_argv
 
 RUNNER_DIR = ROOT / "image" / "runner"
@@ -332,3 +332,94 @@ def test_a_change_in_the_runner_image_leaves_the_servers_content_tag_alone(tmp_p
     assert content_tag(Image(), image) == before
     (image / "drain.sh").write_text("#!/bin/sh\nexit 0\n")  # the server's own files still count
     assert content_tag(Image(), image) != before
+
+
+# --- make runner-image ------------------------------------------------------------------------
+
+REGISTRY = "llamacppcirunnerabc123.azurecr.io"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def make_runner_image(tmp_path: Path, *, in_registry: bool = False, build_rc: int = 0, printed: str = DIGEST):
+    """`make runner-image` with stub pulumi (bootstrap's output) and az (ACR Tasks) that log their calls."""
+    az_log, pulumi_log, built = tmp_path / "az.log", tmp_path / "pulumi.log", tmp_path / "built"
+    if in_registry:
+        built.touch()
+    az = f"""echo "$*" >> {az_log}
+case "$*" in
+  "acr build "*) echo "streamed build log"; [ {build_rc} = 0 ] && : > {built}; exit {build_rc} ;;
+  "acr repository show "*) [ -e {built} ] || {{ echo "ERROR: manifest unknown" >&2; exit 1; }}; echo "{printed}" ;;
+esac"""
+    pulumi = f"""[ "$1" = version ] && {{ echo v{pinned_pulumi()}; exit 0; }}
+echo "$*" >> {pulumi_log}
+[ "$1 $2" = "stack output" ] && echo {REGISTRY}
+exit 0"""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (tmp_path / "venv" / ".installed").touch()
+    (venv_bin / "python").write_text(f'#!/bin/bash\nexec {ROOT / ".venv" / "bin" / "python"} "$@"\n')
+    (venv_bin / "python").chmod(0o755)
+    path = bare_path(tmp_path, {"az": az, "pulumi": pulumi})
+    rc, output, _ = run_make(tmp_path, path, "runner-image", env={"PULUMI_CONFIG_PASSPHRASE": "p"})
+    calls = az_log.read_text().splitlines() if az_log.exists() else []
+    return rc, output, calls, pulumi_log.read_text().splitlines()
+
+
+def test_make_runner_image_builds_into_bootstraps_registry_and_prints_the_pinned_image(tmp_path):
+    rc, output, calls, pulumi_calls = make_runner_image(tmp_path)
+    assert rc == 0, output
+    assert "stack output prodRunnerRegistry --stack ci" in pulumi_calls
+    tag = runner_image.content_tag()
+    show = f"acr repository show --name llamacppcirunnerabc123 --image gh-runner:{tag} --query digest -o tsv"
+    build = (
+        f"acr build --registry llamacppcirunnerabc123 --image gh-runner:{tag} --platform linux/amd64 "
+        "--file image/runner/Dockerfile image/runner"
+    )
+    assert calls == [show, build, show]
+    assert f"prodRunner.image: {REGISTRY}/gh-runner@{DIGEST}" in output.splitlines()
+    assert f"pulumi config set --path prodRunner.image {REGISTRY}/gh-runner@{DIGEST} --stack ci" in output
+    # What it prints is what bootstrap accepts.
+    plan.ProdRunner(image=f"{REGISTRY}/gh-runner@{DIGEST}")
+
+
+def test_make_runner_image_finds_an_unchanged_image_without_building_it(tmp_path):
+    rc, output, calls, _ = make_runner_image(tmp_path, in_registry=True)
+    assert rc == 0, output
+    assert [c.split()[1] for c in calls] == ["repository"]
+    assert f"prodRunner.image: {REGISTRY}/gh-runner@{DIGEST}" in output
+
+
+def test_a_failed_build_is_one_sentence(tmp_path):
+    rc, output, calls, _ = make_runner_image(tmp_path, build_rc=1)
+    assert [c.split()[1] for c in calls] == ["repository", "build"]
+    assert rc != 0 and "az acr build failed (its log is above)" in output
+    assert "prodRunner.image:" not in output
+
+
+@pytest.mark.parametrize("printed", ["", "sha256:" + "ab" * 31 + "a", "SHA256:" + "AB" * 32, "ERROR: unauthorized"])
+def test_anything_but_a_digest_is_refused_with_a_sentence(tmp_path, printed):
+    rc, output, _, _ = make_runner_image(tmp_path, in_registry=True, printed=printed)
+    assert rc != 0 and "instead of an image digest" in output and "prodRunner.image:" not in output
+
+
+@pytest.mark.parametrize(
+    "registry",
+    [
+        "",
+        "llamacppcirunnerabc123.azurecr.io.example.com",
+        "LLAMACPP.azurecr.io",
+        "abcd.azurecr.io",
+        "https://x1234.azurecr.io",
+    ],
+)
+def test_a_registry_that_is_not_a_login_server_is_named(registry):
+    with pytest.raises(SystemExit, match="is not a registry's login server"):
+        runner_image.main(["--registry", registry, "--dry-run"])
+
+
+def test_the_image_tag_follows_every_file_of_image_runner(tmp_path):
+    shutil.copytree(RUNNER_DIR, tmp_path / "image" / "runner")
+    before = runner_image.content_tag(tmp_path)
+    assert before == runner_image.content_tag()
+    (tmp_path / "image" / "runner" / "entrypoint.sh").write_text("changed\n")
+    assert runner_image.content_tag(tmp_path) != before
