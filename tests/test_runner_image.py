@@ -319,6 +319,13 @@ def test_the_image_drops_the_base_images_passwordless_sudo():
     assert "gpasswd --delete runner sudo" in dockerfile
 
 
+def test_setup_python_finds_its_tool_cache_where_its_builds_were_compiled_and_may_write_it():
+    dockerfile = (RUNNER_DIR / "Dockerfile").read_text()
+    assert "install --directory --owner=runner --mode=0755 /opt/hostedtoolcache" in dockerfile
+    assert "ENV AGENT_TOOLSDIRECTORY=/opt/hostedtoolcache" in dockerfile
+    assert "RUNNER_TOOL_CACHE=/opt/hostedtoolcache" in dockerfile
+
+
 def test_the_build_context_holds_only_what_the_dockerfile_copies():
     ignore = (RUNNER_DIR / ".dockerignore").read_text().split()
     assert ignore[0] == "*" and {line[1:] for line in ignore[1:]} == {"Dockerfile", "entrypoint.sh"}
