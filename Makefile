@@ -41,7 +41,7 @@ export PATH := $(abspath $(TOOLS_DIR))/bin:$(PATH)
 PULUMI_VERSION := $(patsubst pulumi==%,%,$(filter pulumi==%,$(file < requirements.txt)))
 export PULUMI_VERSION
 
-.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor logs outputs port-forward rotate-key llamacpp-upgrade
+.PHONY: help venv lock preflight up preview destroy render model diff prices bootstrap verify loadtest loadtest-image loadtest-job test lint typecheck bench cuda-check clean doctor runner-image logs outputs port-forward rotate-key llamacpp-upgrade
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -163,6 +163,10 @@ bootstrap: ## one-time CI setup (bootstrap/): identities, roles, state storage, 
 	@$(MAKE) --no-print-directory $(VENV)/.installed
 	$(PY) -m bootstrap.register --config "bootstrap/Pulumi.$(BOOTSTRAP_STACK).yaml"
 	cd bootstrap && pulumi login "$(PULUMI_BACKEND_URL)" && pulumi stack select --create "$(BOOTSTRAP_STACK)" && pulumi up --stack "$(BOOTSTRAP_STACK)" --diff
+
+runner-image: $(VENV)/.installed ## build image/runner (prod's runner) into bootstrap's registry with ACR Tasks; print the prodRunner.image to set
+	@tools/cloud-tools.sh runner-image pulumi az passphrase
+	$(PY) -m bootstrap.runner_image --stack "$(BOOTSTRAP_STACK)" --registry "$$(cd bootstrap && pulumi login "$(PULUMI_BACKEND_URL)" >&2 && pulumi stack output prodRunnerRegistry --stack "$(BOOTSTRAP_STACK)")"
 
 lint: $(VENV)/.installed ## ruff format --check and ruff check
 	$(VENV)/bin/ruff format --check .

@@ -50,6 +50,7 @@ from plan import (
     runner_environment,
     runner_group_admits_public,
     runner_group_workflow,
+    runner_registry_name,
     runner_scale_rule,
     stack_location,
     stack_resource_group,
@@ -58,7 +59,7 @@ from plan import (
 )
 
 from core import labels
-from core.catalog import AKS_RBAC_CLUSTER_ADMIN, NETWORK_CONTRIBUTOR, STACK_GRANTED_ROLES
+from core.catalog import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, NETWORK_CONTRIBUTOR, STACK_GRANTED_ROLES
 
 
 def read_config() -> BootstrapConfig:
@@ -355,8 +356,8 @@ pulumi.export("prodRunnerGroupId", runner_group.id)
 # engine with KEDA's github-runner scaler built in, scales to zero between the two prod runs a
 # deploy needs (image, then up), and starts a fresh container per job
 # (learn.microsoft.com/azure/container-apps/tutorial-ci-cd-runners-jobs). Its egress goes through
-# one NAT gateway address, which prod's cluster.authorizedIpRanges lists. It holds no Azure role:
-# prod's jobs sign in with their own OIDC token.
+# one NAT gateway address, which prod's cluster.authorizedIpRanges lists. It holds no Azure role
+# but AcrPull on its own registry: prod's jobs sign in with their own OIDC token.
 if c.prod_runner:
     r = c.prod_runner
     runner_group_rg = azure.resources.ResourceGroup("runner", location=c.location)
@@ -398,51 +399,85 @@ if c.prod_runner:
             "internal": False,
         },
     )
-    token = pulumi.Config().require_secret("prodRunnerToken")
-    azure.app.Job(
-        "prod-runner",
+    # The runner's image lives in a registry of its own, where `make runner-image` builds it; the job
+    # pulls it as a user-assigned identity that holds AcrPull there and nothing else (a job without
+    # registry credentials pulls public images only).
+    registry_suffix = random.RandomString("runner-registry-suffix", length=6, special=False, upper=False)
+    registry = azure.containerregistry.Registry(
+        "runner-registry",
+        registry_name=registry_suffix.result.apply(lambda s: runner_registry_name(pulumi.get_stack(), s)),
         resource_group_name=runner_group_rg.name,
         location=c.location,
-        environment_id=runner_environment_.id,
-        workload_profile_name="Consumption",
-        configuration={
-            "trigger_type": "Event",
-            "replica_timeout": 3 * 3600,  # prod's up and its role waits, with room
-            "replica_retry_limit": 0,
-            "secrets": [{"name": "github-pat", "value": token}],
-            "event_trigger_config": {
-                "parallelism": 1,
-                "replica_completion_count": 1,
-                "scale": {
-                    "min_executions": 0,
-                    "max_executions": r.max_runners,
-                    "polling_interval": 30,
-                    "rules": [
-                        {
-                            "name": "github-runner",
-                            "type": "github-runner",
-                            "metadata": runner_scale_rule(c),
-                            "auth": [{"secret_ref": "github-pat", "trigger_parameter": "personalAccessToken"}],
-                        }
-                    ],
+        sku={"name": "Basic"},
+        admin_user_enabled=False,
+        anonymous_pull_enabled=False,
+    )
+    puller = azure.managedidentity.UserAssignedIdentity(
+        "runner-pull", resource_group_name=runner_group_rg.name, location=c.location
+    )
+    pull_grant = azure.authorization.RoleAssignment(
+        "runner-acr-pull",
+        principal_id=puller.principal_id,
+        principal_type="ServicePrincipal",
+        role_definition_id=role(ACR_PULL),
+        scope=registry.id,
+    )
+    pulumi.export("prodRunnerRegistry", registry.login_server)
+    pulumi.export("prodRunnerEgressIp", egress_ip.ip_address)
+    if r.image is None:
+        pulumi.log.warn(
+            "prodRunner.image is not set, so prod's runner job is not made yet: run make runner-image, set "
+            "prodRunner.image to the reference it prints, and run make bootstrap again."
+        )
+    else:
+        token = pulumi.Config().require_secret("prodRunnerToken")
+        azure.app.Job(
+            "prod-runner",
+            resource_group_name=runner_group_rg.name,
+            location=c.location,
+            environment_id=runner_environment_.id,
+            workload_profile_name="Consumption",
+            identity={"type": "UserAssigned", "user_assigned_identities": [puller.id]},
+            configuration={
+                "registries": [{"server": registry.login_server, "identity": puller.id}],
+                "trigger_type": "Event",
+                "replica_timeout": 3 * 3600,  # prod's up and its role waits, with room
+                "replica_retry_limit": 0,
+                "secrets": [{"name": "github-pat", "value": token}],
+                "event_trigger_config": {
+                    "parallelism": 1,
+                    "replica_completion_count": 1,
+                    "scale": {
+                        "min_executions": 0,
+                        "max_executions": r.max_runners,
+                        "polling_interval": 30,
+                        "rules": [
+                            {
+                                "name": "github-runner",
+                                "type": "github-runner",
+                                "metadata": runner_scale_rule(c),
+                                "auth": [{"secret_ref": "github-pat", "trigger_parameter": "personalAccessToken"}],
+                            }
+                        ],
+                    },
                 },
             },
-        },
-        template={
-            "containers": [
-                {
-                    "name": "runner",
-                    "image": r.image,
-                    "resources": {"cpu": r.cpu, "memory": r.memory},
-                    "env": [
-                        {"name": "GITHUB_PAT", "secret_ref": "github-pat"},
-                        *({"name": k, "value": v} for k, v in runner_environment(c).items()),
-                    ],
-                }
-            ]
-        },
-    )
-    pulumi.export("prodRunnerEgressIp", egress_ip.ip_address)
+            template={
+                "containers": [
+                    {
+                        "name": "runner",
+                        "image": r.image,
+                        "resources": {"cpu": r.cpu, "memory": r.memory},
+                        "env": [
+                            {"name": "GITHUB_PAT", "secret_ref": "github-pat"},
+                            *({"name": k, "value": v} for k, v in runner_environment(c).items()),
+                        ],
+                    }
+                ]
+            },
+            # A role assignment takes effect after a while: the first execution must find AcrPull there.
+            opts=pulumi.ResourceOptions(depends_on=[pull_grant]),
+        )
 
 pulumi.export("previewClientId", preview.client_id)
 pulumi.export("deployClientIds", {stack: d.client_id for stack, d in deployers.items()})

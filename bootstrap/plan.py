@@ -58,10 +58,11 @@ class Reviewers(Model):
 
 
 class ProdRunner(Model):
-    # An image with the GitHub runner and what prod's jobs run (Azure CLI, Python 3.11, Go 1.21+,
-    # make, git), whose entrypoint registers one ephemeral runner from the variables of
-    # `runner_environment` (docs/ci-cd.md, "The prod runner"). Pin it by digest.
-    image: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")]
+    # The runner's image by digest: `make runner-image` builds image/runner/ into the registry
+    # bootstrap makes here and prints it; or your own image that registers one ephemeral runner from
+    # the variables of `runner_environment` (docs/ci-cd.md, "The prod runner"). Unset: bootstrap
+    # makes the registry and the network, and no runner job, so nothing unpinned ever runs.
+    image: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")] | None = None
     # The runner network's address space: a /27 or larger for the Container Apps environment.
     subnet_cidr: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-7])$")] = "10.250.0.0/27"
     cpu: float = 2.0
@@ -309,6 +310,12 @@ def runner_environment(c: BootstrapConfig) -> dict[str, str]:
         "RUNNER_GROUP": c.prod_runner_group,
         "RUNNER_LABELS": c.prod_runner_label,
     }
+
+
+def runner_registry_name(stack_name: str, suffix: str) -> str:
+    """The runner registry's name: 5-50 lowercase letters and digits, globally unique by `suffix`
+    (kept whole however long the stack's name is)."""
+    return labels.compact_name(stack_name, "runner")[: 50 - len(suffix)] + suffix
 
 
 def runner_group_workflow(c: BootstrapConfig) -> str:

@@ -15,7 +15,8 @@ from core.catalog import CUDA_BASE_DIGESTS
 from core.config import Image
 
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
-LOADTEST_DIR = IMAGE_DIR / "loadtest"
+# Folders of image/ that hold other images, each built on its own: not in the server's content tag.
+OTHER_IMAGES = ("loadtest", "runner")
 # The ACR Tasks run's limit (`az acr build --timeout`, seconds): the CUDA compile alone took 54 min
 # on 2 cores here (docs/measurements.md, "Build, test and render times"), and a Tasks agent has 2 vCPUs by default.
 ACR_BUILD_TIMEOUT_SECONDS = 7200
@@ -65,8 +66,9 @@ def content_tag(image: Image, directory: Path = IMAGE_DIR) -> str:
     """`<release>-<hash>`: the hash covers every file of image/ and the build args, so an unchanged
     image keeps its tag and shows no diff in preview, and any change gets a new tag."""
     digest = hashlib.sha256(json.dumps(build_args(image), sort_keys=True).encode())
-    # image/loadtest/ is another image (make loadtest-image): a change there rebuilds nothing here.
-    files = (p for p in directory.rglob("*") if p.is_file() and LOADTEST_DIR not in p.parents)
+    # image/loadtest/ and image/runner/ are other images (make loadtest-image, make runner-image):
+    # a change there rebuilds nothing here.
+    files = (p for p in directory.rglob("*") if p.is_file() and p.relative_to(directory).parts[0] not in OTHER_IMAGES)
     for path in sorted(files):
         digest.update(path.relative_to(directory).as_posix().encode())
         digest.update(path.read_bytes())

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -285,3 +286,43 @@ def config_server(binary: Path, tiny: TinyModel, key_file: Path) -> Iterator[Ser
     config = load_config(tiny_stack_config(tiny), "e2e")[0]
     paths = ServerPaths(model=str(tiny.text), mmproj=str(tiny.mmproj), api_key_file=str(key_file))
     yield from start(binary, llama_server_args(config.server, paths))
+
+
+# --- the Makefile on a bare machine (tests/test_make.py, tests/test_runner_image.py) ---------------
+MAKE = shutil.which("make") or "make"
+# What a bare machine has: a shell and the basic utilities the recipes use, nothing else.
+BASICS = ("bash", "env", "sed")
+
+
+def bare_path(tmp_path: Path, extra: dict[str, str] | None = None) -> str:
+    """A PATH with only the basic utilities, plus stub scripts named in `extra` (name -> body)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in BASICS:
+        found = shutil.which(name)
+        assert found, f"this machine lacks {name}"
+        (bin_dir / name).symlink_to(found)
+    for name, body in (extra or {}).items():
+        stub = bin_dir / name
+        stub.write_text(f"#!/bin/bash\n{body}\n")
+        stub.chmod(0o755)
+    return str(bin_dir)
+
+
+def run_make(tmp_path: Path, path: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [MAKE, "--no-print-directory", *args, f"VENV={tmp_path / 'venv'}", f"TOOLS_DIR={tmp_path / 'tools'}"],
+        cwd=ROOT,
+        env={"PATH": path, "HOME": str(tmp_path), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+
+
+def pinned_pulumi() -> str:
+    sdk = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("pulumi=="))
+    return sdk.removeprefix("pulumi==")

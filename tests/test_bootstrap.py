@@ -190,8 +190,14 @@ class BootstrapMocks(pulumi.runtime.Mocks):
             outputs["objectId"] = f"object-{args.name}"
         if args.typ == "random:index/randomString:RandomString":
             outputs["result"] = "abc123"
+        if args.typ == "azure-native:containerregistry:Registry":
+            outputs["loginServer"] = f"{args.inputs['registryName']}.azurecr.io"
         if args.typ == "azure-native:managedidentity:UserAssignedIdentity":
             outputs["principalId"] = f"principal-{args.name}"
+        if "userAssignedIdentities" in outputs.get("identity", {}):
+            # Azure answers a map of identity id -> its ids where the request holds a list.
+            ids = outputs["identity"]["userAssignedIdentities"]
+            outputs["identity"] = {**outputs["identity"], "userAssignedIdentities": {i: {} for i in ids}}
         return f"id-{args.name}", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
@@ -831,15 +837,19 @@ def test_prods_runner_is_one_ephemeral_container_app_job_per_queued_job_of_this_
     )
 
 
-def test_prods_runner_leaves_through_one_static_address_and_holds_no_azure_role(with_runner: BootstrapMocks):
+def test_prods_runner_leaves_through_one_static_address_and_holds_only_acr_pull_on_its_registry(
+    with_runner: BootstrapMocks,
+):
     (ip,) = of(with_runner, "azure-native:network:PublicIPAddress").values()
     assert ip["publicIPAllocationMethod"] == "Static"
     (vnet,) = of(with_runner, "azure-native:network:VirtualNetwork").values()
     (subnet,) = vnet["subnets"]
     assert subnet["natGateway"] == {"id": "id-runner-nat"}
     assert subnet["delegations"][0]["serviceName"] == "Microsoft.App/environments"
-    principals = {a["principalId"] for a in of(with_runner, "azure-native:authorization:RoleAssignment").values()}
-    assert not [p for p in principals if "runner" in p]
+    # Its one role: AcrPull on its own registry, to pull its image.
+    assignments = of(with_runner, "azure-native:authorization:RoleAssignment").values()
+    held = [(a["roleDefinitionId"].rsplit("/", 1)[1], a["scope"]) for a in assignments if "runner" in a["principalId"]]
+    assert held == [(catalog.ACR_PULL, "id-runner-registry")]
     (environment,) = of(with_runner, "azure-native:app:ManagedEnvironment").values()
     assert environment["vnetConfiguration"]["internal"] is False
 
@@ -870,7 +880,7 @@ def ci_page_steps() -> list[str]:
     page = (ROOT / "docs" / "ci-cd.md").read_text()
     (section,) = re.findall(r"^### From nothing to the first deploy\n(.*?)(?=^### )", page, flags=re.M | re.S)
     steps = re.split(r"^\d+\. ", section, flags=re.M)[1:]
-    assert len(steps) == 8, "the CI page's steps changed: update this test with them"
+    assert len(steps) == 9, "the CI page's steps changed: update this test with them"
     return steps
 
 
@@ -878,7 +888,13 @@ def test_the_ci_page_is_followed_in_order_bootstrap_then_the_first_deploy():
     steps = ci_page_steps()
     order = [
         next(i for i, s in enumerate(steps) if marker in s)
-        for marker in ("**`az login`**", "**`make bootstrap`**", "prodRunnerEgressIp", "push to main")
+        for marker in (
+            "**`az login`**",
+            "**`make bootstrap`**",
+            "**`make runner-image`**",
+            "prodRunnerEgressIp",
+            "push to main",
+        )
     ]
     assert order == sorted(order)
 
@@ -916,6 +932,9 @@ def test_every_command_file_variable_and_key_the_ci_page_names_exists(bootstrap:
     }
     # The runner image's entrypoint reads the job's environment.
     created |= {*plan.runner_environment(plan.BootstrapConfig.model_validate(CONFIG)), "GITHUB_PAT"}
+    # And what that entrypoint itself reads or hands to the runner (image/runner/entrypoint.sh).
+    created |= set(re.findall(r"\b([A-Z][A-Z_]{3,})=", (ROOT / "image" / "runner" / "entrypoint.sh").read_text()))
+    created |= set(re.findall(r"\$\{([A-Z][A-Z_]{3,})", (ROOT / "image" / "runner" / "entrypoint.sh").read_text()))
     for variable in set(re.findall(r"`([A-Z][A-Z_]{3,})`", page)) - {"STACK_GRANTED_ROLES"}:
         assert variable in created or variable in makefile, variable
     assert catalog.STACK_GRANTED_ROLES  # the one constant the page names, in core/catalog.py
@@ -999,3 +1018,58 @@ def test_adding_a_stack_needs_its_two_deploy_jobs():
 def test_bootstrap_stops_with_a_sentence_for_a_stack_without_a_stack_file():
     with pytest.raises(Exception, match=r"stack 'qa' is in bootstrap's stacks but Pulumi\.qa\.yaml does not exist"):
         run_bootstrap(BootstrapMocks(), {**CONFIG, "stacks": ["dev", "qa", "prod"]})
+
+
+# --- the runner's image: its own registry, pulled as an identity ------------------------------
+
+
+def test_prods_runner_pulls_its_image_from_its_own_registry_as_an_identity_with_acr_pull(with_runner: BootstrapMocks):
+    (registry,) = of(with_runner, "azure-native:containerregistry:Registry").values()
+    assert registry["sku"] == {"name": "Basic"}
+    assert registry["adminUserEnabled"] is False and registry["anonymousPullEnabled"] is False
+    assert registry["registryName"] == "llamacppcirunnerabc123"
+    identities = of(with_runner, "azure-native:managedidentity:UserAssignedIdentity")
+    assert [n for n in identities if not n.startswith("control-plane-")] == ["runner-pull"]
+    grants = [
+        a
+        for a in of(with_runner, "azure-native:authorization:RoleAssignment").values()
+        if a["scope"] == "id-runner-registry"
+    ]
+    assert [(g["principalId"], g["roleDefinitionId"].rsplit("/", 1)[1]) for g in grants] == [
+        ("principal-runner-pull", catalog.ACR_PULL)
+    ]
+    (job,) = of(with_runner, "azure-native:app:Job").values()
+    assert job["identity"] == {"type": "UserAssigned", "userAssignedIdentities": ["id-runner-pull"]}
+    registries = unsecret(job["configuration"])["registries"]
+    assert registries == [{"server": "llamacppcirunnerabc123.azurecr.io", "identity": "id-runner-pull"}]
+
+
+@pytest.fixture(scope="module")
+def runner_without_image() -> BootstrapMocks:
+    return run_bootstrap(BootstrapMocks(), {**CONFIG, "prodRunner": {}})
+
+
+def test_without_an_image_bootstrap_makes_the_registry_and_network_but_no_job(runner_without_image: BootstrapMocks):
+    m = runner_without_image
+    assert len(of(m, "azure-native:containerregistry:Registry")) == 1
+    assert len(of(m, "azure-native:network:PublicIPAddress")) == 1  # prodRunnerEgressIp exists already
+    assert not of(m, "azure-native:app:Job")  # nothing unpinned ever runs
+
+
+def test_the_first_bootstrap_says_the_runner_job_waits_for_its_image(monkeypatch: pytest.MonkeyPatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
+    run_bootstrap(BootstrapMocks(), {**CONFIG, "prodRunner": {}})
+    assert [w for w in warnings if "prodRunner.image" in w] == [
+        "prodRunner.image is not set, so prod's runner job is not made yet: run make runner-image, set "
+        "prodRunner.image to the reference it prints, and run make bootstrap again."
+    ]
+    warnings.clear()
+    run_bootstrap(BootstrapMocks(), {**CONFIG, "prodRunner": {"image": RUNNER_IMAGE}})
+    assert not [w for w in warnings if "prodRunner.image" in w]
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=80))
+def test_the_runner_registry_name_is_valid_and_keeps_its_suffix(stack: str):
+    name = plan.runner_registry_name(stack, "abc123")
+    assert re.fullmatch(r"[a-z0-9]{5,50}", name) and name.endswith("abc123")

@@ -54,6 +54,7 @@ NO_SCHEMA = {
 SHELL_SCRIPTS = sorted(
     [
         *ROOT.glob("image/*.sh"),
+        *ROOT.glob("image/runner/*.sh"),
         *ROOT.glob("tests/*.sh"),
         *ROOT.glob("tools/*.sh"),
         ROOT / ".ci" / "run",
@@ -121,7 +122,7 @@ def test_manifests_validate_against_the_stacks_kubernetes_version(rendered, stac
     assert not errors, "\n".join(errors)
 
 
-@pytest.mark.parametrize("dockerfile", ["image/Dockerfile", "image/loadtest/Dockerfile"])
+@pytest.mark.parametrize("dockerfile", ["image/Dockerfile", "image/loadtest/Dockerfile", "image/runner/Dockerfile"])
 def test_hadolint_finds_nothing_in_the_dockerfile(dockerfile):
     result = subprocess.run([tool("hadolint"), str(ROOT / dockerfile)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{dockerfile}: {result.stdout}{result.stderr}"

@@ -4,49 +4,16 @@ before any venv is built or pulumi runs, with the command that installs what is 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-MAKE = shutil.which("make") or "make"
-# What a bare machine has: a shell and the basic utilities the recipes use, nothing else.
-BASICS = ("bash", "env", "sed")
+from tests.conftest import MAKE, ROOT, bare_path, pinned_pulumi, run_make
+
 # A missing tool must be reported in the first seconds, not after minutes of pip installs.
 FAST_SECONDS = 5.0
-
-
-def bare_path(tmp_path: Path, extra: dict[str, str] | None = None) -> str:
-    """A PATH with only the basic utilities, plus stub scripts named in `extra` (name -> body)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in BASICS:
-        found = shutil.which(name)
-        assert found, f"this machine lacks {name}"
-        (bin_dir / name).symlink_to(found)
-    for name, body in (extra or {}).items():
-        stub = bin_dir / name
-        stub.write_text(f"#!/bin/bash\n{body}\n")
-        stub.chmod(0o755)
-    return str(bin_dir)
-
-
-def run_make(tmp_path: Path, path: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, float]:
-    started = time.monotonic()
-    result = subprocess.run(
-        [MAKE, "--no-print-directory", *args, f"VENV={tmp_path / 'venv'}", f"TOOLS_DIR={tmp_path / 'tools'}"],
-        cwd=ROOT,
-        env={"PATH": path, "HOME": str(tmp_path), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
 
 def test_make_test_without_system_tools_names_the_install_command(tmp_path: Path):
@@ -120,11 +87,6 @@ def test_another_pulumi_version_is_named_with_the_pinned_install_command(tmp_pat
         "warning: pulumi is v3.1.0, not the pinned v3.272.0; install that with: curl -fsSL https://get.pulumi.com"
         " | sh -s -- --version 3.272.0 --install-root .tools --no-edit-path\n",
     )
-
-
-def pinned_pulumi() -> str:
-    sdk = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("pulumi=="))
-    return sdk.removeprefix("pulumi==")
 
 
 def stub_clis(tmp_path: Path) -> tuple[str, Path]:
