@@ -35,20 +35,22 @@ def key_file(tmp_path: Path) -> Path:
     return f
 
 
-def start_drain(port: int, key_file: Path, max_seconds: int = MAX_SECONDS) -> subprocess.Popen[str]:
+def start_drain(
+    port: int, key_file: Path, max_seconds: int = MAX_SECONDS, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         ["sh", str(SCRIPT), str(port), str(key_file), str(max_seconds)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "DRAIN_SETTLE_SECONDS": "0", "DRAIN_POLL_TIMEOUT_SECONDS": "1"},
+        env={**os.environ, "DRAIN_SETTLE_SECONDS": "0", "DRAIN_POLL_TIMEOUT_SECONDS": "1", **(env or {})},
     )
 
 
-def drain(port: int, key_file: Path, max_seconds: int = MAX_SECONDS) -> float:
+def drain(port: int, key_file: Path, max_seconds: int = MAX_SECONDS, env: dict[str, str] | None = None) -> float:
     """Seconds the hook took; it always exits 0, so Kubernetes goes on stopping the pod."""
     started = time.monotonic()
-    hook = start_drain(port, key_file, max_seconds)
+    hook = start_drain(port, key_file, max_seconds, env)
     _, err = hook.communicate(timeout=30)
     assert hook.returncode == 0, err
     return time.monotonic() - started
@@ -96,17 +98,7 @@ def test_a_metrics_answer_slower_than_the_poll_timeout_keeps_waiting(metrics, ke
 def test_the_settle_wait_counts_toward_the_deadline(metrics, key_file):
     # The kubelet kills the pod at terminationGracePeriodSeconds, whatever the hook is doing.
     metrics.body = BUSY
-    started = time.monotonic()
-    hook = subprocess.run(
-        ["sh", str(SCRIPT), str(metrics.port), str(key_file), str(MAX_SECONDS)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DRAIN_SETTLE_SECONDS": "1", "DRAIN_POLL_TIMEOUT_SECONDS": "1"},
-        timeout=30,
-        check=False,
-    )
-    took = time.monotonic() - started
-    assert hook.returncode == 0, hook.stderr
+    took = drain(metrics.port, key_file, env={"DRAIN_SETTLE_SECONDS": "1"})
     assert MAX_SECONDS - 0.1 <= took < MAX_SECONDS + 0.9, f"drain.sh took {took:.2f} s with MAX_SECONDS={MAX_SECONDS}"
 
 
@@ -128,15 +120,6 @@ def test_curl_reads_no_curlrc_that_would_send_it_elsewhere(metrics, key_file, tm
     wait at once on a busy server: -q first keeps curl to the hook's own arguments."""
     (tmp_path / ".curlrc").write_text('proxy = "http://127.0.0.1:9"\nnoproxy = ""\n')
     metrics.body = BUSY
-    started = time.monotonic()
-    hook = subprocess.run(
-        ["sh", str(SCRIPT), str(metrics.port), str(key_file), str(MAX_SECONDS)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "HOME": str(tmp_path), "DRAIN_SETTLE_SECONDS": "0", "DRAIN_POLL_TIMEOUT_SECONDS": "1"},
-    )
-    took = time.monotonic() - started
-    assert hook.returncode == 0, hook.stderr
+    took = drain(metrics.port, key_file, env={"HOME": str(tmp_path)})
     assert took >= MAX_SECONDS - 0.1, f"drain.sh returned after {took:.2f} s: curl read the curlrc"
     assert metrics.requests, "curl never reached the server"
