@@ -108,7 +108,11 @@ def front_bootstrap(upstream_host: str, upstream_port: int, answer: StartingAnsw
             }
         ],
         "body": {"inline_string": body},
-        "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"},
+        # text_format_source, not the deprecated text_format (config.core.v3.SubstitutionFormatString).
+        "body_format_override": {
+            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+            "content_type": "application/json",
+        },
     }
     ready = {"match": {"path": FRONT_READY_PATH}, "direct_response": {"status": 200}}
     # timeout 0s: no limit, so a long answer streams (SSE) as llama-server sends it; the router
@@ -143,9 +147,9 @@ def front_bootstrap(upstream_host: str, upstream_port: int, answer: StartingAnsw
             "clusters": [
                 {
                     "name": FRONT_CLUSTER,
-                    # A headless Service: DNS lists the ready pods, none while scaled to zero.
+                    # A headless Service: DNS lists the ready pods, none while scaled to zero. Envoy
+                    # resolves it every 5 s (its default; Cluster.dns_refresh_rate is deprecated).
                     "type": "STRICT_DNS",
-                    "dns_refresh_rate": "5s",
                     "connect_timeout": "2s",
                     "load_assignment": {"cluster_name": FRONT_CLUSTER, "endpoints": [{"lb_endpoints": [endpoint]}]},
                 }
