@@ -27,6 +27,8 @@ FRONT_CLUSTER = "llama-server"
 # must keep sending to the front while no replica exists, so its probe may not pass through to
 # llama-server's /health. Envoy's admin port (/ready) stays closed to callers.
 FRONT_READY_PATH = "/front/ready"
+# The replicas that turned-away requests ask for: one; more follow from its queue once it serves.
+WAKE_REPLICAS = 1
 # Envoy's response flags for "no replica to send to": UH no healthy upstream host (a headless
 # Service with no pods resolves to none), UF upstream connection failure
 # (envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage, %RESPONSE_FLAGS%).
@@ -159,18 +161,22 @@ def front_bootstrap(upstream_host: str, upstream_port: int, answer: StartingAnsw
 
 
 def wake_query(namespace: str) -> str:
-    """Requests the front turned away for want of a replica in the last two minutes."""
+    """Requests the front turned away for want of a replica in the last two minutes, counted at
+    most once: KEDA asks for ceil(value / threshold) replicas (a trigger's metricType defaults to
+    AverageValue, keda.sh/docs/latest/reference/scaledobject-spec/), so a burst of turned-away
+    requests would otherwise ask for as many GPU nodes. The queue triggers size the server once a
+    replica answers."""
     selector = f'namespace="{namespace}", envoy_cluster_name="{FRONT_CLUSTER}"'
     return (
-        f"sum(increase(envoy_cluster_upstream_cx_none_healthy{{{selector}}}[2m]))"
-        f" + sum(increase(envoy_cluster_upstream_cx_connect_fail{{{selector}}}[2m]))"
+        f"clamp_max(sum(increase(envoy_cluster_upstream_cx_none_healthy{{{selector}}}[2m]))"
+        f" + sum(increase(envoy_cluster_upstream_cx_connect_fail{{{selector}}}[2m])), {WAKE_REPLICAS})"
     )
 
 
 def wake_trigger(namespace: str, query_endpoint: str) -> dict[str, Any]:
     """Demand at zero replicas: any turned-away request activates the server (KEDA's
     activationThreshold 0: more than none), and keeps one replica while requests keep coming."""
-    trigger = prometheus_trigger("turned-away", wake_query(namespace), 1, query_endpoint)
+    trigger = prometheus_trigger("turned-away", wake_query(namespace), WAKE_REPLICAS, query_endpoint)
     trigger["metadata"]["activationThreshold"] = "0"
     return trigger
 

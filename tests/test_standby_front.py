@@ -77,6 +77,14 @@ def test_wake_trigger_activates_on_the_first_turned_away_request():
     assert trigger["authenticationRef"] == {"name": spec.AUTH_NAME}
 
 
+def test_a_burst_of_turned_away_requests_asks_for_one_replica_not_one_each():
+    # KEDA asks for ceil(value / threshold) replicas: the count is clamped to the threshold.
+    trigger = spec.wake_trigger("llamacpp-dev-serving", "https://prom.example")
+    query = trigger["metadata"]["query"]
+    assert query.startswith("clamp_max(") and query.endswith(f", {spec.WAKE_REPLICAS})")
+    assert trigger["metadata"]["threshold"] == str(spec.WAKE_REPLICAS) == "1"
+
+
 def test_wake_query_selects_its_namespace_exactly():
     query = spec.wake_query("llamacpp-dev-serving")
     assert 'namespace="llamacpp-dev-serving"' in query and "=~" not in query
