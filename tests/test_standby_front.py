@@ -4,8 +4,10 @@ it: pure builders first, then the program under Pulumi's mocks."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import warnings
 
 import pytest
 
@@ -284,3 +286,53 @@ def test_no_front_while_a_replica_is_always_kept(autoscaling):
 def test_rejects_a_front_image_not_pinned_by_digest(image):
     msg = only(preview_problems({"autoscaling": {**FROM_ZERO["autoscaling"], "frontImage": image}}))
     assert msg.startswith("autoscaling.frontImage=") and "is not an image pinned by digest" in msg
+
+
+# --- Envoy's own API reads the bootstrap ------------------------------------------------------
+
+
+def envoy_reads(boot: dict) -> None:
+    """Reads the bootstrap as Envoy's API defines it: envoy-data-plane's dataclasses, generated from
+    Envoy's protos, refuse a field, an enum value or a duration Envoy does not know, inside each
+    `typed_config` too once its type is imported. (Required fields and value bounds are not checked.)"""
+    from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
+
+    for type_name in re.findall(r'"@type": "type\.googleapis\.com/([\w.]+)"', json.dumps(boot)):
+        importlib.import_module("envoy_data_plane." + type_name.rsplit(".", 1)[0])
+    with warnings.catch_warnings():
+        # A field Envoy's API marks deprecated ("Cluster.dns_refresh_rate is deprecated") is an error.
+        warnings.filterwarnings("error", message=r"\S+\.\S+ is deprecated$", category=DeprecationWarning)
+        Bootstrap.from_dict(boot)
+
+
+def test_envoys_api_reads_the_bootstrap_the_program_renders(from_zero):
+    envoy_reads(json.loads(named(from_zero, "kubernetes:core/v1:ConfigMap", FRONT)["data"][spec.FRONT_CONFIG_FILE]))
+
+
+def manager_of(boot: dict) -> dict:
+    return boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def body_format(boot: dict) -> dict:
+    return manager_of(boot)["local_reply_config"]["mappers"][0]["body_format_override"]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda b: b["static_resources"]["clusters"][0].update(conect_timeout="2s"),
+        lambda b: manager_of(b).update(stat_prefx="front"),  # inside a typed_config
+        lambda b: manager_of(b)["local_reply_config"]["mappers"][0].update(status_cod=503),
+        lambda b: b["static_resources"]["clusters"][0].update(type="STRICT_DNZ"),
+        lambda b: b["static_resources"]["clusters"][0].update(connect_timeout="2 seconds"),
+        lambda b: b["static_resources"]["clusters"][0].update(dns_refresh_rate="5s"),  # deprecated
+        lambda b: body_format(b).update(text_format=body_format(b).pop("text_format_source")["inline_string"]),
+    ],
+    ids=["field", "typed-config-field", "mapper-field", "enum", "duration", "deprecated", "deprecated-format"],
+)
+def test_envoys_api_refuses_a_bootstrap_one_step_off(spoil):
+    boot = spec.front_bootstrap("server-pods.ns.svc.cluster.local", 8008, ANSWER)
+    envoy_reads(boot)
+    spoil(boot)
+    with pytest.raises((KeyError, ValueError, DeprecationWarning)):
+        envoy_reads(boot)
