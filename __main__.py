@@ -9,12 +9,14 @@ import pulumi
 
 from components.autoscaling import QueueAutoscaler, QueueAutoscalerArgs
 from components.cluster import AksCluster, AksClusterArgs
+from components.front import StandbyFront, StandbyFrontArgs
 from components.gpu import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.gpu_metrics import DcgmExporter, DcgmExporterArgs
 from components.image import LlamaCppImage, LlamaCppImageArgs
 from components.ingress import PublicEndpoint, PublicEndpointArgs
 from components.observability import ManagedPrometheus, ManagedPrometheusArgs
 from components.serving import ModelServer, ModelServerArgs
+from core.first_token import starting_answer
 from core.loading import ConfigError, in_offline_render, load_config, plaintext_secrets, split_pulumi_config
 
 stack = pulumi.get_stack()
@@ -63,6 +65,19 @@ server = ModelServer(
         hf_token=secrets.get("hfToken"),
     ),
 )
+if config.autoscaling.scales_from_zero:
+    StandbyFront(
+        "front",
+        StandbyFrontArgs(
+            stack=stack,
+            image=config.autoscaling.front_image,
+            answer=starting_answer(config),
+            service=config.service,
+            public=config.ingress.enabled,
+            cluster=cluster,
+            server=server,
+        ),
+    )
 if c.monitoring:
     DcgmExporter("gpu-metrics", DcgmExporterArgs(stack=stack, image=c.dcgm_exporter_image, cluster=cluster))
     metrics = ManagedPrometheus(

@@ -257,7 +257,7 @@ class PublicEndpoint(pulumi.ComponentResource):
             "alb.networking.azure.io/v1",
             "HealthCheckPolicy",
             gateway_name,
-            spec.health_check_spec(server.service_name, ns, server.port),
+            spec.health_check_spec(server.service_name, ns, server.probe_port, server.probe_path),
         )
         custom(
             "waf-attachment",

@@ -16,6 +16,8 @@ from components.image import LlamaCppImage
 from core import labels
 from core.config import Autoscaling, ModelFiles, Server, Service
 from specs import serving as spec
+from specs.autoscaling import FRONT_PORT, FRONT_READY_PATH
+from specs.ingress import HEALTH_PATH
 from specs.k8s import namespace_metadata, pod_monitor_spec
 
 API_KEY_LENGTH = 48
@@ -47,6 +49,14 @@ class ModelServer(pulumi.ComponentResource):
         self.version = args.image.release
         self.labels = labels.labels(stack, "server", self.version)
         self.selector = labels.selector(stack, "server")
+        # With scale from zero the Service callers use selects the standby front's pods
+        # (components/front.py), and the front sends to the server's pods by a headless Service.
+        self.has_front = args.autoscaling.scales_from_zero
+        self.front_selector = labels.selector(stack, "front")
+        # What the public gateway probes: the front's own readiness, or llama-server's /health.
+        self.probe_path = FRONT_READY_PATH if self.has_front else HEALTH_PATH
+        self.probe_port = FRONT_PORT if self.has_front else args.service.port
+        self.container_port = s.port
         # Plain names for what must name the server before it exists (alert rules, dashboards).
         self.names = labels.ServingNames(stack)
         self.parallel = s.parallel
@@ -180,9 +190,16 @@ class ModelServer(pulumi.ComponentResource):
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata={**self._metadata(self.names.server), "annotations": spec.service_annotations(args.service)},
-            spec=spec.service_spec(args.service, select),
+            spec=spec.service_spec(args.service, self.front_selector if self.has_front else select),
             opts=child,
         )
+        if self.has_front:
+            k8s.core.v1.Service(
+                f"{name}-pods",
+                metadata=self._metadata(self.names.pods),
+                spec=spec.pods_service_spec(args.server, select),
+                opts=child,
+            )
         if max_replicas > 1:
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-pdb",

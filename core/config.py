@@ -686,6 +686,18 @@ class Autoscaling(Model):
     polling_seconds: Annotated[int, Field(ge=5, le=600)] = 30
     active_hours: ActiveHours | None = None
     grafana: bool = False
+    # The standby front (Envoy) that answers while no replica exists, pinned by digest (the tag is
+    # for people). The digest is the one sablierapp/sablier-extproc's Envoy integration test pins;
+    # check it against the registry with `docker buildx imagetools inspect envoyproxy/envoy:v1.38.0`
+    # (docs/security.md, "Supply chain").
+    front_image: PinnedImage = (
+        "docker.io/envoyproxy/envoy:v1.38.0@sha256:8146b97ee61a42cd216514709e4e3198af75f014974e3d9f310aef9c901fcbdf"
+    )
+
+    @property
+    def scales_from_zero(self) -> bool:
+        """KEDA may take the server to no replica: the standby front then answers and wakes it."""
+        return self.enabled and self.min_replicas == 0
 
     def most_replicas(self, starting: int) -> int:
         """The most server pods at once: the autoscaler's bound, or the fixed `server.replicas`."""

@@ -341,8 +341,8 @@ def scale_from_zero(config: StackConfig) -> list[Step]:
             "bound",
             f"a scrape every {SCRAPE_S} s (managed Prometheus default) and a KEDA poll every "
             f"autoscaling.pollingSeconds={poll}, of the standby front's turned-away requests "
-            '(docs/design.md, "Time to the first token"; not wired yet: today only '
-            "autoscaling.activeHours wakes the server)",
+            "(KEDA's turned-away trigger; the request itself gets 503 with Retry-After at once: "
+            'docs/design.md, "Time to the first token")',
         ),
         Step(
             "scale-up",

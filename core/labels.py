@@ -58,6 +58,17 @@ class ServingNames:
         return name(self.stack, "server")
 
     @property
+    def pods(self) -> str:
+        """The headless Service of the server's pods: with the standby front, the front's upstream
+        (DNS lists the ready pods, none at zero replicas), while the Service callers use goes to the front."""
+        return f"{self.server}-pods"
+
+    @property
+    def front(self) -> str:
+        """The standby front's Deployment, bootstrap ConfigMap, policy and PodMonitor."""
+        return name(self.stack, "front")
+
+    @property
     def api_key_secret(self) -> str:
         """The Secret the server mounts its key from; the metrics scraper and the load test read it too."""
         return f"{self.server}-api-key"

@@ -488,13 +488,9 @@ def scale_to_zero_can_wake_and_attach(c: StackConfig) -> list[str]:
     a, st, zones = c.autoscaling, c.model.storage, c.cluster.zones
     if not a.enabled or a.min_replicas > 0:
         return []
+    # Nothing else to check for a wake-up: the standby front counts the requests it turns away, and
+    # KEDA's wake trigger reads that count (components/front.py), with or without activeHours.
     problems = []
-    if a.active_hours is None:
-        problems.append(
-            "autoscaling.minReplicas=0 without autoscaling.activeHours: llama-server's own metrics "
-            "vanish with its last pod, so nothing would ever scale it up again; set "
-            "autoscaling.activeHours (a daily window with one replica) or autoscaling.minReplicas=1."
-        )
     if st.access_mode == "ReadWriteOnce" and len(zones) > 1 and "zrs" not in st.storage_class.lower():
         problems.append(
             f"autoscaling.minReplicas=0 with a zonal ReadWriteOnce disk (model.storage.storageClass="
@@ -1236,8 +1232,9 @@ def all_warnings(c: StackConfig) -> list[tuple[str | None, str]]:
         out.append(
             (
                 "scaleToZero",
-                "autoscaling.minReplicas=0: outside autoscaling.activeHours an idle server scales to zero; "
-                "the next window's first replica waits for a GPU node (about 5-10 minutes with the driver) "
+                "autoscaling.minReplicas=0: an idle server scales to zero (outside autoscaling.activeHours, "
+                'where set); a request then gets 503 "starting, about N minutes" from the standby front and '
+                "wakes it, and the first replica waits for a GPU node (about 5-10 minutes with the driver) "
                 "and the model load before it answers.",
             )
         )

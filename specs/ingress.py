@@ -44,8 +44,9 @@ ACME_SOLVER_PORT = 8089
 BODY_RULE_PRIORITY, LENGTH_RULE_PRIORITY, CHUNKED_RULE_PRIORITY, RATE_RULE_PRIORITY = 10, 11, 12, 20
 
 
-def system_pool_tolerations() -> list[dict[str, str]]:
-    """The ingress controller and cert-manager are cluster add-ons: they run on the system pool."""
+def system_pool_tolerations() -> list[k8s.core.v1.TolerationArgsDict]:
+    """The ingress controller, cert-manager and the standby front run on the system pool.
+    (A toleration's keys are the same in the SDK's inputs and in Helm values.)"""
     key, value, effect = SYSTEM_TAINT
     return [{"key": key, "operator": "Equal", "value": value, "effect": effect}]
 
@@ -308,8 +309,11 @@ def redirect_route_spec(ingress: Ingress, gateway: str) -> dict[str, Any]:
     }
 
 
-def health_check_spec(service: pulumi.Input[str], namespace: pulumi.Input[str], port: int) -> dict[str, Any]:
-    """The gateway probes /health (open without the key); its default probe asks `/`, which needs the key."""
+def health_check_spec(
+    service: pulumi.Input[str], namespace: pulumi.Input[str], port: int, path: str = HEALTH_PATH
+) -> dict[str, Any]:
+    """The gateway probes /health (open without the key), or with the standby front the front's own
+    readiness; its default probe asks `/`, which needs the key."""
     return {
         "targetRef": {"group": "", "kind": "Service", "name": service, "namespace": namespace},
         "default": {
@@ -318,7 +322,7 @@ def health_check_spec(service: pulumi.Input[str], namespace: pulumi.Input[str], 
             "healthyThreshold": 1,
             "unhealthyThreshold": 3,
             "port": port,
-            "http": {"path": HEALTH_PATH, "match": {"statusCodes": [{"start": 200, "end": 299}]}},
+            "http": {"path": path, "match": {"statusCodes": [{"start": 200, "end": 299}]}},
             "useTLS": False,
         },
     }

@@ -109,13 +109,13 @@ def namespace_metadata(name: str, meta: dict[str, str], pod_security: str) -> k8
 
 
 def pod_monitor_spec(
-    selector: dict[str, str], port: str, bearer_secret: tuple[str, str] | None = None
+    selector: dict[str, str], port: str, bearer_secret: tuple[str, str] | None = None, path: str = "/metrics"
 ) -> dict[str, Any]:
     """What managed Prometheus scrapes (azmonitoring.coreos.com/v1 PodMonitor; no typed SDK class).
 
     `bearer_secret` (Secret name, key) sends that value as a bearer token with every scrape.
     """
-    endpoint: dict[str, Any] = {"port": port, "path": "/metrics", "interval": "30s"}
+    endpoint: dict[str, Any] = {"port": port, "path": path, "interval": "30s"}
     if bearer_secret:
         endpoint["authorization"] = {
             "type": "Bearer",

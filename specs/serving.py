@@ -374,22 +374,43 @@ def service_spec(service: Service, selector: dict[str, str]) -> k8s.core.v1.Serv
     return spec
 
 
+def pods_service_spec(server: Server, selector: dict[str, str]) -> k8s.core.v1.ServiceSpecArgsDict:
+    """A headless Service of the server's pods: its DNS name lists the ready pods, none at zero
+    replicas, which the standby front reads as "no replica" (no virtual IP that accepts and hangs)."""
+    return {
+        "cluster_ip": "None",
+        "selector": selector,
+        "ports": [{"name": PORT_NAME, "port": server.port, "target_port": PORT_NAME, "protocol": "TCP"}],
+    }
+
+
 def disruption_budget_spec(selector: dict[str, str]) -> k8s.policy.v1.PodDisruptionBudgetSpecArgsDict:
     return {"max_unavailable": 1, "selector": {"match_labels": selector}}
+
+
+def caller_peers(
+    service: Service, *, public: bool = False, scraper: bool = False
+) -> list[k8s.networking.v1.NetworkPolicyPeerArgsDict]:
+    """Who may call the API: the serving namespace, the allowed namespaces and ranges, and with
+    `public` the public gateway's proxies (ingress.enabled); with `scraper` the metrics scraper too
+    (llama-server's /metrics is on its API port)."""
+    peers: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [{"pod_selector": {}}]  # the namespace itself
+    peers += [namespace_peer(n) for n in service.allowed_namespaces]
+    if scraper:
+        peers += scraper_peers()
+    peers += [{"ip_block": {"cidr": cidr}} for cidr in service.allowed_cidrs]
+    if public:
+        peers.append(gateway_peer())
+    return peers
 
 
 def network_policy_spec(
     server: Server, service: Service, selector: dict[str, str], *, public: bool = False
 ) -> k8s.networking.v1.NetworkPolicySpecArgsDict:
-    """Callers in: the serving namespace, the allowed namespaces and ranges, the metrics scraper,
-    and with `public` the public gateway's proxies (ingress.enabled).
-    Out: nothing (the model is on the volume), unless remote images are on: then DNS and public HTTPS."""
-    peers: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [{"pod_selector": {}}]  # the namespace itself
-    peers += [namespace_peer(n) for n in service.allowed_namespaces]
-    peers += scraper_peers()
-    peers += [{"ip_block": {"cidr": cidr}} for cidr in service.allowed_cidrs]
-    if public:
-        peers.append(gateway_peer())
+    """Callers in (`caller_peers`, the standby front among them: it is in the namespace) and the
+    metrics scraper. Out: nothing (the model is on the volume), unless remote images are on: then
+    DNS and public HTTPS."""
+    peers = caller_peers(service, public=public, scraper=True)
     egress: list[k8s.networking.v1.NetworkPolicyEgressRuleArgsDict] = []
     if server.remote_images:
         egress = [dns_egress(), public_https_egress()]

@@ -179,9 +179,13 @@ def test_rejects_min_replicas_above_max():
     assert any(p.startswith("autoscaling.minReplicas=2 is above autoscaling.maxReplicas=1") for p in problems)
 
 
-def test_rejects_scale_to_zero_with_nothing_to_wake_it():
-    msg = only(preview_problems({"autoscaling": {"enabled": True, "minReplicas": 0}}))
-    assert msg.startswith("autoscaling.minReplicas=0 without autoscaling.activeHours")
+def test_scale_to_zero_without_active_hours_wakes_on_the_fronts_turned_away_requests():
+    # Once refused (nothing read demand at zero replicas); the standby front's count now does.
+    triggers = {
+        t["name"]
+        for t in one(run_stack({"autoscaling": {"enabled": True, "minReplicas": 0}}), SCALED)["spec"]["triggers"]
+    }
+    assert triggers == {"deferred", "busy-slots", "turned-away"}
 
 
 def test_rejects_scale_to_zero_on_a_zonal_disk_across_zones():

@@ -11,7 +11,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from core.loading import load_stack
+from core.loading import load_config, load_stack
 from tests.kubeapi import FakeKubeApi, Scenario
 from tools import doctor
 from tools.kube import Cluster, ClusterError
@@ -292,9 +292,23 @@ def test_keda_at_zero_outside_active_hours_is_expected_and_says_how_to_start_one
     assert (rc, problems(output)) == (0, []), output
     assert (
         "ok: KEDA holds 0 replicas outside autoscaling.activeHours (08:00-20:00 UTC, days 1-5); one starts in the "
-        "next window; to start one now: kubectl -n llamacpp-dev-serving annotate scaledobject llamacpp-dev-server "
-        "autoscaling.keda.sh/paused-replicas=1"
+        "next window or at the next request (the standby front answers it 503 and wakes one); to start one now: "
+        "kubectl -n llamacpp-dev-serving annotate scaledobject llamacpp-dev-server autoscaling.keda.sh/paused-replicas=1"
     ) in output
+
+
+@pytest.mark.parametrize(("min_replicas", "problem"), [(0, False), (1, True)])
+def test_keda_at_zero_without_active_hours_is_at_rest_only_when_it_may_scale_to_zero(min_replicas, problem):
+    config, _ = load_config({"autoscaling": {"enabled": True, "minReplicas": min_replicas}}, "dev")
+    snap = doctor.Snapshot(
+        stack="dev",
+        now=datetime.fromisoformat(MONDAY_NOON),
+        deployment={"spec": {"replicas": 0}},
+        scaled_object={"metadata": {}},
+    )
+    (found,) = doctor.replicas(snap, config)
+    assert found.problem is problem
+    assert ("one starts at the next request" in found.text) is not problem
 
 
 def test_keda_at_zero_inside_active_hours_is_a_problem(tmp_path: Path):

@@ -13,8 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from core import labels
 from core.loading import load_config, split_pulumi_config
-from specs import serving
+from specs import autoscaling, serving
 from specs.k8s import dns_egress, restricted_container_security, restricted_pod_security
 from tests.conftest import ROOT, STACK_FILES
 from tools import loadtest, loadtest_job
@@ -124,9 +125,21 @@ def test_an_image_not_given_by_digest_is_refused(image):
         loadtest_job.job_manifests(STACK_FILES[0], image, 60, None)
 
 
-def test_the_jobs_only_egress_is_dns_and_the_servers_port():
-    (policy,) = [d for d in manifests(STACK_FILES[0]) if d["kind"] == "NetworkPolicy"]
+@pytest.mark.parametrize("stack_file", STACK_FILES, ids=lambda p: p.name)
+def test_the_jobs_only_egress_is_dns_the_servers_port_and_with_scale_to_zero_the_fronts(stack_file):
+    (policy,) = [d for d in manifests(stack_file) if d["kind"] == "NetworkPolicy"]
     egress = policy["spec"]["egress"]
     assert egress[0] == loadtest_job.DNS_EGRESS
-    assert len(egress) == 2 and egress[1]["to"] and all(p["port"] != 443 for p in egress[1]["ports"])
+    assert egress[1]["to"] and all(p["port"] != 443 for p in egress[1]["ports"])
     assert all(rule.get("to") for rule in egress), "an egress rule without peers allows every address"
+    stack, flat = stack_config(stack_file)
+    config, _ = load_config(split_pulumi_config(flat)[0], stack)
+    if not config.autoscaling.scales_from_zero:  # prod keeps replicas: its Service selects the server
+        assert len(egress) == 2
+        return
+    # dev scales to zero: its Service selects the standby front, which the load goes through.
+    (front,) = egress[2:]
+    (envoy,) = autoscaling.front_deployment_spec("img", "cm", {}, {}, {})["template"]["spec"]["containers"]
+    (api_port,) = [p for p in envoy["ports"] if p["container_port"] == autoscaling.FRONT_PORT]
+    assert front["ports"] == [{"port": api_port["name"], "protocol": "TCP"}]
+    assert front["to"] == [{"podSelector": {"matchLabels": labels.selector(stack, "front")}}]

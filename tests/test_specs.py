@@ -304,7 +304,8 @@ def test_the_gpu_memory_alert_and_panel_see_each_gpu_of_a_node():
 
 def test_triggers_scale_on_queue_and_busy_slots_and_wake_in_active_hours():
     a = Autoscaling(enabled=True, minReplicas=0, maxReplicas=2, activeHours={"start": "08:30", "end": "20:00"})
-    deferred, busy, cron = autoscaling.triggers(a, 8, "ns", "https://q")
+    deferred, busy, cron, wake = autoscaling.triggers(a, 8, "ns", "https://q")
+    assert wake == autoscaling.wake_trigger("ns", "https://q")  # at zero replicas, the front's count wakes it
     assert deferred["metadata"]["threshold"] == "1"
     assert busy["metadata"]["threshold"] == "6"
     assert (cron["metadata"]["start"], cron["metadata"]["end"]) == ("30 8 * * 1-5", "0 20 * * 1-5")

@@ -456,12 +456,20 @@ def replicas(snap: Snapshot, config: StackConfig) -> list[Finding]:
     )
     if paused is not None:
         return [Finding(f"KEDA is paused at {paused} replica(s) ({KEDA_PAUSE}); remove the annotation to resume")]
-    hours = config.autoscaling.active_hours
-    if snap.scaled_object is not None and hours is not None and not in_window(config, snap.now):
+    a = config.autoscaling
+    hours = a.active_hours
+    # At rest: scaled to zero, and no active-hours window holds a replica now.
+    if snap.scaled_object is not None and a.scales_from_zero and (hours is None or not in_window(config, snap.now)):
+        if hours is not None:
+            rest = (
+                f"KEDA holds 0 replicas outside autoscaling.activeHours ({hours.start}-{hours.end} {hours.timezone}, "
+                f"days {hours.days}); one starts in the next window or at the next request"
+            )
+        else:
+            rest = "KEDA holds 0 replicas while no request comes; one starts at the next request"
         return [
             Finding(
-                f"KEDA holds 0 replicas outside autoscaling.activeHours ({hours.start}-{hours.end} {hours.timezone}, "
-                f"days {hours.days}); one starts in the next window; to start one now: {pause}",
+                f"{rest} (the standby front answers it 503 and wakes one); to start one now: {pause}",
                 problem=False,
             )
         ]

@@ -172,6 +172,24 @@ def job_manifests(config_path: Path, image: str, duration: int, concurrency: int
             },
         },
     }
+    egress: list[dict[str, Any]] = [
+        DNS_EGRESS,
+        # The server, in this namespace.
+        {
+            "to": [{"podSelector": {"matchLabels": labels.selector(stack, "server")}}],
+            "ports": [{"port": c.server.port, "protocol": "TCP"}],
+        },
+    ]
+    if c.autoscaling.scales_from_zero:
+        # The Service then selects the standby front (components/front.py): the load goes through it,
+        # to its API port, named `http` like the server's (Cilium resolves named ports in policies,
+        # github.com/cilium/cilium/pull/11092).
+        egress.append(
+            {
+                "to": [{"podSelector": {"matchLabels": labels.selector(stack, "front")}}],
+                "ports": [{"port": "http", "protocol": "TCP"}],
+            }
+        )
     network_policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -180,14 +198,7 @@ def job_manifests(config_path: Path, image: str, duration: int, concurrency: int
             "podSelector": {"matchLabels": labels.selector(stack, "loadtest")},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],  # nothing calls the load client
-            "egress": [
-                DNS_EGRESS,
-                # The server, in this namespace.
-                {
-                    "to": [{"podSelector": {"matchLabels": labels.selector(stack, "server")}}],
-                    "ports": [{"port": c.server.port, "protocol": "TCP"}],
-                },
-            ],
+            "egress": egress,
         },
     }
     return yaml.dump_all([config_map, network_policy, job], Dumper=ManifestDumper, sort_keys=False, allow_unicode=True)
