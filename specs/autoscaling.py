@@ -165,12 +165,14 @@ def wake_query(namespace: str) -> str:
     most once: KEDA asks for ceil(value / threshold) replicas (a trigger's metricType defaults to
     AverageValue, keda.sh/docs/latest/reference/scaledobject-spec/), so a burst of turned-away
     requests would otherwise ask for as many GPU nodes. The queue triggers size the server once a
-    replica answers."""
+    replica answers. Each term falls back to 0 (`or vector(0)`): a sum over no series is empty, and
+    an empty side would empty the whole sum, hiding the other side's turned-away requests."""
     selector = f'namespace="{namespace}", envoy_cluster_name="{FRONT_CLUSTER}"'
-    return (
-        f"clamp_max(sum(increase(envoy_cluster_upstream_cx_none_healthy{{{selector}}}[2m]))"
-        f" + sum(increase(envoy_cluster_upstream_cx_connect_fail{{{selector}}}[2m])), {WAKE_REPLICAS})"
-    )
+    terms = [
+        f"(sum(increase(envoy_cluster_upstream_cx_{counter}{{{selector}}}[2m])) or vector(0))"
+        for counter in ("none_healthy", "connect_fail")
+    ]
+    return f"clamp_max({' + '.join(terms)}, {WAKE_REPLICAS})"
 
 
 def wake_trigger(namespace: str, query_endpoint: str) -> dict[str, Any]:

@@ -93,6 +93,17 @@ def test_wake_query_selects_its_namespace_exactly():
     assert "envoy_cluster_upstream_cx_none_healthy" in query and "envoy_cluster_upstream_cx_connect_fail" in query
 
 
+def test_each_wake_term_counts_zero_when_its_series_is_missing():
+    """A sum over no series is empty in PromQL, and empty + anything is empty: without a fallback
+    a missing connect_fail series would hide every none_healthy count, and the server never wakes."""
+    query = spec.wake_query("llamacpp-dev-serving")
+    inner = query.removeprefix("clamp_max(").removesuffix(f", {spec.WAKE_REPLICAS})")
+    terms = inner.split(" + ")
+    assert len(terms) == 2
+    for term in terms:
+        assert term.startswith("(sum(increase(envoy_cluster_upstream_cx_") and term.endswith(" or vector(0))")
+
+
 def test_front_has_no_filter_that_buffers_or_checks_the_key():
     # Only the router: no buffer filter (answers stream as SSE), no auth filter (llama-server checks
     # the key; the Authorization header passes through untouched).
