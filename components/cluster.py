@@ -109,7 +109,9 @@ class AksCluster(pulumi.ComponentResource):
             tags=tags,
             # The GPU pool is its own AgentPool resource; inline pools are fragile to edit later.
             opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["agentPoolProfiles[0].count"], depends_on=[identity_ready] if identity_ready else []
+                parent=self,
+                ignore_changes=["agentPoolProfiles[0].count"],
+                depends_on=[identity_ready] if identity_ready else [],
             ),
         )
         if workspace is not None:

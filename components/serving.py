@@ -55,7 +55,7 @@ class ModelServer(pulumi.ComponentResource):
         self.front_selector = labels.selector(stack, "front")
         # What the public gateway probes: the front's own readiness, or llama-server's /health.
         self.probe_path = FRONT_READY_PATH if self.has_front else HEALTH_PATH
-        self.probe_port = FRONT_PORT if self.has_front else args.service.port
+        self.probe_port = FRONT_PORT if self.has_front else s.port  # the pod's port: the gateway probes endpoints
         self.container_port = s.port
         # Plain names for what must name the server before it exists (alert rules, dashboards).
         self.names = labels.ServingNames(stack)

@@ -413,3 +413,11 @@ def test_every_chart_pod_tolerates_the_system_pool_since_every_node_is_tainted()
     cert_manager = spec.cert_manager_values()
     for part in (cert_manager, *(cert_manager[k] for k in ("webhook", "cainjector", "startupapicheck"))):
         assert part["tolerations"] == spec.system_pool_tolerations()
+
+
+def test_the_gateway_probes_the_pods_port_not_the_services():
+    """A HealthCheckPolicy's port is the backend target's (learn.microsoft.com/azure/application-gateway/
+    for-containers/custom-health-probe): the pod's, which differs from the Service's when service.port does."""
+    mocks = run_stack({**PUBLIC, "service": {"port": 9000}}, "dev")
+    (probe,) = [r.inputs for r in mocks.resources if r.inputs.get("kind") == "HealthCheckPolicy"]
+    assert probe["spec"]["default"]["port"] == StackConfig().server.port == 8008
