@@ -83,6 +83,19 @@ def test_preparations_run_at_low_priority_beside_the_first_parts_and_end_before_
     assert "| build (background, from the start) | " in out and "| aiperf (background, from the start) | " in out
 
 
+def test_the_unit_part_runs_on_every_core_and_the_other_parts_in_one_process(
+    jobs: Path, monkeypatch: pytest.MonkeyPatch
+):
+    foreground = Foreground(jobs)
+    monkeypatch.setattr(timed, "run", foreground)
+    timed.main()
+    pytest_calls = {cmd[4]: cmd for cmd, _ in foreground.calls if cmd[1:4] == ["-m", "pytest", "-m"]}
+    assert list(pytest_calls) == [marker for _, marker, _ in timed.PYTEST_PARTS]
+    unit = pytest_calls.pop(timed.UNIT)
+    assert unit[unit.index("-n") + 1] == "auto", unit
+    assert all("-n" not in cmd for cmd in pytest_calls.values()), pytest_calls
+
+
 def test_a_failed_preparation_is_retried_by_the_end_to_end_part_not_counted_as_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):

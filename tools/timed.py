@@ -31,7 +31,9 @@ BIN = Path(sys.executable).parent
 
 UNIT = "not external and not e2e and not install"
 PYTEST_PARTS = (
-    ("unit and mocks tests", UNIT, ()),
+    # pytest-xdist, one worker per core: most of these tests wait (on loopback servers, subprocesses,
+    # time bounds) rather than compute, so a second worker fills the time the first one waits.
+    ("unit and mocks tests", UNIT, ("-n", "auto")),
     ("lock files install from nothing", "install", ()),
     ("external checks on the render", "external", ()),
     ("end-to-end with llama-server", "e2e", ()),
