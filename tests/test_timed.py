@@ -168,3 +168,37 @@ def test_an_interrupted_build_stops_its_compilers(tmp_path: Path):
     if alive(compiler):
         os.kill(compiler, signal.SIGKILL)
         pytest.fail("the build's compiler outlived the interrupted build")
+
+
+FAKE_PYTHON = """#!/bin/bash
+# Stands in for python3: `-m venv DIR` makes DIR/bin/python (this script), `-m pip` logs its start
+# and end around a second's work, anything else succeeds.
+if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; exit 0; fi
+if [ "$1 $2" = "-m pip" ]; then
+  echo "start $(date +%s.%N)" >> "$(dirname "$0")/../pip.log"
+  sleep 1
+  echo "end $(date +%s.%N)" >> "$(dirname "$0")/../pip.log"
+fi
+exit 0
+"""
+
+
+def test_make_test_installs_both_venvs_side_by_side(tmp_path: Path):
+    python = tmp_path / "python3"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    venvs = [tmp_path / "venv", tmp_path / "venv-checkov"]
+    result = subprocess.run(
+        ["make", "--no-print-directory", "test", f"PYTHON={python}", f"VENV={venvs[0]}", f"CHECKOV_VENV={venvs[1]}"],
+        cwd=ROOT,
+        env={**os.environ, "TOOLS_DIR": str(tmp_path / "tools")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (start_a, end_a), (start_b, end_b) = [
+        sorted(float(line.split()[1]) for line in (venv / "pip.log").read_text().splitlines()) for venv in venvs
+    ]
+    assert start_a < end_b and start_b < end_a, "the second venv's pip install waited for the first's"
