@@ -136,7 +136,8 @@ def test_an_interrupted_run_stops_its_background_preparations(tmp_path: Path, mo
 
 
 BUILD_CHILD = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as make test's background jobs have it
 from pathlib import Path
 from tools import llama_build
 tmp = Path(sys.argv[1])

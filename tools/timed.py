@@ -62,6 +62,12 @@ def run(cmd: list[str]) -> int:
     return subprocess.run(cmd, cwd=ROOT, check=False).returncode
 
 
+def interruptible() -> None:
+    """Runs in each background job before it starts. A run started in the background (`make test &`,
+    nohup) ignores SIGINT, and its children inherit that: stop_background's SIGINT must reach them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_background(tmp: Path) -> list[Background]:
     # LLAMA_SERVER_BINARY (another release's build, tests/conftest.py) stands in for the pinned one's.
     commands = [AIPERF_VENV] if os.environ.get("LLAMA_SERVER_BINARY") else [BUILD, AIPERF_VENV]
@@ -75,6 +81,7 @@ def start_background(tmp: Path) -> list[Background]:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=interruptible,  # timed.py starts no thread, so a function before exec is safe
         )
         jobs.append(Background(name, process, log, time.monotonic()))
     return jobs
