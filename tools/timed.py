@@ -6,8 +6,8 @@ every failure; the exit status is non-zero if any part failed.
 
 The end-to-end part's two slow preparations, the CPU llama-server build and AIPerf's venv (each made
 once under $CACHE_DIR), start first, in the background and at low CPU priority: they take the CPU
-time the other parts leave idle (mypy holds one core, the lock install waits on the package index,
-the unit tests wait on their loopback servers), and the end-to-end part waits for them. Each writes
+time the other parts leave idle (mypy holds one core; the unit tests mostly wait on loopback servers,
+subprocesses and time bounds), and the end-to-end part waits for them. Each writes
 to its own log, printed when it is waited for; on a warm cache each ends within a second. One that
 fails does not fail the run by itself: the end-to-end part's fixtures make the same thing again in
 the foreground (the build resumes its kept build directory), and fail there, in their own words.
