@@ -65,15 +65,15 @@ def test_makefile_installs_only_lock_files_with_require_hashes():
     assert all("--require-hashes -r requirements" in i and i.endswith(".lock.txt") for i in installs), installs
 
 
-def _dry_run_install(lock: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
-    """pip's resolver over one lock file in --require-hashes mode, in a venv made for it.
+def _dry_run_install(lock: Path, venv: Path) -> subprocess.CompletedProcess[str]:
+    """pip's resolver over one lock file in --require-hashes mode, in a new, untouched venv.
 
     The venv comes from `python -m venv`, so its pip is the one a new venv has (the one `make venv`
     and the load test's venv install their lock files with), not the pip that .venv upgraded to.
+    A dry run with --ignore-installed writes nothing into the venv and reads nothing installed in
+    it, so one new venv serves every lock file, side by side.
     No pip cache: a file that only a cache holds could hide a lock that no bare machine installs.
     """
-    venv = workdir / lock.stem
-    subprocess.run([BASE_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
     return subprocess.run(
         [*pip, "--no-cache-dir", "--disable-pip-version-check", "--require-hashes", "-r", str(lock)],
@@ -88,8 +88,10 @@ def test_every_lock_file_installs_with_require_hashes_into_an_empty_venv(tmp_pat
     """A lock file that only a cached venv could install (an extra the lock dropped, a version
     without ==) fails here in pip's own words, for every lock file at once."""
     locks = [lock_of(source) for source in SOURCES]
+    venv = tmp_path / "venv"
+    subprocess.run([BASE_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
     with ThreadPoolExecutor(max_workers=len(locks)) as pool:
-        results = dict(zip(locks, pool.map(lambda lock: _dry_run_install(lock, tmp_path), locks), strict=True))
+        results = dict(zip(locks, pool.map(lambda lock: _dry_run_install(lock, venv), locks), strict=True))
     failures = {
         lock.name: [line for line in r.stderr.splitlines() if "WARNING" not in line][-6:]
         for lock, r in results.items()

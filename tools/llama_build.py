@@ -123,9 +123,13 @@ def build(
     )
     try:
         rc = process.wait(timeout=budget_seconds)
-    except subprocess.TimeoutExpired:
+    except (subprocess.TimeoutExpired, KeyboardInterrupt) as stopped:
+        # An interrupt too (Ctrl-C, or make test stopping its background build): the compilers
+        # run in their own session, so they would otherwise outlive this process.
         os.killpg(process.pid, signal.SIGTERM)
         process.wait()
+        if isinstance(stopped, KeyboardInterrupt):
+            raise
         raise BuildTimeout(
             f"{kind} build stopped after {budget_seconds:.0f} s; {build_dir} is kept to resume"
         ) from None
