@@ -33,6 +33,16 @@ def test_every_item_has_a_cost_and_a_removal():
         assert (item.count("\n  cost: "), item.count("\n  remove: ")) == (1, 1), item
 
 
+def test_the_control_plane_identity_stays_only_where_bootstrap_made_it():
+    def identity_items(adopted: bool) -> list[str]:
+        return [i.text() for i in destroy.leftovers("prod", "managed-csi-premium", adopted) if "identity" in i.text()]
+
+    assert identity_items(False) == []  # the program made it, and destroy deletes it
+    (item,) = identity_items(True)
+    assert "llamacpp-prod-aks-identity" in item and "retain_on_delete" in item
+    assert "az identity delete --resource-group llamacpp-prod-rg --name llamacpp-prod-aks-identity" in item
+
+
 def test_the_model_volume_is_found_where_the_program_retains_it():
     where = f"components/serving.py:{line_of('components/serving.py', 'k8s.core.v1.PersistentVolumeClaim(')}"
     assert f"the model volume llamacpp-dev-server-models ({where}, retain_on_delete)" in report()

@@ -107,12 +107,25 @@ def project() -> str:
     return labels.PROJECT
 
 
-def leftovers(stack: str, storage_class: str) -> list[Leftover]:
+def leftovers(stack: str, storage_class: str, adopted_identity: bool = False) -> list[Leftover]:
     group = labels.name(stack, "rg")
     names = labels.ServingNames(stack)
     items: list[Leftover] = []
     for kind, where in retained(ROOT / "components"):
-        if kind == "PersistentVolumeClaim":
+        if kind == "UserAssignedIdentity":
+            # Kept only when adopted (cluster.adoptControlPlaneIdentity): then bootstrap made it.
+            if adopted_identity:
+                identity = labels.name(stack, "aks-identity")
+                items.append(
+                    Leftover(
+                        f"the control-plane identity {identity} ({where}, retain_on_delete): bootstrap made it, "
+                        f"with its Network Contributor on {group}, so it stays with bootstrap's resources",
+                        "nothing: a managed identity is free",
+                        f"with bootstrap's resources (below), or az identity delete --resource-group {group} "
+                        f"--name {identity}",
+                    )
+                )
+        elif kind == "PersistentVolumeClaim":
             policy = "Delete" if storage_class in AKS_BUILTIN_CLASSES else "the class's reclaimPolicy"
             items.append(
                 Leftover(
@@ -190,13 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 1
     try:
-        storage_class = loading.read_stack(path)[1].model.storage.storage_class
+        config = loading.read_stack(path)[1]
     except ConfigError as err:
         for problem in err.problems:
             print(f"problem: {problem}", file=sys.stderr)
         return 1
     print(f"What stays after make destroy STACK={args.stack}, what it costs, and how to remove it:")
-    for item in leftovers(args.stack, storage_class):
+    storage_class = config.model.storage.storage_class
+    for item in leftovers(args.stack, storage_class, config.cluster.adopt_control_plane_identity):
         print(item.text())
     return 0
 
