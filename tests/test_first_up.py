@@ -425,3 +425,24 @@ def test_a_deployer_that_bootstrap_made_cluster_admin_gets_no_grant_and_no_wait(
     config = StackConfig.model_validate({"cluster": {"deployerHoldsClusterAdmin": True}})
     (poll,) = [s for s in first_token.first_deploy(config) if s.key == "admin-poll"]
     assert (poll.low_s, poll.high_s) == (0, 0)
+
+
+def test_design_states_cis_first_deploy_of_dev_as_the_estimate_gives_it():
+    import yaml
+
+    from core import first_token
+    from core.loading import load_config
+    from tests.conftest import ROOT
+    from tools import ci_stack
+
+    document = ci_stack.apply(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text()), None)
+    config, _ = load_config({k.split(":", 1)[1]: v for k, v in document["config"].items()}, "dev")
+    figures = {
+        path: "-".join(first_token.minutes(s) for s in first_token.total_s(first_token.first_deploy(config, path)))
+        for path in ("acr-release", "acr-source")
+    }
+    text = " ".join((ROOT / "docs" / "design.md").read_text().split())
+    assert (
+        f"first deploy is {figures['acr-release']} minutes with the release binaries and "
+        f"{figures['acr-source']} minutes with the source build" in text
+    )
