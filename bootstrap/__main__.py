@@ -317,6 +317,10 @@ for name, env in environments(c).items():
         "DEPLOYER_OBJECT_ID": deployers[env.stack].object_id,
         "PULUMI_STATE_CONTAINER": state_container_name(c, env.stack),
         "NODE_RESOURCE_GROUP_GRANTED": str(node_group_granted(c, env.stack, locations[env.stack])).lower(),
+        # This bootstrap made the control-plane identity and the deployer's cluster admin role, so
+        # CI may import the one and rely on the other (tools/ci_stack.py); a bootstrap from before
+        # them sets no such variable, and the program keeps granting and waiting itself.
+        "STACK_ROLES_PREPARED": "true",
     }
     for variable in environment_variables(c)[name]:
         github.ActionsEnvironmentVariable(

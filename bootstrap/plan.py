@@ -212,7 +212,13 @@ def node_group_granted(c: BootstrapConfig, stack: str, location: str) -> bool:
     return node_group in {g.lower() for g in c.deploy_resource_groups.get(stack, [])}
 
 
-Variable = Literal["AZURE_CLIENT_ID", "DEPLOYER_OBJECT_ID", "PULUMI_STATE_CONTAINER", "NODE_RESOURCE_GROUP_GRANTED"]
+Variable = Literal[
+    "AZURE_CLIENT_ID",
+    "DEPLOYER_OBJECT_ID",
+    "PULUMI_STATE_CONTAINER",
+    "NODE_RESOURCE_GROUP_GRANTED",
+    "STACK_ROLES_PREPARED",
+]
 
 
 def environment_variables(c: BootstrapConfig) -> dict[str, dict[Variable, str]]:
@@ -225,6 +231,7 @@ def environment_variables(c: BootstrapConfig) -> dict[str, dict[Variable, str]]:
         "DEPLOYER_OBJECT_ID",
         "PULUMI_STATE_CONTAINER",
         "NODE_RESOURCE_GROUP_GRANTED",
+        "STACK_ROLES_PREPARED",
     )
     out: dict[str, dict[Variable, str]] = {}
     for name, env in environments(c).items():

@@ -366,6 +366,10 @@ def test_each_environment_names_its_own_stacks_identity_and_state(bootstrap: Boo
         ("dev", "NODE_RESOURCE_GROUP_GRANTED"): "false",
         ("prod", "NODE_RESOURCE_GROUP_GRANTED"): "false",
         ("dev-preview", "NODE_RESOURCE_GROUP_GRANTED"): "false",
+        # This bootstrap made the control-plane identities and the deployers' cluster admin roles.
+        ("dev", "STACK_ROLES_PREPARED"): "true",
+        ("prod", "STACK_ROLES_PREPARED"): "true",
+        ("dev-preview", "STACK_ROLES_PREPARED"): "true",
     }
 
 

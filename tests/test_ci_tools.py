@@ -220,7 +220,7 @@ def test_comment_holds_the_pulumi_diff_then_the_sizing_change_within_githubs_lim
 
 def test_ci_sets_kubelogins_workload_identity_and_the_deployer_and_keeps_the_rest():
     document = {"config": {"llamacpp-aks:cluster": {"location": "eastus"}, "llamacpp-aks:server": {"parallel": 8}}}
-    out = ci_stack.apply(document, "11111111-1111-1111-1111-111111111111")
+    out = ci_stack.apply(document, "11111111-1111-1111-1111-111111111111", roles_prepared=True)
     assert out["config"]["llamacpp-aks:cluster"] == {
         "location": "eastus",
         "kubeloginMode": "workloadidentity",
@@ -250,12 +250,25 @@ def test_the_node_group_reader_follows_bootstraps_variable_exactly(tmp_path, mon
     assert ingress == {"enabled": True, "hostname": "llm.example.com", "nodeResourceGroupReader": granted}
 
 
+@pytest.mark.parametrize(("variable", "prepared"), [("true", True), ("", False), ("false", False), ("TRUE", False)])
+def test_only_a_bootstrap_that_prepared_the_roles_lets_the_program_rely_on_them(
+    tmp_path, monkeypatch, variable, prepared
+):
+    """A bootstrap from before the control-plane identity sets no variable: the program then keeps
+    its own subnet role, cluster admin grant and waits, so an older setup never loses them."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": {}}))
+    monkeypatch.setattr(ci_stack, "ROOT", tmp_path)
+    assert ci_stack.main(["--stack", "dev", "--stack-roles-prepared", variable]) == 0
+    cluster = yaml.safe_load((tmp_path / "Pulumi.dev.yaml").read_text())["config"]["llamacpp-aks:cluster"]
+    assert (cluster["adoptControlPlaneIdentity"], cluster["deployerHoldsClusterAdmin"]) == (prepared, prepared)
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_ci_settings_load_as_a_valid_stack_config(stack: str):
     from core.loading import load_config
     from tests.conftest import ROOT
 
-    document = ci_stack.apply(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()), None)
+    document = ci_stack.apply(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()), None, roles_prepared=True)
     raw = {k.split(":", 1)[1]: v for k, v in document["config"].items()}
     config, _ = load_config(raw, stack)
     assert config.cluster.kubelogin_mode == "workloadidentity"

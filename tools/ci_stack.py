@@ -8,10 +8,13 @@ never committed: how kubelogin signs in and whose object id the deployer's roles
 - `cluster.adoptResourceGroup: true`: bootstrap made the stack's resource group (the deploy
   identity's roles are scoped to it), so the program imports it instead of creating it; azure-native
   refuses to create a resource that exists.
-- `cluster.adoptControlPlaneIdentity: true`: bootstrap made the cluster's control-plane identity
+- `cluster.adoptControlPlaneIdentity` and `cluster.deployerHoldsClusterAdmin`: true where
+  bootstrap says it prepared them (the STACK_ROLES_PREPARED variable, "true"); a bootstrap from
+  before them sets none, and the program keeps granting and waiting itself.
+- `cluster.adoptControlPlaneIdentity`: bootstrap made the cluster's control-plane identity
   and its Network Contributor on the stack's group too, so the program imports it and the first
   deploy skips the fixed wait for that role (a managed identity's role cannot be probed).
-- `cluster.deployerHoldsClusterAdmin: true`: bootstrap made the deploy identity cluster admin
+- `cluster.deployerHoldsClusterAdmin`: bootstrap made the deploy identity cluster admin
   (Azure RBAC) of its stack's group, so the program grants no admin role on the cluster and waits
   for none (AKS's authorizer reads a new assignment up to 5 minutes late).
 - `cluster.deployerObjectId` and `deployerPrincipalType: ServicePrincipal`: the deploy identity
@@ -43,24 +46,29 @@ from core.config import PROJECT
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ci_settings(deployer_object_id: str | None) -> dict[str, Any]:
+def ci_settings(deployer_object_id: str | None, roles_prepared: bool = False) -> dict[str, Any]:
     """The `cluster` keys CI sets (camelCase, as in the stack files)."""
     settings: dict[str, Any] = {
         "kubeloginMode": "workloadidentity",
         "adoptResourceGroup": True,
-        "adoptControlPlaneIdentity": True,
-        "deployerHoldsClusterAdmin": True,
+        "adoptControlPlaneIdentity": roles_prepared,
+        "deployerHoldsClusterAdmin": roles_prepared,
     }
     if deployer_object_id:
         settings |= {"deployerObjectId": deployer_object_id, "deployerPrincipalType": "ServicePrincipal"}
     return settings
 
 
-def apply(document: dict[str, Any], deployer_object_id: str | None, node_group_granted: bool = False) -> dict[str, Any]:
+def apply(
+    document: dict[str, Any],
+    deployer_object_id: str | None,
+    node_group_granted: bool = False,
+    roles_prepared: bool = False,
+) -> dict[str, Any]:
     """The stack file's document with CI's `cluster` and `ingress` keys merged in; everything else untouched."""
     config = dict(document.get("config") or {})
     blocks = {
-        "cluster": ci_settings(deployer_object_id),
+        "cluster": ci_settings(deployer_object_id, roles_prepared),
         "ingress": {"nodeResourceGroupReader": node_group_granted},
     }
     for block, settings in blocks.items():
@@ -78,11 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help='"true" where bootstrap granted the deploy identity the node resource group; anything else: not yet',
     )
+    parser.add_argument(
+        "--stack-roles-prepared",
+        default="",
+        help='"true" where bootstrap made the control-plane identity and the deployer\'s cluster admin role',
+    )
     args = parser.parse_args(argv)
     path = ROOT / f"Pulumi.{args.stack}.yaml"
     document = yaml.safe_load(path.read_text()) or {}
     granted = args.node_resource_group_granted.strip() == "true"
-    path.write_text(yaml.safe_dump(apply(document, args.deployer_object_id or None, granted), sort_keys=False))
+    prepared = args.stack_roles_prepared.strip() == "true"
+    path.write_text(
+        yaml.safe_dump(apply(document, args.deployer_object_id or None, granted, prepared), sort_keys=False)
+    )
     return 0
 
 

@@ -157,9 +157,10 @@ UP_STEPS = r"""      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273
         env:
           DEPLOYER_OBJECT_ID: ${{{{ vars.DEPLOYER_OBJECT_ID }}}}
           NODE_RESOURCE_GROUP_GRANTED: ${{{{ vars.NODE_RESOURCE_GROUP_GRANTED }}}}
+          STACK_ROLES_PREPARED: ${{{{ vars.STACK_ROLES_PREPARED }}}}
         run: >-
           .venv/bin/python -m tools.ci_stack --stack "$STACK" --deployer-object-id "$DEPLOYER_OBJECT_ID"
-          --node-resource-group-granted "$NODE_RESOURCE_GROUP_GRANTED"
+          --node-resource-group-granted "$NODE_RESOURCE_GROUP_GRANTED" --stack-roles-prepared "$STACK_ROLES_PREPARED"
       - name: Keep a fresh federated token for the state backend and az
         run: |
           echo "AZURE_FEDERATED_TOKEN_FILE=$RUNNER_TEMP/azure-federated-token" >> "$GITHUB_ENV"
