@@ -159,12 +159,18 @@ class FileServer:
 
 @dataclass
 class ScriptedServer:
-    """Answers every GET with `status` and `body` after `delay` seconds; logs each request's headers."""
+    """Answers every GET and POST with `status` and `body` after `delay` seconds; logs each
+    request's method, path, body and headers (lower-cased names), and calls `seen()` while the
+    request is open (the client is still running then)."""
 
     status: int = 200
     body: str = ""
     delay: float = 0.0
+    content_type: str = "text/plain; version=0.0.4"
     requests: list[dict[str, str]] = field(default_factory=list)
+
+    def seen(self) -> None:
+        """Called for each request before the answer; a subclass notes what it needs."""
 
     def __post_init__(self) -> None:
         server = self
@@ -174,19 +180,26 @@ class ScriptedServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:
-                server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+            def answer(self) -> None:
+                server.seen()
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                server.requests.append({**headers, "method": self.command, "path": self.path, "body": body})
                 if server.delay and server.closed.wait(server.delay):
                     return
                 data = server.body.encode()
                 try:
                     self.send_response(server.status)
-                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Type", server.content_type)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up first, as a timeout test wants
+
+            do_GET = answer
+            do_POST = answer
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -9,9 +9,7 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from bootstrap import plan, runner_image
 from core.config import Image
 from core.image import IMAGE_DIR, content_tag
 from tests.conftest import ROOT, bare_path, pinned_pulumi, run_make
-from tests.httpfiles import pids_with_in_argv
+from tests.httpfiles import ScriptedServer, pids_with_in_argv
 
 RUNNER_DIR = ROOT / "image" / "runner"
 ENTRYPOINT = RUNNER_DIR / "entrypoint.sh"
@@ -31,61 +29,21 @@ PATH_ = "/orgs/example-org/actions/runners/registration-token"
 
 
 @dataclass
-class FakeGitHub:
+class FakeGitHub(ScriptedServer):
     """GitHub's registration-token endpoint: 201 with the token, or what GitHub answers otherwise.
     While a request is open (curl is running), it notes every process with the PAT in its argv."""
 
     status: int = 201
     body: str = json.dumps({"token": TOKEN, "expires_at": "2026-12-06T10:13:35.123-08:00"})
-    delay: float = 0.0
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    content_type: str = "application/json; charset=utf-8"
     pat_in_argv: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        server = self
-        self.closed = threading.Event()
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def answer(self) -> None:
-                server.pat_in_argv.extend(pids_with_in_argv(PAT))
-                length = int(self.headers.get("Content-Length") or 0)
-                server.requests.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "body": self.rfile.read(length).decode() if length else "",
-                    }
-                )
-                if server.delay and server.closed.wait(server.delay):
-                    return
-                data = server.body.encode()
-                try:
-                    self.send_response(server.status)
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            do_POST = answer
-            do_GET = answer
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def seen(self) -> None:
+        self.pat_in_argv.extend(pids_with_in_argv(PAT))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{PATH_}"
-
-    def close(self) -> None:
-        self.closed.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return f"http://127.0.0.1:{self.port}{PATH_}"
 
 
 # The fakes write their arguments and environment as JSON, and note every process that shows a
@@ -93,7 +51,7 @@ class FakeGitHub:
 FAKE = """#!/usr/bin/env python3
 import json, os, sys
 sys.path.insert(0, {root!r})
-from tests.httpfiles import pids_with_in_argv
+from tests.httpfiles import ScriptedServer, pids_with_in_argv
 seen = [p for s in ({pat!r}, {token!r}) for p in pids_with_in_argv(s)]
 with open({out!r}, "w") as f:
     json.dump({{"argv": sys.argv[1:], "env": dict(os.environ), "secret_in_argv": seen}}, f)
@@ -144,9 +102,9 @@ def test_asks_github_for_a_registration_token_with_the_pat_as_a_bearer_header(gi
     assert result.returncode == 0, result.stderr
     (request,) = github.requests
     assert (request["method"], request["path"]) == ("POST", PATH_)
-    assert request["headers"]["authorization"] == f"Bearer {PAT}"
-    assert request["headers"]["accept"] == "application/vnd.github+json"
-    assert request["headers"]["x-github-api-version"] == "2022-11-28"
+    assert request["authorization"] == f"Bearer {PAT}"
+    assert request["accept"] == "application/vnd.github+json"
+    assert request["x-github-api-version"] == "2022-11-28"
 
 
 def test_registers_one_ephemeral_runner_in_the_group_with_the_label_then_runs_it(github, runner_home):
