@@ -13,6 +13,7 @@ before the end of a body.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 
 def pids_with_in_argv(secret: str) -> list[str]:
@@ -155,6 +156,16 @@ class FileServer:
         self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    """One JSON answer with its length, as the fake APIs (GitHub's, ARM's, Kubernetes') send theirs."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 @dataclass

@@ -17,7 +17,6 @@ kubernetes.io/docs/reference/kubernetes-api/ (Status, pod log parameters).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+from tests.httpfiles import send_json
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "kube"
 TOKEN = "fake-token"
@@ -129,12 +130,7 @@ class FakeKubeApi:
                     self._json(code, body)
 
             def _json(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, body)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

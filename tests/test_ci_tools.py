@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.httpfiles import send_json
 from tools import ci_stack, oidc_token, pr_comment
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvIn0.c2ln"
@@ -31,12 +32,7 @@ class Fake:
                 body = json.loads(self.rfile.read(length)) if length else None
                 fake.requests.append((self.command, self.path, dict(self.headers), body))
                 status, payload = handle(self.command, self.path, self.headers, body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             do_GET = do_POST = do_PATCH = _answer
 

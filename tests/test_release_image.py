@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import shlex
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from core import rules
 from core.config import StackConfig
 from core.image import IMAGE_DIR, acr_build_script, build_args, content_tag, dockerfile, release_asset
 from tests.conftest import ROOT, of_type, run_stack
+from tests.httpfiles import send_json
 from tools import release_pin
 
 PIN = "c" * 64
@@ -137,12 +137,7 @@ class FakeGitHub:
                 self.reply(200, fake.releases[tag])
 
             def reply(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"

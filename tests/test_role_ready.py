@@ -3,7 +3,6 @@ tools/role_ready.py against a fake of ARM's permissions API on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from core.permissions import ACR_PUSH, ACR_TASKS_RUN, AKS_ADMIN, Needed, NotInEffect, allows, poll, ready_command
+from tests.httpfiles import send_json
 from tools import role_ready
 
 # The built-in roles' permissions as ARM lists them (built-in-roles/containers).
@@ -207,12 +207,7 @@ class FakeArm:
                 self.reply(200, body)
 
             def reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
