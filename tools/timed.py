@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -56,12 +56,13 @@ class Background:
     process: subprocess.Popen[bytes]
     log: IO[bytes]
     started: float
-    ended: list[float] = field(default_factory=list)  # when the process exited, set by its watcher
+    ended: float = 0.0  # when the process exited, set by its watcher
+    watcher: threading.Thread | None = None
 
     def watch(self) -> None:
         """Notes when the process exits, so its row shows its own time, not when the run asked."""
         self.process.wait()
-        self.ended.append(time.monotonic())
+        self.ended = time.monotonic()
 
 
 def run(cmd: list[str]) -> int:
@@ -93,17 +94,17 @@ def start_background(tmp: Path) -> list[Background]:
         jobs.append(Background(name, process, log, time.monotonic()))
     # Watchers start once every preexec_fn has run: a thread and preexec_fn do not mix.
     for job in jobs:
-        threading.Thread(target=job.watch, daemon=True).start()
+        job.watcher = threading.Thread(target=job.watch, daemon=True)
+        job.watcher.start()
     return jobs
 
 
 def finish_background(job: Background) -> tuple[str, float, str]:
     """Waits for one background preparation; prints its log; its row of the timing table."""
     rc = job.process.wait()
-    deadline = time.monotonic() + 5
-    while not job.ended and time.monotonic() < deadline:  # the watcher notes the exit at once
-        time.sleep(0.01)
-    seconds = (job.ended[0] if job.ended else time.monotonic()) - job.started
+    if job.watcher is not None:
+        job.watcher.join()
+    seconds = (job.ended or time.monotonic()) - job.started
     job.log.close()
     print(f"\n# {job.name} (background, exit {rc}):", flush=True)
     print(Path(job.log.name).read_text(errors="replace").rstrip()[-20000:], flush=True)
